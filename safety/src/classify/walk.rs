@@ -1,0 +1,950 @@
+//! Walks a parsed shell program and visits every execution site.
+//!
+//! The walker keeps the little state bash would have that matters for classification: the
+//! working directory (`cd`), variables assigned literal values, functions and aliases defined
+//! earlier in the script. Along pipelines it carries a [`Stream`] describing what flows on stdin
+//! (secret material, downloaded content, decoded payloads, or known static text) so that
+//! data-flow rules can see `cat key | curl`, `curl | sh` and `base64 -d | bash`.
+
+use std::collections::{HashMap, HashSet};
+
+use brush_parser::ast::{
+    self, CommandPrefixOrSuffixItem, CompoundCommand, ExtendedTestExpr, IoFileRedirectKind,
+    IoFileRedirectTarget, IoRedirect, ProcessSubstitutionKind,
+};
+use brush_parser::{ParserOptions, TokenizerOptions};
+
+use super::words::{self, Expanded, WordEnv};
+use super::{Finding, Reason, command, paths, truncate};
+use crate::policy::{Access, CodeKind, Policy};
+use crate::tier::Tier;
+
+/// What arrives on a command's stdin, or what a command prints.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stream {
+    /// Carries secret material (a key file, the environment, a vault read).
+    pub secret: bool,
+    /// Carries content downloaded from the network.
+    pub fetched: bool,
+    /// Carries decoded content (base64, hex, rot13...).
+    pub decoded: bool,
+    /// Produced at run time by a command whose output cannot be known.
+    pub opaque: bool,
+    /// Read from a file.
+    pub file: bool,
+    /// The content, when it is known statically (echo, heredoc, here-string).
+    pub text: Option<String>,
+}
+
+impl Stream {
+    /// Nothing is piped in.
+    pub(crate) fn empty() -> Self {
+        Stream::default()
+    }
+
+    /// Something is connected to stdin.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.opaque || self.file || self.text.is_some() || self.fetched || self.decoded || self.secret
+    }
+
+    /// The stream after a command's output joins the flow of a pipeline.
+    fn then(&self, out: &Stream) -> Stream {
+        Stream {
+            secret: self.secret || out.secret,
+            fetched: self.fetched || out.fetched,
+            decoded: self.decoded || out.decoded,
+            opaque: out.text.is_none(),
+            file: false,
+            text: out.text.clone(),
+        }
+    }
+
+    /// Combines the outputs of commands run one after the other.
+    fn merge(&mut self, other: &Stream) {
+        self.secret |= other.secret;
+        self.fetched |= other.fetched;
+        self.decoded |= other.decoded;
+        self.opaque |= other.opaque;
+        self.text = match (self.text.take(), &other.text) {
+            (None, t) if !self.opaque => t.clone(),
+            _ => {
+                self.opaque = true;
+                None
+            }
+        };
+    }
+}
+
+/// The shell state that classification depends on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    /// The working directory, if known.
+    pub cwd: Option<String>,
+    /// Variables with known literal values.
+    pub vars: HashMap<String, String>,
+    /// Commands here run as root.
+    pub as_root: bool,
+}
+
+/// A command argument after expansion.
+#[derive(Debug, Clone)]
+pub(crate) struct Arg {
+    pub word: Expanded,
+    /// A substitution inside it produces secret material.
+    pub secret: bool,
+    /// A substitution inside it downloads content.
+    pub fetched: bool,
+    /// A process substitution `<(...)` or `>(...)`: what it produces.
+    pub procsub: Option<Stream>,
+    /// Supplied at run time by `xargs` from its input: operands, never options of ours to check.
+    pub from_input: bool,
+}
+
+impl Arg {
+    pub(crate) fn literal(text: &str) -> Self {
+        Arg {
+            word: Expanded::literal(text),
+            secret: false,
+            fetched: false,
+            procsub: None,
+            from_input: false,
+        }
+    }
+
+    pub(crate) fn unknown() -> Self {
+        Arg {
+            word: Expanded::unknown(),
+            secret: false,
+            fetched: false,
+            procsub: None,
+            from_input: false,
+        }
+    }
+
+    pub(crate) fn text(&self) -> &str {
+        &self.word.text
+    }
+}
+
+/// Per-call context of a simple command.
+#[derive(Debug, Clone)]
+pub(crate) struct CallCtx {
+    /// The command as written, for reasons.
+    pub site: String,
+    /// What arrives on stdin.
+    pub stdin: Stream,
+    /// Some redirection opens a network connection (`/dev/tcp`).
+    pub net_redirect: bool,
+}
+
+/// The classification walk over one input.
+pub(crate) struct Walker<'p> {
+    pub policy: &'p Policy,
+    pub home: String,
+    findings: Vec<Finding>,
+    depth: u32,
+    steps: u32,
+    exhausted: bool,
+    /// Functions and aliases defined in the script; calling them is judged at definition.
+    pub defined: HashSet<String>,
+    /// True while looking for commands hidden in the arguments of an unknown command.
+    pub probing: bool,
+}
+
+impl<'p> Walker<'p> {
+    pub(crate) fn new(policy: &'p Policy, home: String) -> Self {
+        Walker {
+            policy,
+            home,
+            findings: Vec::new(),
+            depth: 0,
+            steps: 0,
+            exhausted: false,
+            defined: HashSet::new(),
+            probing: false,
+        }
+    }
+
+    pub(crate) fn into_findings(self) -> Vec<Finding> {
+        self.findings
+    }
+
+    pub(crate) fn findings_len(&self) -> usize {
+        self.findings.len()
+    }
+
+    /// Keeps only the findings after `start` that satisfy `keep`, rewriting their messages.
+    pub(crate) fn filter_findings_since(
+        &mut self,
+        start: usize,
+        keep: impl Fn(&Finding) -> bool,
+        rewrite: impl Fn(&mut Finding),
+    ) {
+        let mut tail = self.findings.split_off(start);
+        tail.retain(|f| keep(f));
+        for f in &mut tail {
+            rewrite(f);
+        }
+        self.findings.extend(tail);
+    }
+
+    /// Records a finding.
+    pub(crate) fn add(
+        &mut self,
+        tier: Tier,
+        site: &str,
+        message: impl Into<String>,
+        rule: &str,
+        channel: Option<&str>,
+    ) {
+        self.findings.push(Finding {
+            reason: Reason {
+                tier,
+                site: truncate(site, 160),
+                message: message.into(),
+                rule: rule.to_owned(),
+            },
+            channel: channel.map(str::to_owned),
+        });
+    }
+
+    /// Counts one unit of analysis work; false once the budget is spent.
+    pub(crate) fn step(&mut self, site: &str) -> bool {
+        if self.exhausted {
+            return false;
+        }
+        self.steps += 1;
+        if self.steps > self.policy.settings.max_steps {
+            self.exhausted = true;
+            self.add(
+                Tier::Red,
+                site,
+                "too large to analyse completely; treated as risky",
+                "settings.max_steps",
+                None,
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Entry point: classifies a whole input.
+    pub(crate) fn classify_top(&mut self, script: &str, cwd: Option<String>) {
+        let limit = self.policy.settings.max_input_bytes;
+        if script.len() > limit {
+            self.add(
+                Tier::Red,
+                script,
+                format!("the command is {} bytes, over the {limit}-byte analysis limit", script.len()),
+                "settings.max_input_bytes",
+                None,
+            );
+            return;
+        }
+        if script.contains('\0') {
+            self.add(
+                Tier::Red,
+                script,
+                "contains a NUL byte, which no shell command can hold",
+                "input.nul",
+                None,
+            );
+            return;
+        }
+        if script.trim().is_empty() {
+            self.add(Tier::Green, "", "empty command", "input.empty", None);
+            return;
+        }
+        let mut scope = Scope {
+            cwd: cwd.clone(),
+            ..Default::default()
+        };
+        self.classify_script(script, &mut scope, &Stream::empty(), script);
+        // bash keeps a lone carriage return inside a word, but other tools end the line there.
+        // Judge that reading too, so a parser differential can only make the verdict stricter.
+        if script.replace("\r\n", "\n").contains('\r') {
+            let variant = script.replace("\r\n", "\n").replace('\r', "\n");
+            let mut scope = Scope {
+                cwd,
+                ..Default::default()
+            };
+            self.defined.clear();
+            self.classify_script(&variant, &mut scope, &Stream::empty(), &variant);
+        }
+    }
+
+    /// Parses and walks a script (the top-level input, a `bash -c` string, an `eval` string...).
+    pub(crate) fn classify_script(
+        &mut self,
+        script: &str,
+        scope: &mut Scope,
+        input: &Stream,
+        site: &str,
+    ) -> Stream {
+        if !self.step(site) {
+            return Stream::empty();
+        }
+        if self.depth >= self.policy.settings.max_depth {
+            self.add(
+                Tier::Red,
+                site,
+                "nested too deeply to analyse; treated as risky",
+                "settings.max_depth",
+                None,
+            );
+            return Stream::empty();
+        }
+        if script.contains('\0') {
+            self.add(Tier::Red, site, "contains a NUL byte", "input.nul", None);
+            return Stream::empty();
+        }
+        let program = match parse(script) {
+            Ok(p) => p,
+            Err(message) => {
+                self.add(
+                    Tier::Red,
+                    site,
+                    format!("cannot be parsed as a shell command ({message}); treated as risky"),
+                    "parser.error",
+                    None,
+                );
+                return Stream::empty();
+            }
+        };
+        self.depth += 1;
+        let mut out = Stream::empty();
+        let mut first = true;
+        for list in &program.complete_commands {
+            let o = self.walk_list(list, scope, input);
+            if first {
+                out = o;
+                first = false;
+            } else {
+                out.merge(&o);
+            }
+        }
+        self.depth -= 1;
+        out
+    }
+
+    fn walk_list(&mut self, list: &ast::CompoundList, scope: &mut Scope, input: &Stream) -> Stream {
+        let mut out = Stream::empty();
+        for (i, item) in list.0.iter().enumerate() {
+            let o = self.walk_and_or(&item.0, scope, input);
+            if i == 0 {
+                out = o;
+            } else {
+                out.merge(&o);
+            }
+        }
+        out
+    }
+
+    fn walk_and_or(&mut self, list: &ast::AndOrList, scope: &mut Scope, input: &Stream) -> Stream {
+        let mut out = self.walk_pipeline(&list.first, scope, input);
+        for next in &list.additional {
+            let pipeline = match next {
+                ast::AndOr::And(p) | ast::AndOr::Or(p) => p,
+            };
+            let o = self.walk_pipeline(pipeline, scope, input);
+            out.merge(&o);
+        }
+        out
+    }
+
+    fn walk_pipeline(&mut self, pipeline: &ast::Pipeline, scope: &mut Scope, input: &Stream) -> Stream {
+        if pipeline.seq.len() == 1 {
+            return self.walk_command(&pipeline.seq[0], scope, input);
+        }
+        let mut flow = input.clone();
+        let mut out = Stream::empty();
+        for cmd in &pipeline.seq {
+            // Every part of a pipeline runs in a subshell: `cd` does not leak out.
+            let mut part_scope = scope.clone();
+            let o = self.walk_command(cmd, &mut part_scope, &flow);
+            flow = flow.then(&o);
+            out = Stream {
+                secret: flow.secret,
+                fetched: flow.fetched,
+                decoded: flow.decoded,
+                opaque: o.opaque || o.text.is_none(),
+                file: false,
+                text: o.text,
+            };
+        }
+        out
+    }
+
+    fn walk_command(&mut self, cmd: &ast::Command, scope: &mut Scope, input: &Stream) -> Stream {
+        let site = cmd.to_string();
+        if !self.step(&site) {
+            return Stream::empty();
+        }
+        match cmd {
+            ast::Command::Simple(simple) => self.eval_simple(simple, scope, input),
+            ast::Command::Compound(compound, redirects) => {
+                let redirects: Vec<&IoRedirect> =
+                    redirects.iter().flat_map(|r| r.0.iter()).collect();
+                let effect = self.eval_redirects(&redirects, scope, input, &site);
+                let input = effect.stdin.unwrap_or_else(|| input.clone());
+                self.walk_compound(compound, scope, &input)
+            }
+            ast::Command::Function(def) => {
+                self.defined.insert(def.fname.value.clone());
+                let mut body_scope = scope.clone();
+                let redirects: Vec<&IoRedirect> =
+                    def.body.1.iter().flat_map(|r| r.0.iter()).collect();
+                let effect = self.eval_redirects(&redirects, &mut body_scope, &Stream::empty(), &site);
+                let input = effect.stdin.unwrap_or_default();
+                self.walk_compound(&def.body.0, &mut body_scope, &input);
+                Stream::empty()
+            }
+            ast::Command::ExtendedTest(test, redirects) => {
+                self.walk_test(&test.expr, scope, &site);
+                let redirects: Vec<&IoRedirect> =
+                    redirects.iter().flat_map(|r| r.0.iter()).collect();
+                self.eval_redirects(&redirects, scope, input, &site);
+                self.add(Tier::Green, &site, "conditional test", "shell.test", None);
+                Stream::empty()
+            }
+        }
+    }
+
+    fn walk_test(&mut self, expr: &ExtendedTestExpr, scope: &mut Scope, site: &str) {
+        match expr {
+            ExtendedTestExpr::And(a, b) | ExtendedTestExpr::Or(a, b) => {
+                self.walk_test(a, scope, site);
+                self.walk_test(b, scope, site);
+            }
+            ExtendedTestExpr::Not(a) | ExtendedTestExpr::Parenthesized(a) => {
+                self.walk_test(a, scope, site);
+            }
+            ExtendedTestExpr::UnaryTest(_, word) => {
+                self.expand_word(&word.value, scope, site);
+            }
+            ExtendedTestExpr::BinaryTest(_, a, b) => {
+                self.expand_word(&a.value, scope, site);
+                self.expand_word(&b.value, scope, site);
+            }
+        }
+    }
+
+    fn walk_compound(&mut self, compound: &CompoundCommand, scope: &mut Scope, input: &Stream) -> Stream {
+        match compound {
+            CompoundCommand::BraceGroup(group) => self.walk_list(&group.list, scope, input),
+            CompoundCommand::Subshell(sub) => {
+                let mut inner = scope.clone();
+                self.walk_list(&sub.list, &mut inner, input)
+            }
+            CompoundCommand::IfClause(clause) => {
+                let mut out = self.walk_list(&clause.condition, scope, input);
+                out.merge(&self.walk_list(&clause.then, scope, input));
+                for branch in clause.elses.iter().flatten() {
+                    if let Some(cond) = &branch.condition {
+                        out.merge(&self.walk_list(cond, scope, input));
+                    }
+                    out.merge(&self.walk_list(&branch.body, scope, input));
+                }
+                out
+            }
+            CompoundCommand::WhileClause(clause) | CompoundCommand::UntilClause(clause) => {
+                let mut out = self.walk_list(&clause.0, scope, input);
+                out.merge(&self.walk_list(&clause.1.list, scope, input));
+                out
+            }
+            CompoundCommand::ForClause(clause) => {
+                let site = format!("for {} in ...", clause.variable_name);
+                for value in clause.values.iter().flatten() {
+                    self.expand_word(&value.value, scope, &site);
+                }
+                scope.vars.remove(&clause.variable_name);
+                self.walk_list(&clause.body.list, scope, input)
+            }
+            CompoundCommand::CaseClause(clause) => {
+                let site = format!("case {} in ...", clause.value.value);
+                self.expand_word(&clause.value.value, scope, &site);
+                let mut out = Stream::empty();
+                for item in &clause.cases {
+                    for pattern in &item.patterns {
+                        self.expand_word(&pattern.value, scope, &site);
+                    }
+                    if let Some(cmd) = &item.cmd {
+                        out.merge(&self.walk_list(cmd, scope, input));
+                    }
+                }
+                out
+            }
+            CompoundCommand::Arithmetic(arith) => {
+                let site = format!("(( {} ))", arith.expr.value);
+                self.walk_nested_text(&arith.expr.value, scope, &site);
+                Stream::empty()
+            }
+            CompoundCommand::ArithmeticForClause(clause) => {
+                let site = "for (( ... ))".to_owned();
+                for expr in [&clause.initializer, &clause.condition, &clause.updater]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.walk_nested_text(&expr.value, scope, &site);
+                }
+                self.walk_list(&clause.body.list, scope, input)
+            }
+            CompoundCommand::Coprocess(co) => {
+                let mut inner = scope.clone();
+                self.walk_command(&co.body, &mut inner, input)
+            }
+        }
+    }
+
+    /// Classifies command substitutions hidden in text that bash expands (arithmetic).
+    fn walk_nested_text(&mut self, text: &str, scope: &mut Scope, site: &str) {
+        let mut subs = Vec::new();
+        words::nested_substitutions(text, &mut subs);
+        for sub in subs {
+            let mut inner = scope.clone();
+            self.classify_script(&sub.script, &mut inner, &Stream::empty(), site);
+        }
+    }
+
+    /// Expands a word, classifying the commands its substitutions run.
+    pub(crate) fn expand_word(&mut self, raw: &str, scope: &Scope, site: &str) -> Vec<Arg> {
+        let env = WordEnv {
+            home: &self.home,
+            cwd: scope.cwd.as_deref(),
+            vars: &scope.vars,
+        };
+        let expanded = match words::expand(raw, &env) {
+            Ok(words) => words,
+            Err(e) => {
+                self.add(
+                    Tier::Red,
+                    site,
+                    format!("cannot decode the word `{}` ({}); treated as risky", truncate(raw, 60), e.0),
+                    "parser.word",
+                    None,
+                );
+                let mut unknown = Expanded::unknown();
+                unknown.raw = raw.to_owned();
+                vec![unknown]
+            }
+        };
+        let mut args = Vec::with_capacity(expanded.len());
+        for word in expanded {
+            let mut secret = false;
+            let mut fetched = false;
+            for sub in &word.subs {
+                let mut inner = scope.clone();
+                let sub_site = format!("$({})", sub.script);
+                let out = self.classify_script(&sub.script, &mut inner, &Stream::empty(), &sub_site);
+                secret |= out.secret;
+                fetched |= out.fetched;
+            }
+            args.push(Arg {
+                word,
+                secret,
+                fetched,
+                procsub: None,
+                from_input: false,
+            });
+        }
+        args
+    }
+
+    fn eval_simple(&mut self, cmd: &ast::SimpleCommand, scope: &mut Scope, input: &Stream) -> Stream {
+        let site = cmd.to_string();
+        let mut assignments: Vec<&ast::Assignment> = Vec::new();
+        let mut redirects: Vec<&IoRedirect> = Vec::new();
+        let mut items: Vec<&CommandPrefixOrSuffixItem> = Vec::new();
+        for item in cmd.prefix.iter().flat_map(|p| p.0.iter()) {
+            match item {
+                CommandPrefixOrSuffixItem::AssignmentWord(a, _) => assignments.push(a),
+                CommandPrefixOrSuffixItem::IoRedirect(r) => redirects.push(r),
+                other => items.push(other),
+            }
+        }
+        let name_item;
+        if let Some(name) = &cmd.word_or_name {
+            name_item = CommandPrefixOrSuffixItem::Word(name.clone());
+            items.push(&name_item);
+        }
+        for item in cmd.suffix.iter().flat_map(|s| s.0.iter()) {
+            match item {
+                CommandPrefixOrSuffixItem::IoRedirect(r) => redirects.push(r),
+                other => items.push(other),
+            }
+        }
+
+        let mut args: Vec<Arg> = Vec::new();
+        for item in items {
+            match item {
+                CommandPrefixOrSuffixItem::Word(w) | CommandPrefixOrSuffixItem::AssignmentWord(_, w) => {
+                    args.extend(self.expand_word(&w.value, scope, &site));
+                }
+                CommandPrefixOrSuffixItem::ProcessSubstitution(kind, sub) => {
+                    let mut inner = scope.clone();
+                    let sub_input = match kind {
+                        ProcessSubstitutionKind::Read => Stream::empty(),
+                        ProcessSubstitutionKind::Write => input.clone(),
+                    };
+                    let out = self.walk_list(&sub.list, &mut inner, &sub_input);
+                    let mut arg = Arg::literal("/dev/fd/63");
+                    arg.word.raw = sub.to_string();
+                    arg.secret = out.secret;
+                    arg.fetched = out.fetched;
+                    arg.procsub = Some(out);
+                    args.push(arg);
+                }
+                CommandPrefixOrSuffixItem::IoRedirect(_) => {}
+            }
+        }
+
+        let effect = self.eval_redirects(&redirects, scope, input, &site);
+        let stdin = effect.stdin.unwrap_or_else(|| input.clone());
+
+        if args.is_empty() {
+            for a in assignments {
+                self.eval_assignment(a, scope, &site, true);
+            }
+            if redirects.is_empty() && effect.findings_added == 0 {
+                self.add(Tier::Green, &site, "sets a shell variable", "shell.assignment", None);
+            }
+            return Stream::empty();
+        }
+        let mut command_scope = scope.clone();
+        for a in assignments {
+            self.eval_assignment(a, &mut command_scope, &site, false);
+        }
+        let ctx = CallCtx {
+            site: site.clone(),
+            stdin,
+            net_redirect: effect.network,
+        };
+        // Builtins that change the shell's own state act on the real scope.
+        let out = command::dispatch(self, &args, scope, &ctx);
+        out
+    }
+
+    /// A `NAME=value` assignment: standalone (shell variable) or as a command prefix (env).
+    fn eval_assignment(&mut self, a: &ast::Assignment, scope: &mut Scope, site: &str, standalone: bool) {
+        let name = match &a.name {
+            ast::AssignmentName::VariableName(n) => n.clone(),
+            ast::AssignmentName::ArrayElementName(n, index) => {
+                self.walk_nested_text(index, scope, site);
+                n.clone()
+            }
+        };
+        let mut value: Option<String> = None;
+        match &a.value {
+            ast::AssignmentValue::Scalar(word) => {
+                let args = self.expand_word(&word.value, scope, site);
+                if let [arg] = args.as_slice() {
+                    value = arg.word.value().map(str::to_owned);
+                }
+            }
+            ast::AssignmentValue::Array(items) => {
+                for (key, word) in items {
+                    if let Some(key) = key {
+                        self.expand_word(&key.value, scope, site);
+                    }
+                    self.expand_word(&word.value, scope, site);
+                }
+            }
+        }
+        self.check_env_name(&name, site, standalone);
+        match value {
+            Some(v) if !a.append => {
+                scope.vars.insert(name, v);
+            }
+            _ => {
+                scope.vars.remove(&name);
+            }
+        }
+    }
+
+    /// The tier of setting an environment or shell variable.
+    pub(crate) fn check_env_name(&mut self, name: &str, site: &str, standalone: bool) {
+        let settings = &self.policy.settings;
+        if let Some(tier) = settings.env.get(name).copied() {
+            self.add(
+                tier,
+                site,
+                format!("sets `{name}`, which changes what later programs run or load"),
+                &format!("settings.env.{name}"),
+                None,
+            );
+        } else if !standalone && !settings.safe_env.is_match(name) {
+            self.add(
+                settings.unknown_flag,
+                site,
+                format!("sets the environment variable `{name}` for the command (not on the safe list)"),
+                "settings.safe_env",
+                None,
+            );
+        }
+    }
+
+    fn eval_redirects(
+        &mut self,
+        redirects: &[&IoRedirect],
+        scope: &mut Scope,
+        input: &Stream,
+        site: &str,
+    ) -> RedirectEffect {
+        let mut effect = RedirectEffect::default();
+        let before = self.findings.len();
+        for redirect in redirects {
+            match redirect {
+                IoRedirect::File(fd, kind, target) => {
+                    let reads = matches!(kind, IoFileRedirectKind::Read | IoFileRedirectKind::ReadAndWrite);
+                    let writes = matches!(
+                        kind,
+                        IoFileRedirectKind::Write
+                            | IoFileRedirectKind::Append
+                            | IoFileRedirectKind::Clobber
+                            | IoFileRedirectKind::ReadAndWrite
+                    );
+                    let dup = matches!(kind, IoFileRedirectKind::DuplicateInput | IoFileRedirectKind::DuplicateOutput);
+                    match target {
+                        IoFileRedirectTarget::Filename(word) | IoFileRedirectTarget::Duplicate(word) => {
+                            let args = self.expand_word(&word.value, scope, site);
+                            for arg in args {
+                                let text = arg.text().to_owned();
+                                if dup && (text == "-" || text.chars().all(|c| c.is_ascii_digit())) {
+                                    continue;
+                                }
+                                if self.redirect_to_network(&text, site) {
+                                    effect.network = true;
+                                    continue;
+                                }
+                                if reads || matches!(kind, IoFileRedirectKind::DuplicateInput) {
+                                    let secret = paths::check_path(self, &arg, Access::Read, false, scope, site);
+                                    if fd.unwrap_or(0) == 0 {
+                                        effect.stdin = Some(Stream {
+                                            secret,
+                                            file: true,
+                                            ..Default::default()
+                                        });
+                                    }
+                                }
+                                if writes || matches!(kind, IoFileRedirectKind::DuplicateOutput) {
+                                    if !is_harmless_sink(&text) {
+                                        paths::check_path(self, &arg, Access::Write, false, scope, site);
+                                        self.add(
+                                            Tier::Yellow,
+                                            site,
+                                            format!("writes the file `{}`", truncate(&text, 80)),
+                                            "shell.redirect.write",
+                                            None,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                        IoFileRedirectTarget::Fd(_) => {}
+                        IoFileRedirectTarget::ProcessSubstitution(kind, sub) => {
+                            let mut inner = scope.clone();
+                            match kind {
+                                ProcessSubstitutionKind::Read => {
+                                    let out = self.walk_list(&sub.list, &mut inner, &Stream::empty());
+                                    effect.stdin = Some(Stream {
+                                        opaque: out.text.is_none(),
+                                        ..out
+                                    });
+                                }
+                                ProcessSubstitutionKind::Write => {
+                                    self.walk_list(&sub.list, &mut inner, input);
+                                }
+                            }
+                        }
+                    }
+                }
+                IoRedirect::HereDocument(fd, doc) => {
+                    let stream = if doc.requires_expansion {
+                        let env = WordEnv {
+                            home: &self.home,
+                            cwd: scope.cwd.as_deref(),
+                            vars: &scope.vars,
+                        };
+                        match words::expand_heredoc(&doc.doc.value, &env) {
+                            Ok(expanded) => {
+                                let mut secret = false;
+                                let mut fetched = false;
+                                for sub in &expanded.subs {
+                                    let mut inner = scope.clone();
+                                    let out = self.classify_script(&sub.script, &mut inner, &Stream::empty(), &format!("$({})", sub.script));
+                                    secret |= out.secret;
+                                    fetched |= out.fetched;
+                                }
+                                Stream {
+                                    secret,
+                                    fetched,
+                                    text: Some(strip_tabs(&expanded.text, doc.remove_tabs)),
+                                    ..Default::default()
+                                }
+                            }
+                            Err(e) => {
+                                self.add(Tier::Red, site, format!("cannot decode a heredoc ({})", e.0), "parser.heredoc", None);
+                                Stream { opaque: true, ..Default::default() }
+                            }
+                        }
+                    } else {
+                        Stream {
+                            text: Some(strip_tabs(&doc.doc.value, doc.remove_tabs)),
+                            ..Default::default()
+                        }
+                    };
+                    if fd.unwrap_or(0) == 0 {
+                        effect.stdin = Some(stream);
+                    }
+                }
+                IoRedirect::HereString(fd, word) => {
+                    let args = self.expand_word(&word.value, scope, site);
+                    let text: Vec<&str> = args.iter().map(|a| a.text()).collect();
+                    let stream = Stream {
+                        secret: args.iter().any(|a| a.secret),
+                        fetched: args.iter().any(|a| a.fetched),
+                        text: Some(format!("{}\n", text.join(" "))),
+                        ..Default::default()
+                    };
+                    if fd.unwrap_or(0) == 0 {
+                        effect.stdin = Some(stream);
+                    }
+                }
+                IoRedirect::OutputAndError(word, _) => {
+                    for arg in self.expand_word(&word.value, scope, site) {
+                        let text = arg.text().to_owned();
+                        if self.redirect_to_network(&text, site) {
+                            effect.network = true;
+                        } else if !is_harmless_sink(&text) {
+                            paths::check_path(self, &arg, Access::Write, false, scope, site);
+                            self.add(
+                                Tier::Yellow,
+                                site,
+                                format!("writes the file `{}`", truncate(&text, 80)),
+                                "shell.redirect.write",
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        effect.findings_added = self.findings.len() - before;
+        effect
+    }
+
+    /// `/dev/tcp/host/port` and `/dev/udp/...` open network connections in bash.
+    fn redirect_to_network(&mut self, target: &str, site: &str) -> bool {
+        if target.starts_with("/dev/tcp/") || target.starts_with("/dev/udp/") {
+            self.add(
+                Tier::External,
+                site,
+                format!("opens a network connection through `{}`", truncate(target, 60)),
+                "shell.redirect.network",
+                Some("network"),
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Classifies code arriving on stdin for a shell, an interpreter or a SQL client.
+    pub(crate) fn code_from_stdin(&mut self, kind: &CodeKind, stdin: &Stream, scope: &Scope, site: &str, consumer: &str) {
+        if let Some(text) = &stdin.text {
+            let code_site = format!("{consumer} <<< {}", truncate(text, 80));
+            match kind {
+                CodeKind::Shell => {
+                    let mut inner = scope.clone();
+                    self.classify_script(text, &mut inner, &Stream::empty(), &code_site);
+                }
+                CodeKind::Sql => super::code::classify_sql(self, text, scope, &code_site),
+                CodeKind::Interpreter(name) => super::code::classify_code(self, name, text, scope, &code_site),
+            }
+        }
+        let root = scope.as_root;
+        if stdin.fetched {
+            let tier = if root { Tier::Critical } else { Tier::Red };
+            let who = if root { " as root" } else { "" };
+            self.add(
+                tier,
+                site,
+                format!("runs code downloaded from the network{who} (download-and-run)"),
+                "flow.download_and_run",
+                None,
+            );
+        } else if stdin.decoded {
+            let tier = if root { Tier::Critical } else { Tier::Red };
+            self.add(tier, site, "runs a decoded payload (decode-and-run)", "flow.decode_and_run", None);
+        } else if stdin.opaque && stdin.text.is_none() {
+            self.add(
+                Tier::Red,
+                site,
+                "runs code produced by another command at run time",
+                "flow.opaque_code",
+                None,
+            );
+        } else if stdin.file {
+            self.add(Tier::Yellow, site, "runs code read from a file", "flow.code_from_file", None);
+        } else if !stdin.is_connected() {
+            self.add(
+                Tier::Yellow,
+                site,
+                format!("starts an interactive `{consumer}` session"),
+                "flow.interactive",
+                None,
+            );
+        }
+    }
+}
+
+/// What a command's redirections did.
+#[derive(Debug, Default)]
+struct RedirectEffect {
+    /// A replacement for stdin.
+    stdin: Option<Stream>,
+    /// A redirection opens a network connection.
+    network: bool,
+    findings_added: usize,
+}
+
+fn is_harmless_sink(target: &str) -> bool {
+    matches!(
+        target,
+        "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty" | "-"
+    ) || target.starts_with("/dev/fd/")
+        || target.chars().all(|c| c.is_ascii_digit())
+}
+
+fn strip_tabs(text: &str, remove_tabs: bool) -> String {
+    if !remove_tabs {
+        return text.to_owned();
+    }
+    text.lines()
+        .map(|l| l.trim_start_matches('\t'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parses a script with brush; a panic inside the parser becomes an error.
+fn parse(script: &str) -> Result<ast::Program, String> {
+    let result = std::panic::catch_unwind(|| {
+        let options = ParserOptions::default();
+        let tokenizer_options: TokenizerOptions = options.tokenizer_options();
+        let tokens = brush_parser::uncached_tokenize_str(script, &tokenizer_options)
+            .map_err(|e| e.to_string())?;
+        brush_parser::parse_tokens(&tokens, &options).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(r) => r,
+        Err(_) => Err("the shell parser failed on this input".to_owned()),
+    }
+}
+
+/// The static text of a word, or `None` if any part is dynamic.
+pub(crate) fn static_text(arg: &Arg) -> Option<&str> {
+    if arg.word.dynamic || arg.procsub.is_some() {
+        None
+    } else {
+        Some(arg.word.text.as_str())
+    }
+}

@@ -1,0 +1,612 @@
+//! Decoding shell words the way bash expands them, as far as that can be known statically.
+//!
+//! Brace expansion first, then quote removal (single, double, ANSI-C `$'...'`, backslash
+//! escapes), tilde and parameter expansion where the value is known. Anything only known at run
+//! time (unknown variables, command substitutions, arithmetic) makes the word `dynamic` and leaves
+//! [`DYN`] in its text. Command substitutions are collected so the walker can classify them as
+//! execution sites of their own.
+
+use std::collections::HashMap;
+
+use brush_parser::ParserOptions;
+use brush_parser::word::{
+    self, BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr, TildeExpr,
+    WordPiece,
+};
+
+/// Stands for a part of a word whose value is only known at run time.
+pub(crate) const DYN: char = '\u{1}';
+
+/// Brace expansion produces at most this many words; beyond that the word is treated as dynamic.
+const MAX_BRACE_WORDS: usize = 256;
+
+/// The kind of a nested command that runs while a word is expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubKind {
+    /// `$(...)` or backticks.
+    Command,
+}
+
+/// A command that runs while a word is expanded.
+#[derive(Debug, Clone)]
+pub(crate) struct Substitution {
+    pub kind: SubKind,
+    pub script: String,
+}
+
+/// One word after expansion.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Expanded {
+    /// The expanded text; [`DYN`] marks run-time parts.
+    pub text: String,
+    /// The word as written in the script.
+    pub raw: String,
+    /// Part of the value is only known at run time.
+    pub dynamic: bool,
+    /// The word used a variable or a substitution, even one whose value is known.
+    pub from_var: bool,
+    /// The word contains unquoted glob characters.
+    pub glob: bool,
+    /// Part of the word was quoted or escaped.
+    pub quoted: bool,
+    /// Commands that run while the word is expanded.
+    pub subs: Vec<Substitution>,
+}
+
+impl Expanded {
+    /// A literal word, as produced by a wrapper or a handler.
+    pub(crate) fn literal(text: &str) -> Self {
+        Expanded {
+            text: text.to_owned(),
+            raw: text.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// A word whose value is unknown (e.g. the arguments `xargs` appends).
+    pub(crate) fn unknown() -> Self {
+        Expanded {
+            text: DYN.to_string(),
+            raw: String::new(),
+            dynamic: true,
+            from_var: true,
+            ..Default::default()
+        }
+    }
+
+    /// The value, if it is fully known.
+    pub(crate) fn value(&self) -> Option<&str> {
+        (!self.dynamic).then_some(self.text.as_str())
+    }
+}
+
+/// What word expansion knows about the shell's state.
+pub(crate) struct WordEnv<'a> {
+    pub home: &'a str,
+    pub cwd: Option<&'a str>,
+    pub vars: &'a HashMap<String, String>,
+}
+
+/// Why a word could not be decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct WordError(pub String);
+
+/// Expands one word as written in the script into the words bash would produce
+/// (more than one only through brace expansion).
+pub(crate) fn expand(raw: &str, env: &WordEnv<'_>) -> Result<Vec<Expanded>, WordError> {
+    let options = ParserOptions::default();
+    let alternatives = brace_expand(raw, &options)?;
+    let mut out = Vec::with_capacity(alternatives.len());
+    for alt in alternatives {
+        let pieces = word::parse(&alt, &options).map_err(|e| WordError(e.to_string()))?;
+        let mut expanded = Expanded {
+            raw: raw.to_owned(),
+            ..Default::default()
+        };
+        for piece in &pieces {
+            expand_piece(&piece.piece, env, false, &mut expanded)?;
+        }
+        out.push(expanded);
+    }
+    Ok(out)
+}
+
+/// Expands a heredoc body (quotes are literal there; `$`, backticks and `\` still expand).
+pub(crate) fn expand_heredoc(body: &str, env: &WordEnv<'_>) -> Result<Expanded, WordError> {
+    let options = ParserOptions::default();
+    let pieces = word::parse_heredoc(body, &options).map_err(|e| WordError(e.to_string()))?;
+    let mut expanded = Expanded {
+        raw: body.to_owned(),
+        ..Default::default()
+    };
+    for piece in &pieces {
+        expand_piece(&piece.piece, env, true, &mut expanded)?;
+    }
+    Ok(expanded)
+}
+
+/// Collects the command substitutions hidden in a string that bash expands as a word
+/// (parameter defaults, arithmetic, array subscripts).
+pub(crate) fn nested_substitutions(text: &str, out: &mut Vec<Substitution>) {
+    if !text.contains('$') && !text.contains('`') {
+        return;
+    }
+    let options = ParserOptions::default();
+    match word::parse(text, &options) {
+        Ok(pieces) => {
+            let env_vars = HashMap::new();
+            let env = WordEnv {
+                home: "~",
+                cwd: None,
+                vars: &env_vars,
+            };
+            let mut scratch = Expanded::default();
+            for piece in &pieces {
+                // Errors inside a nested string only lose precision; the caller already
+                // treats the enclosing word as dynamic.
+                let _ = expand_piece(&piece.piece, &env, false, &mut scratch);
+            }
+            out.append(&mut scratch.subs);
+        }
+        Err(_) => out.push(Substitution {
+            kind: SubKind::Command,
+            script: text.to_owned(),
+        }),
+    }
+}
+
+fn expand_piece(
+    piece: &WordPiece,
+    env: &WordEnv<'_>,
+    quoted: bool,
+    out: &mut Expanded,
+) -> Result<(), WordError> {
+    match piece {
+        WordPiece::Text(text) => {
+            if !quoted && is_glob(text) {
+                out.glob = true;
+            }
+            out.text.push_str(text);
+        }
+        WordPiece::SingleQuotedText(text) => {
+            out.quoted = true;
+            out.text.push_str(text);
+        }
+        WordPiece::AnsiCQuotedText(text) => {
+            out.quoted = true;
+            out.text.push_str(&decode_ansi_c(text));
+        }
+        WordPiece::DoubleQuotedSequence(pieces) | WordPiece::GettextDoubleQuotedSequence(pieces) => {
+            out.quoted = true;
+            for inner in pieces {
+                expand_piece(&inner.piece, env, true, out)?;
+            }
+        }
+        WordPiece::EscapeSequence(seq) => {
+            out.quoted = true;
+            let mut chars = seq.chars();
+            match (chars.next(), chars.next()) {
+                (Some('\\'), Some('\n')) => {}
+                (Some('\\'), Some(c)) => out.text.push(c),
+                _ => out.text.push_str(seq),
+            }
+        }
+        WordPiece::TildeExpansion(tilde) => {
+            match tilde {
+                TildeExpr::Home => out.text.push_str(env.home),
+                TildeExpr::UserHome(user) if user == "root" => out.text.push_str("/root"),
+                TildeExpr::UserHome(user) => {
+                    out.text.push_str("/home/");
+                    out.text.push_str(user);
+                }
+                TildeExpr::WorkingDir => push_known(out, env.cwd),
+                _ => push_dynamic(out),
+            }
+        }
+        WordPiece::ParameterExpansion(expr) => {
+            out.from_var = true;
+            match expr {
+                ParameterExpr::Parameter {
+                    parameter: Parameter::Named(name),
+                    indirect: false,
+                } => match name.as_str() {
+                    "HOME" => out.text.push_str(env.home),
+                    "PWD" => push_known(out, env.cwd),
+                    _ => push_known(out, env.vars.get(name).map(String::as_str)),
+                },
+                other => {
+                    for text in parameter_strings(other) {
+                        nested_substitutions(text, &mut out.subs);
+                    }
+                    push_dynamic(out);
+                }
+            }
+        }
+        WordPiece::CommandSubstitution(script) | WordPiece::BackquotedCommandSubstitution(script) => {
+            out.from_var = true;
+            out.subs.push(Substitution {
+                kind: SubKind::Command,
+                script: script.clone(),
+            });
+            push_dynamic(out);
+        }
+        WordPiece::ArithmeticExpression(expr) => {
+            out.from_var = true;
+            nested_substitutions(&expr.value, &mut out.subs);
+            push_dynamic(out);
+        }
+    }
+    Ok(())
+}
+
+/// Unquoted text that bash would expand as a pathname pattern: `*`, `?`, or a closed `[...]`.
+fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?'])
+        || text
+            .find('[')
+            .is_some_and(|open| text[open + 1..].contains(']'))
+}
+
+fn push_known(out: &mut Expanded, value: Option<&str>) {
+    match value {
+        Some(value) => out.text.push_str(value),
+        None => push_dynamic(out),
+    }
+}
+
+fn push_dynamic(out: &mut Expanded) {
+    out.dynamic = true;
+    if !out.text.ends_with(DYN) {
+        out.text.push(DYN);
+    }
+}
+
+/// The strings inside a parameter expression that bash expands further.
+fn parameter_strings(expr: &ParameterExpr) -> Vec<&str> {
+    let mut out = Vec::new();
+    let param = match expr {
+        ParameterExpr::Parameter { parameter, .. }
+        | ParameterExpr::ParameterLength { parameter, .. }
+        | ParameterExpr::Transform { parameter, .. } => Some(parameter),
+        ParameterExpr::UseDefaultValues {
+            parameter,
+            default_value,
+            ..
+        }
+        | ParameterExpr::AssignDefaultValues {
+            parameter,
+            default_value,
+            ..
+        } => {
+            out.extend(default_value.as_deref());
+            Some(parameter)
+        }
+        ParameterExpr::IndicateErrorIfNullOrUnset {
+            parameter,
+            error_message,
+            ..
+        } => {
+            out.extend(error_message.as_deref());
+            Some(parameter)
+        }
+        ParameterExpr::UseAlternativeValue {
+            parameter,
+            alternative_value,
+            ..
+        } => {
+            out.extend(alternative_value.as_deref());
+            Some(parameter)
+        }
+        ParameterExpr::RemoveSmallestSuffixPattern { parameter, pattern, .. }
+        | ParameterExpr::RemoveLargestSuffixPattern { parameter, pattern, .. }
+        | ParameterExpr::RemoveSmallestPrefixPattern { parameter, pattern, .. }
+        | ParameterExpr::RemoveLargestPrefixPattern { parameter, pattern, .. }
+        | ParameterExpr::UppercaseFirstChar { parameter, pattern, .. }
+        | ParameterExpr::UppercasePattern { parameter, pattern, .. }
+        | ParameterExpr::LowercaseFirstChar { parameter, pattern, .. }
+        | ParameterExpr::LowercasePattern { parameter, pattern, .. } => {
+            out.extend(pattern.as_deref());
+            Some(parameter)
+        }
+        ParameterExpr::Substring {
+            parameter,
+            offset,
+            length,
+            ..
+        } => {
+            out.push(offset.value.as_str());
+            if let Some(length) = length {
+                out.push(length.value.as_str());
+            }
+            Some(parameter)
+        }
+        ParameterExpr::ReplaceSubstring {
+            parameter,
+            pattern,
+            replacement,
+            ..
+        } => {
+            out.push(pattern.as_str());
+            out.extend(replacement.as_deref());
+            Some(parameter)
+        }
+        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => None,
+    };
+    if let Some(Parameter::NamedWithIndex { index, .. }) = param {
+        out.push(index.as_str());
+    }
+    out
+}
+
+/// Brace expansion of one raw word, bounded by [`MAX_BRACE_WORDS`].
+fn brace_expand(raw: &str, options: &ParserOptions) -> Result<Vec<String>, WordError> {
+    if !raw.contains('{') {
+        return Ok(vec![raw.to_owned()]);
+    }
+    let parsed = word::parse_brace_expansions(raw, options).map_err(|e| WordError(e.to_string()))?;
+    let Some(members) = parsed else {
+        return Ok(vec![raw.to_owned()]);
+    };
+    let mut results = vec![String::new()];
+    expand_brace_members(&members, &mut results)?;
+    Ok(results)
+}
+
+fn expand_brace_members(
+    members: &[BraceExpressionOrText],
+    results: &mut Vec<String>,
+) -> Result<(), WordError> {
+    for member in members {
+        match member {
+            BraceExpressionOrText::Text(text) => {
+                for r in results.iter_mut() {
+                    r.push_str(text);
+                }
+            }
+            BraceExpressionOrText::Expr(alternatives) => {
+                let mut options: Vec<String> = Vec::new();
+                for alt in alternatives {
+                    match alt {
+                        BraceExpressionMember::Child(children) => {
+                            let mut sub = vec![String::new()];
+                            expand_brace_members(children, &mut sub)?;
+                            options.extend(sub);
+                        }
+                        BraceExpressionMember::NumberSequence {
+                            start,
+                            end,
+                            increment,
+                        } => {
+                            let step = increment.unsigned_abs().max(1);
+                            let span = start.abs_diff(*end);
+                            if span / step >= MAX_BRACE_WORDS as u64 {
+                                return Err(WordError("brace sequence too long".into()));
+                            }
+                            let mut n = *start;
+                            loop {
+                                options.push(n.to_string());
+                                if n == *end {
+                                    break;
+                                }
+                                let next = if start <= end {
+                                    n.checked_add(step as i64)
+                                } else {
+                                    n.checked_sub(step as i64)
+                                };
+                                match next {
+                                    Some(v) if (start <= end && v <= *end) || (start > end && v >= *end) => n = v,
+                                    _ => break,
+                                }
+                            }
+                        }
+                        BraceExpressionMember::CharSequence { start, end, .. } => {
+                            let (lo, hi) = if start <= end { (*start, *end) } else { (*end, *start) };
+                            for c in lo..=hi {
+                                options.push(c.to_string());
+                            }
+                        }
+                    }
+                    if options.len() > MAX_BRACE_WORDS {
+                        return Err(WordError("brace expansion too large".into()));
+                    }
+                }
+                let mut next = Vec::with_capacity(results.len() * options.len().max(1));
+                for r in results.iter() {
+                    for o in &options {
+                        next.push(format!("{r}{o}"));
+                    }
+                }
+                if next.len() > MAX_BRACE_WORDS {
+                    return Err(WordError("brace expansion too large".into()));
+                }
+                *results = next;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the body of an ANSI-C quoted string (`$'...'`) as bash does.
+pub(crate) fn decode_ansi_c(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(esc) = chars.next() else {
+            out.push('\\');
+            break;
+        };
+        match esc {
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'e' | 'E' => out.push('\u{1b}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\u{b}'),
+            '\\' | '\'' | '"' | '?' => out.push(esc),
+            '0'..='7' => {
+                let mut value = esc.to_digit(8).unwrap_or(0);
+                for _ in 0..2 {
+                    match chars.peek().and_then(|c| c.to_digit(8)) {
+                        Some(d) => {
+                            value = value * 8 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                push_code(&mut out, value & 0xff);
+            }
+            'x' => push_hex(&mut out, &mut chars, 2),
+            'u' => push_hex(&mut out, &mut chars, 4),
+            'U' => push_hex(&mut out, &mut chars, 8),
+            'c' => match chars.next() {
+                Some(ctl) => push_code(&mut out, (ctl as u32) & 0x1f),
+                None => out.push_str("\\c"),
+            },
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+fn push_hex(out: &mut String, chars: &mut std::iter::Peekable<std::str::Chars<'_>>, max: usize) {
+    let mut value = 0u32;
+    let mut digits = 0;
+    while digits < max {
+        match chars.peek().and_then(|c| c.to_digit(16)) {
+            Some(d) => {
+                value = value.wrapping_mul(16).wrapping_add(d);
+                chars.next();
+                digits += 1;
+            }
+            None => break,
+        }
+    }
+    if digits == 0 {
+        out.push('\\');
+        out.push(match max {
+            2 => 'x',
+            4 => 'u',
+            _ => 'U',
+        });
+    } else {
+        push_code(out, value);
+    }
+}
+
+fn push_code(out: &mut String, value: u32) {
+    out.push(char::from_u32(value).unwrap_or('\u{fffd}'));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_vars() -> HashMap<String, String> {
+        let mut vars = HashMap::new();
+        vars.insert("RM".to_owned(), "rm".to_owned());
+        vars
+    }
+
+    #[track_caller]
+    fn check(raw: &str, expected: &[&str]) {
+        let vars = env_vars();
+        let env = WordEnv {
+            home: "/home/agent",
+            cwd: Some("/srv"),
+            vars: &vars,
+        };
+        let words = expand(raw, &env).unwrap();
+        let texts: Vec<String> = words
+            .iter()
+            .map(|w| w.text.replace(DYN, "<dyn>"))
+            .collect();
+        assert_eq!(texts, expected, "expanding {raw:?}");
+    }
+
+    #[test]
+    fn quoting_is_decoded_as_bash_does() {
+        check("r\\m", &["rm"]);
+        check("'r'm", &["rm"]);
+        check("\"r\"m", &["rm"]);
+        check("$'\\x72\\x6d'", &["rm"]);
+        check("$'\\162m'", &["rm"]);
+        check("$'\\u0072m'", &["rm"]);
+        check("$'a\\'b'", &["a'b"]);
+        check("'a b'", &["a b"]);
+        check("\"$HOME\"/x", &["/home/agent/x"]);
+        check("~/.ssh", &["/home/agent/.ssh"]);
+        check("~root/.ssh", &["/root/.ssh"]);
+        check("$RM", &["rm"]);
+        check("$UNSET/", &["<dyn>/"]);
+        check("\"$(rm -rf /)\"", &["<dyn>"]);
+        check("$((1+2))", &["<dyn>"]);
+    }
+
+    #[test]
+    fn brace_expansion_yields_several_words() {
+        check("{rm,-rf,/srv/shop}", &["rm", "-rf", "/srv/shop"]);
+        check("a{b,c{d,e}}f", &["abf", "acdf", "acef"]);
+        check("x{1..3}", &["x1", "x2", "x3"]);
+        check("'{a,b}'", &["{a,b}"]);
+        check("{a}", &["{a}"]);
+    }
+
+    #[test]
+    fn substitutions_are_collected_everywhere() {
+        let vars = HashMap::new();
+        let env = WordEnv {
+            home: "/h",
+            cwd: None,
+            vars: &vars,
+        };
+        for raw in [
+            "$(rm x)",
+            "`rm x`",
+            "\"a$(rm x)b\"",
+            "${y:-$(rm x)}",
+            "$((1+$(rm x)))",
+            "${a[$(rm x)]}",
+        ] {
+            let words = expand(raw, &env).unwrap();
+            let subs: Vec<&str> = words[0].subs.iter().map(|s| s.script.as_str()).collect();
+            assert_eq!(subs, ["rm x"], "in {raw:?}");
+            assert!(words[0].dynamic);
+        }
+    }
+
+    #[test]
+    fn globs_are_noticed_only_unquoted() {
+        let vars = HashMap::new();
+        let env = WordEnv {
+            home: "/h",
+            cwd: None,
+            vars: &vars,
+        };
+        assert!(expand("/bin/r?", &env).unwrap()[0].glob);
+        assert!(expand("*", &env).unwrap()[0].glob);
+        assert!(!expand("'*'", &env).unwrap()[0].glob);
+        assert!(!expand("\"*.log\"", &env).unwrap()[0].glob);
+    }
+
+    #[test]
+    fn huge_brace_expansions_are_refused() {
+        let vars = HashMap::new();
+        let env = WordEnv {
+            home: "/h",
+            cwd: None,
+            vars: &vars,
+        };
+        assert!(expand("{1..100000}", &env).is_err());
+        assert!(expand("{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}", &env).is_err());
+    }
+}

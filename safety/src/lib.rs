@@ -1,0 +1,18 @@
+//! `safety`: the pure core of the product's security model.
+//!
+//! - [`classify`]: every shell command and tool call gets a risk [`Tier`] (security layer 3).
+//! - [`policy`]: the TOML policy bundle the classifier (and the redactor) are built from.
+//! - [`tier`]: tiers, autonomy levels and the run/ask/block decision matrix.
+//!
+//! Architecture invariant: this crate does no IO and knows nothing of tokio, HTTP or SQLite.
+//! Callers read policy files and pass their contents in; everything here is a pure function of
+//! its inputs and never panics on any input.
+
+pub mod classify;
+mod embedded;
+pub mod policy;
+pub mod tier;
+
+pub use classify::{Classifier, Context, Reason, Verdict};
+pub use policy::{Policy, PolicyError};
+pub use tier::{Autonomy, Decision, Tier, decide};

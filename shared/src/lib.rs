@@ -1,0 +1,1 @@
+//! The hub <-> tenant wire protocol.

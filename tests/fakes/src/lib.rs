@@ -1,0 +1,1 @@
+//! Fakes of the paid outside services.
