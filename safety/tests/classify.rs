@@ -448,6 +448,14 @@ fn every_execution_site_counts() {
     check("! rm -rf /srv/x", Red);
     check("bash -c 'bash -c \"sh -c \\\"rm -rf /srv/x\\\"\"'", Red);
     check("eval 'rm -rf /srv/x'", Red);
+    // `((...))` is arithmetic in bash but two nested subshells in dash.
+    check("((i++))", Green);
+    check("(( x = y + 1 ))", Green);
+    check("((rm notes.txt))", Red);
+    check("((reboot))", Red);
+    check("((frobnicate --all))", Yellow);
+    check("( ( frobnicate ) )", Yellow);
+    check("( (rm x) )", Red);
 }
 
 #[test]
@@ -514,6 +522,20 @@ fn unparseable_input_is_at_least_red() {
     check("((", Red);
     check(&format!("{} rm -rf /srv/x", "true; ".repeat(5000)), Red);
     check(&"$(".repeat(200), Red);
+    // brush-parser backtracks exponentially on these; they must be refused quickly.
+    check(&format!("{} ls )", "((".repeat(16)), Red);
+    check(&format!("x{}y", "{".repeat(40)), Red);
+    check(&format!("ls {}", "( (".repeat(12)), Red);
+    check("echo '((((((((((((((((('", Green);
+    check("cat <<'' ", Red);
+    check(r#"<<'''' "#, Red);
+    check(r#"cat <<"" "#, Red);
+    check("cat <<EOF\nhello\nEOF", Green);
+    check("cat << ;", Red);
+    check("echo $(!;;<< ;;$(!;", Red);
+    check("cat <<< 'hello'", Green);
+    check("echo 'a << b' \"<<''\"", Green);
+    check("cat <<-EOF\n\thello\n\tEOF", Green);
     check(&nested_bash(8, "ls"), Green);
     check(&nested_bash(8, "rm -rf /srv/x"), Red);
     // Nesting beyond the configured depth is risky, however harmless the innermost command.

@@ -1,1 +1,8 @@
-//! tenant-agent
+//! `tenant-agent`: the library behind the per-VPS daemon and its command line.
+//!
+//! The binary (`src/main.rs`) only parses arguments and maps errors to exit codes; everything
+//! it runs lives here so that tests drive the same code.
+
+pub mod classify_cmd;
+pub mod cli;
+pub mod policy_files;

@@ -68,6 +68,22 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A verdict for input that cannot be analysed at all: `red`, with one reason. Callers use
+    /// it to fail closed (invalid encoding, an internal fault) instead of skipping the input.
+    pub fn refuse(site: &str, message: &str, rule: &str) -> Self {
+        Verdict {
+            tier: Tier::Red,
+            reasons: vec![Reason {
+                tier: Tier::Red,
+                site: truncate(site, 120),
+                message: message.to_owned(),
+                rule: rule.to_owned(),
+            }],
+            channels: BTreeSet::new(),
+            unknown_tool: false,
+        }
+    }
+
     /// The decision for this verdict under an autonomy level.
     pub fn decide(&self, autonomy: Autonomy, unlocked_channels: &BTreeSet<String>) -> Decision {
         decide(self.tier, autonomy, &self.channels, unlocked_channels)

@@ -149,6 +149,8 @@ pub(crate) struct Walker<'p> {
     pub defined: HashSet<String>,
     /// True while looking for commands hidden in the arguments of an unknown command.
     pub probing: bool,
+    /// The texts being parsed, innermost last (for source positions in the AST).
+    sources: Vec<String>,
 }
 
 impl<'p> Walker<'p> {
@@ -162,6 +164,7 @@ impl<'p> Walker<'p> {
             exhausted: false,
             defined: HashSet::new(),
             probing: false,
+            sources: Vec::new(),
         }
     }
 
@@ -312,6 +315,7 @@ impl<'p> Walker<'p> {
             }
         };
         self.depth += 1;
+        self.sources.push(script.to_owned());
         let mut out = Stream::empty();
         let mut first = true;
         for list in &program.complete_commands {
@@ -323,6 +327,7 @@ impl<'p> Walker<'p> {
                 out.merge(&o);
             }
         }
+        self.sources.pop();
         self.depth -= 1;
         out
     }
@@ -477,6 +482,49 @@ impl<'p> Walker<'p> {
             CompoundCommand::Arithmetic(arith) => {
                 let site = format!("(( {} ))", arith.expr.value);
                 self.walk_nested_text(&arith.expr.value, scope, &site);
+                // bash evaluates `((...))` as arithmetic, but dash and other POSIX shells read it
+                // as two nested subshells. Judge that reading too; arithmetic identifiers such as
+                // `i++` are not commands, so unknown-command findings are dropped.
+                let start = self.findings_len();
+                let was_probing = self.probing;
+                self.probing = true;
+                let mut inner = scope.clone();
+                self.classify_script(&arith.expr.value, &mut inner, input, &site);
+                self.probing = was_probing;
+                // Valid arithmetic (`i++`, `x = y + 1`) only matters if an identifier is also a
+                // dangerous command (`((reboot))` under dash); anything else is not arithmetic at
+                // all in bash, so the subshell reading is the only one.
+                // brush also reads `( ( cmd ) )` (with spaces) as arithmetic, which bash does not:
+                // only a literal `((` is arithmetic.
+                let literal_arith = self
+                    .sources
+                    .last()
+                    .and_then(|src| src.get(arith.loc.start.index..))
+                    .is_some_and(|rest| rest.starts_with("(("));
+                let floor = if !literal_arith {
+                    Tier::Green
+                } else if words::guarded(|| {
+                    brush_parser::arithmetic::parse(&arith.expr.value)
+                        .map_err(|e| words::WordError(e.to_string()))
+                })
+                .is_ok()
+                {
+                    Tier::Red
+                } else {
+                    Tier::Yellow
+                };
+                self.filter_findings_since(
+                    start,
+                    |f| (f.reason.tier >= floor || !literal_arith) && !f.reason.rule.starts_with("parser."),
+                    |f| {
+                        if literal_arith {
+                            f.reason.message = format!("if read as nested subshells (as `sh` does): {}", f.reason.message);
+                        }
+                    },
+                );
+                if literal_arith {
+                    self.add(Tier::Green, &site, "arithmetic", "shell.arithmetic", None);
+                }
                 Stream::empty()
             }
             CompoundCommand::ArithmeticForClause(clause) => {
@@ -925,8 +973,73 @@ fn strip_tabs(text: &str, remove_tabs: bool) -> String {
         .join("\n")
 }
 
+/// Scripts with more unmatched `(` than this are refused before parsing (see [`parse`]).
+const MAX_UNMATCHED_PARENS: usize = 6;
+
+/// The byte offsets of the characters of `script` that are outside quotes and not escaped.
+fn unquoted_chars(script: &str) -> Vec<(usize, char)> {
+    let mut out = Vec::new();
+    let mut chars = script.char_indices();
+    let (mut single, mut double) = (false, false);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if !single => {
+                chars.next();
+            }
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            _ if !single && !double => out.push((i, c)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `(` outside quotes that no later `)` closes.
+fn unmatched_open_parens(chars: &[(usize, char)]) -> usize {
+    chars.iter().fold(0usize, |open, (_, c)| match c {
+        '(' => open + 1,
+        ')' => open.saturating_sub(1),
+        _ => open,
+    })
+}
+
+/// A heredoc operator (`<<`, `<<-`, not `<<<`) outside quotes whose delimiter is missing or made
+/// only of quotes (`<< ;`, `<<''`): brush's tokenizer loops forever on those.
+fn has_bad_heredoc_delimiter(script: &str, chars: &[(usize, char)]) -> bool {
+    chars.windows(2).enumerate().any(|(n, pair)| {
+        let [(at, '<'), (_, '<')] = pair else {
+            return false;
+        };
+        if n > 0 && chars[n - 1].1 == '<' {
+            return false;
+        }
+        let after = &script[at + 2..];
+        if after.starts_with('<') {
+            return false;
+        }
+        let after = after.trim_start_matches('-').trim_start_matches([' ', '\t']);
+        let word: String = after
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')'))
+            .collect();
+        word.chars().all(|c| c == '\'' || c == '"')
+    })
+}
+
 /// Parses a script with brush; a panic inside the parser becomes an error.
+///
+/// brush's PEG parser backtracks exponentially on runs of unmatched `(` (twelve `((` take
+/// seconds), so such scripts are refused instead of parsed: they are not valid shell anyway.
 fn parse(script: &str) -> Result<ast::Program, String> {
+    let chars = unquoted_chars(script);
+    let unmatched = unmatched_open_parens(&chars);
+    if unmatched > MAX_UNMATCHED_PARENS {
+        return Err(format!("{unmatched} unmatched `(`"));
+    }
+    if has_bad_heredoc_delimiter(script, &chars) {
+        return Err("a heredoc without a usable delimiter".to_owned());
+    }
     let result = std::panic::catch_unwind(|| {
         let options = ParserOptions::default();
         let tokenizer_options: TokenizerOptions = options.tokenizer_options();

@@ -20,6 +20,22 @@ pub(crate) const DYN: char = '\u{1}';
 /// Brace expansion produces at most this many words; beyond that the word is treated as dynamic.
 const MAX_BRACE_WORDS: usize = 256;
 
+/// Words with more unmatched `{` than this are not brace-expanded (see [`brace_expand`]).
+const MAX_UNMATCHED_BRACES: usize = 8;
+
+/// `{` that no later `}` closes.
+fn unmatched_open_braces(raw: &str) -> usize {
+    let mut open = 0usize;
+    for c in raw.chars() {
+        match c {
+            '{' => open += 1,
+            '}' => open = open.saturating_sub(1),
+            _ => {}
+        }
+    }
+    open
+}
+
 /// The kind of a nested command that runs while a word is expanded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SubKind {
@@ -91,14 +107,51 @@ pub(crate) struct WordEnv<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct WordError(pub String);
 
+/// Runs a brush-parser function, turning a panic inside it into an error. brush-parser has
+/// panicked on odd input (an integer overflow in `{1..99999999999999999999}`); a panic must
+/// never take the classifier down, and an input that causes one is risky by definition.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, WordError>) -> Result<T, WordError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(WordError("the shell word parser failed on this input".into())))
+}
+
+/// Words with more unclosed `${name[` subscripts than this are refused (see [`expand`]).
+const MAX_UNCLOSED_SUBSCRIPTS: usize = 2;
+
+/// `${...[` whose `[` has no `]` before the expansion's closing `}`.
+fn unclosed_subscripts(raw: &str) -> usize {
+    let mut count = 0;
+    let mut rest = raw;
+    while let Some(at) = rest.find("${") {
+        let body = &rest[at + 2..];
+        let end = body.find('}').unwrap_or(body.len());
+        let inner = &body[..end];
+        if let Some(open) = inner.find('[') {
+            if !inner[open..].contains(']') {
+                count += 1;
+            }
+        }
+        rest = body;
+    }
+    count
+}
+
 /// Expands one word as written in the script into the words bash would produce
 /// (more than one only through brace expansion).
+///
+/// brush's word parser backtracks exponentially on several `${x[` without their `]` (six of
+/// them take seconds), so such words are refused instead of analysed.
 pub(crate) fn expand(raw: &str, env: &WordEnv<'_>) -> Result<Vec<Expanded>, WordError> {
+    if unclosed_subscripts(raw) > MAX_UNCLOSED_SUBSCRIPTS {
+        return Err(WordError(format!(
+            "more than {MAX_UNCLOSED_SUBSCRIPTS} parameter expansions with an unclosed `[`"
+        )));
+    }
     let options = ParserOptions::default();
     let alternatives = brace_expand(raw, &options)?;
     let mut out = Vec::with_capacity(alternatives.len());
     for alt in alternatives {
-        let pieces = word::parse(&alt, &options).map_err(|e| WordError(e.to_string()))?;
+        let pieces = guarded(|| word::parse(&alt, &options).map_err(|e| WordError(e.to_string())))?;
         let mut expanded = Expanded {
             raw: raw.to_owned(),
             ..Default::default()
@@ -114,7 +167,7 @@ pub(crate) fn expand(raw: &str, env: &WordEnv<'_>) -> Result<Vec<Expanded>, Word
 /// Expands a heredoc body (quotes are literal there; `$`, backticks and `\` still expand).
 pub(crate) fn expand_heredoc(body: &str, env: &WordEnv<'_>) -> Result<Expanded, WordError> {
     let options = ParserOptions::default();
-    let pieces = word::parse_heredoc(body, &options).map_err(|e| WordError(e.to_string()))?;
+    let pieces = guarded(|| word::parse_heredoc(body, &options).map_err(|e| WordError(e.to_string())))?;
     let mut expanded = Expanded {
         raw: body.to_owned(),
         ..Default::default()
@@ -132,7 +185,7 @@ pub(crate) fn nested_substitutions(text: &str, out: &mut Vec<Substitution>) {
         return;
     }
     let options = ParserOptions::default();
-    match word::parse(text, &options) {
+    match guarded(|| word::parse(text, &options).map_err(|e| WordError(e.to_string()))) {
         Ok(pieces) => {
             let env_vars = HashMap::new();
             let env = WordEnv {
@@ -343,7 +396,16 @@ fn brace_expand(raw: &str, options: &ParserOptions) -> Result<Vec<String>, WordE
     if !raw.contains('{') {
         return Ok(vec![raw.to_owned()]);
     }
-    let parsed = word::parse_brace_expansions(raw, options).map_err(|e| WordError(e.to_string()))?;
+    // brush's brace parser backtracks exponentially on unmatched `{` (20 of them take seconds),
+    // so such words are refused instead of analysed.
+    if unmatched_open_braces(raw) > MAX_UNMATCHED_BRACES {
+        return Err(WordError(format!(
+            "more than {MAX_UNMATCHED_BRACES} unmatched `{{` in one word"
+        )));
+    }
+    let parsed = guarded(|| {
+        word::parse_brace_expansions(raw, options).map_err(|e| WordError(e.to_string()))
+    })?;
     let Some(members) = parsed else {
         return Ok(vec![raw.to_owned()]);
     };
@@ -607,6 +669,17 @@ mod tests {
             vars: &vars,
         };
         assert!(expand("{1..100000}", &env).is_err());
+        let braces = format!("x{}y", "{".repeat(40));
+        let started = std::time::Instant::now();
+        assert!(expand(&braces, &env).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        let subscripts = "${f[d}".repeat(8);
+        let started = std::time::Instant::now();
+        assert!(expand(&subscripts, &env).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
+        assert_eq!(expand("${a[1]}${b[2]}${c[3]}${d[4]}", &env).unwrap().len(), 1);
+        // brush-parser unwraps an i64 parse here; the guard turns the panic into an error.
+        assert!(expand("{1..99999999999999999999}", &env).is_err());
         assert!(expand("{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}", &env).is_err());
     }
 }

@@ -161,13 +161,20 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
 
     let mut paths = Vec::new();
     for (i, (file, raw)) in c.paths.iter().enumerate() {
-        paths.push(compile_path(&c.locs[*file], &format!("path[{i}]"), raw)?);
+        let id = match &raw.get_ref().id {
+            Some(name) => format!("path.{name}"),
+            None => format!("path[{i}]"),
+        };
+        paths.push(compile_path(&c.locs[*file], &id, raw)?);
     }
     let mut urls = Vec::new();
     for (i, (file, raw)) in c.urls.iter().enumerate() {
         let loc = &c.locs[*file];
-        let id = format!("url[{i}]");
         let r = raw.get_ref();
+        let id = match &r.id {
+            Some(name) => format!("url.{name}"),
+            None => format!("url[{i}]"),
+        };
         urls.push(UrlRule {
             pattern: regex(loc, raw.span().start, &id, &r.pattern)?,
             methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
@@ -610,8 +617,11 @@ fn compile_sql(loc: &Loc<'_>, raw: &Spanned<RawSql>) -> Result<SqlPolicy, Policy
     }
     let mut rules = Vec::new();
     for (i, rule) in r.rule.iter().enumerate() {
-        let id = format!("sql.rule[{i}]");
         let rr = rule.get_ref();
+        let id = match &rr.id {
+            Some(name) => format!("sql.rule.{name}"),
+            None => format!("sql.rule[{i}]"),
+        };
         if rr.keyword.is_none() && rr.missing_keyword.is_none() && rr.verbs.is_empty() {
             return Err(loc.err(rule.span().start, &id, "a SQL rule needs verbs, keyword or missing_keyword"));
         }

@@ -193,6 +193,8 @@ pub(crate) struct RawRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPath {
+    /// A stable name for reasons (`path.ssh-keys`); defaults to the position.
+    pub id: Option<String>,
     pub globs: Vec<String>,
     /// Paths that match `globs` but are not sensitive (`~/.ssh/*.pub`).
     #[serde(default)]
@@ -206,6 +208,7 @@ pub(crate) struct RawPath {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUrlRule {
+    pub id: Option<String>,
     pub pattern: String,
     #[serde(default)]
     pub methods: Vec<String>,
@@ -227,6 +230,7 @@ pub(crate) struct RawSql {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSqlRule {
+    pub id: Option<String>,
     #[serde(default)]
     pub verbs: Vec<String>,
     /// The statement contains this word (outside string literals).

@@ -1,0 +1,133 @@
+//! `tenant-agent classify`: the classifier for operators, tests and scripts.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+
+use safety::{Autonomy, Classifier, Context, Decision, Verdict};
+use serde::Serialize;
+
+/// What `classify` was asked.
+#[derive(Debug, Clone)]
+pub struct ClassifyOptions {
+    pub autonomy: Autonomy,
+    pub unlocked: BTreeSet<String>,
+    pub json: bool,
+    pub context: Context,
+}
+
+/// One answer, as written by `--json` and `--stdin`.
+#[derive(Debug, Serialize)]
+pub struct Answer<'a> {
+    pub tier: &'a str,
+    pub decision: &'a str,
+    pub reasons: Vec<String>,
+}
+
+impl<'a> Answer<'a> {
+    fn new(verdict: &'a Verdict, decision: Decision) -> Self {
+        Answer {
+            tier: verdict.tier.as_str(),
+            decision: decision.as_str(),
+            reasons: verdict.reason_lines(),
+        }
+    }
+}
+
+/// Turns the words after `--` into the command to classify. One word is taken as a whole
+/// command line; several words are an argv and are re-quoted so their boundaries survive.
+pub fn command_from_words(words: &[String]) -> String {
+    match words {
+        [single] => single.clone(),
+        many => shlex::try_join(many.iter().map(String::as_str))
+            .unwrap_or_else(|_| many.join(" ")),
+    }
+}
+
+/// Classifies one command or tool call and writes the verdict.
+pub fn classify_one(
+    classifier: &Classifier,
+    input: &str,
+    options: &ClassifyOptions,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let verdict = classifier.classify_line(input, &options.context);
+    let decision = verdict.decide(options.autonomy, &options.unlocked);
+    if options.json {
+        let line = serde_json::to_string(&Answer::new(&verdict, decision)).map_err(std::io::Error::other)?;
+        writeln!(out, "{line}")
+    } else {
+        write_human(&verdict, decision, options, out)
+    }
+}
+
+/// Classifies every line of `input` and writes one JSON object per line, in order. A line
+/// that cannot be understood still gets an answer (at least red); nothing is skipped.
+pub fn classify_stream(
+    classifier: &Classifier,
+    input: impl BufRead,
+    options: &ClassifyOptions,
+    out: &mut impl Write,
+) -> std::io::Result<usize> {
+    let mut count = 0;
+    for line in input.split(b'\n') {
+        let line = line?;
+        let verdict = match std::str::from_utf8(&line) {
+            Ok(text) => {
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                classifier.classify_line(text, &options.context)
+            }
+            Err(_) => Verdict::refuse(
+                &String::from_utf8_lossy(&line),
+                "the line is not valid UTF-8, so it cannot be analysed",
+                "input.encoding",
+            ),
+        };
+        let decision = verdict.decide(options.autonomy, &options.unlocked);
+        let json = serde_json::to_string(&Answer::new(&verdict, decision)).map_err(std::io::Error::other)?;
+        writeln!(out, "{json}")?;
+        out.flush()?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn write_human(
+    verdict: &Verdict,
+    decision: Decision,
+    options: &ClassifyOptions,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    writeln!(out, "tier:     {}", verdict.tier)?;
+    writeln!(
+        out,
+        "decision: {decision} (autonomy {}, {})",
+        options.autonomy.level(),
+        options.autonomy.name()
+    )?;
+    if !verdict.channels.is_empty() {
+        let channels: Vec<&str> = verdict.channels.iter().map(String::as_str).collect();
+        writeln!(out, "channels: {}", channels.join(", "))?;
+    }
+    if verdict.unknown_tool {
+        writeln!(out, "note:     the tool is not in the tool manifest")?;
+    }
+    writeln!(out, "reasons:")?;
+    for reason in verdict.reason_lines() {
+        writeln!(out, "  - {reason}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_words_keep_their_boundaries() {
+        assert_eq!(command_from_words(&["rm -rf /".into()]), "rm -rf /");
+        assert_eq!(
+            command_from_words(&["git".into(), "commit".into(), "-m".into(), "a b; rm -rf /".into()]),
+            "git commit -m 'a b; rm -rf /'"
+        );
+    }
+}

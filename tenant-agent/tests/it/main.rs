@@ -1,0 +1,4 @@
+//! tenant-agent's integration tests: one binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
