@@ -3,6 +3,8 @@
 //! - [`classify`]: every shell command and tool call gets a risk [`Tier`] (security layer 3).
 //! - [`policy`]: the TOML policy bundle the classifier (and the redactor) are built from.
 //! - [`tier`]: tiers, autonomy levels and the run/ask/block decision matrix.
+//! - [`redact`]: the redaction engine (known secret values, credential patterns, entropy net).
+//! - [`secret_ref`]: `SECRET_REF(name)` references and their resolution.
 //!
 //! Architecture invariant: this crate does no IO and knows nothing of tokio, HTTP or SQLite.
 //! Callers read policy files and pass their contents in; everything here is a pure function of
@@ -11,8 +13,11 @@
 pub mod classify;
 mod embedded;
 pub mod policy;
+pub mod redact;
+pub mod secret_ref;
 pub mod tier;
 
 pub use classify::{Classifier, Context, Reason, Verdict};
 pub use policy::{Policy, PolicyError};
+pub use redact::{PatternPack, Redactor};
 pub use tier::{Autonomy, Decision, Tier, decide};

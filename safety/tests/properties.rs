@@ -99,3 +99,97 @@ proptest! {
         let _ = classifier().classify_line(&format!("tool:{name} {json}"), &Context::default());
     }
 }
+
+mod redaction {
+    use std::sync::{Arc, OnceLock};
+
+    use base64::Engine;
+    use proptest::prelude::*;
+    use safety::Policy;
+    use safety::redact::{PatternPack, Redactor};
+
+    fn pack() -> Arc<PatternPack> {
+        static P: OnceLock<Arc<PatternPack>> = OnceLock::new();
+        P.get_or_init(|| Policy::embedded_default().unwrap().redaction()).clone()
+    }
+
+    /// Encodes `secret` the way it might appear in a prompt or request body.
+    fn encode(secret: &str, how: u8, prefix: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match how % 7 {
+            0 => secret.to_owned(),
+            1 => serde_json::to_string(secret).unwrap(),
+            2 => secret.bytes().map(|b| format!("%{b:02X}")).collect(),
+            3 => b64.encode(secret),
+            4 => hex::encode(secret),
+            5 => b64.encode(format!("{prefix}{secret}")),
+            _ => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_registered_secret_survives_in_any_encoding(
+            secret in "[A-Za-z0-9!@#%^&*+=?~ ]{8,40}",
+            before in "[a-z ,.]{0,40}",
+            after in "[a-z ,.]{0,40}",
+            how in 0u8..7,
+            prefix in "[a-z:]{0,6}",
+        ) {
+            let redactor = Redactor::new(&[("the_secret", secret.as_str())], pack()).unwrap();
+            let encoded = encode(&secret, how, &prefix);
+            let text = format!("{before}{encoded}{after}");
+            let out = redactor.redact_str(&text);
+            prop_assert!(out.contains("SECRET_REF(the_secret)") || out.contains("[REDACTED:"), "not redacted: {text:?} -> {out:?}");
+            prop_assert!(!out.contains(&secret), "raw secret survived: {out:?}");
+            if how % 7 != 5 {
+                prop_assert!(!out.contains(&encoded), "encoded secret survived: {out:?}");
+            }
+        }
+
+        #[test]
+        fn redaction_is_idempotent(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z ,.:=\"'/@-]{0,30}",
+                    Just("k3y-Abc123XyZ987".to_owned()),
+                    Just("ghp_1234567890abcdefghijklmnopqrstuvwxyz".to_owned()),
+                    Just("password = \"Sup3rS3cret!\" ".to_owned()),
+                    Just("postgres://u:p4ssw0rd99@db/x ".to_owned()),
+                    Just("token: 9f8e7d6c5b4a3f2e1d0c ".to_owned()),
+                    Just("SECRET_REF(k) [REDACTED:jwt] ".to_owned()),
+                ],
+                0..8,
+            )
+        ) {
+            let redactor = Redactor::new(&[("k", "k3y-Abc123XyZ987")], pack()).unwrap();
+            let text = parts.concat();
+            let once = redactor.redact_str(&text).into_owned();
+            let twice = redactor.redact_str(&once).into_owned();
+            prop_assert_eq!(&once, &twice, "input {:?}", text);
+        }
+
+        #[test]
+        fn clean_text_is_identical(text in "[a-z ,.;!?\n]{0,200}") {
+            let redactor = Redactor::new(&[("k", "k3y-Abc123XyZ987")], pack()).unwrap();
+            prop_assert!(matches!(redactor.redact_str(&text), std::borrow::Cow::Borrowed(_)));
+        }
+
+        #[test]
+        fn json_mode_keeps_json_valid_and_drops_the_secret(
+            secret in "[A-Za-z0-9!@#%^&*+=?~]{8,30}",
+            key in "[a-z]{1,8}",
+            noise in "[a-z ]{0,20}",
+        ) {
+            let redactor = Redactor::new(&[("s", secret.as_str())], pack()).unwrap();
+            let body = serde_json::json!({ key.clone(): format!("{noise}{secret}{noise}"), "n": [1, 2.5, null, true] });
+            let raw = serde_json::to_vec(&body).unwrap();
+            let (out, _) = redactor.redact_json(&raw).unwrap();
+            let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            prop_assert!(!String::from_utf8_lossy(&out).contains(&secret));
+            prop_assert_eq!(&parsed["n"], &body["n"]);
+        }
+    }
+}

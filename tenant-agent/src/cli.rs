@@ -40,6 +40,61 @@ pub enum Command {
     /// parsed is answered too (at least red). The exit status is non-zero only for usage errors.
     #[command(verbatim_doc_comment)]
     Classify(ClassifyArgs),
+
+    /// Manage the encrypted secrets vault (values are never printed).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+
+    /// Redact stdin to stdout with the vault's secrets and the credential pattern pack.
+    ///
+    /// Known secret values (raw, JSON-escaped, URL-encoded, base64, hex) become
+    /// SECRET_REF(name); well-known credential formats become [REDACTED:rule-id]; high-entropy
+    /// values right after key-like context become [REDACTED:entropy].
+    ///
+    /// Examples:
+    ///   tenant-agent redact < transcript.txt
+    ///   tenant-agent redact --json < request.json
+    #[command(verbatim_doc_comment)]
+    Redact(RedactArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Store a secret. The value is read from stdin (or a hidden prompt on a terminal), never
+    /// from the command line. Values shorter than 8 bytes are refused: they cannot be redacted.
+    ///
+    /// Example: printf '%s' "$KEY" | tenant-agent secrets set openai_api_key
+    Set {
+        /// Secret name: 1 to 64 characters of a-z, 0-9, `_`, `.` and `-`.
+        name: String,
+    },
+    /// List secret names and their created, updated and last-used times (never values).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret.
+    Rm {
+        /// The secret to delete.
+        name: String,
+    },
+    /// Import every entry of a dotenv file (KEY=value). Names are lowercased; values are taken
+    /// literally ($VAR is not expanded). Nothing is imported unless every entry is valid.
+    Import {
+        /// The .env file.
+        file: PathBuf,
+    },
+    /// Generate a new vault key and re-encrypt the vault with it.
+    RotateKey,
+}
+
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    /// Treat stdin as one JSON document: redact every string, keep everything else; invalid
+    /// JSON is an error.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,8 +8,9 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use safety::{Autonomy, Classifier, Context, Policy};
 use tenant_agent::classify_cmd::{self, ClassifyOptions};
-use tenant_agent::cli::{ClassifyArgs, Cli, Command};
-use tenant_agent::policy_files;
+use tenant_agent::cli::{ClassifyArgs, Cli, Command, SecretsCommand};
+use tenant_agent::layout::Layout;
+use tenant_agent::{policy_files, secrets_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,9 +24,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let layout = Layout::new(cli.state_dir.as_deref());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     match cli.command {
-        Command::Classify(args) => classify(args),
+        Command::Classify(args) => return classify(args),
+        Command::Secrets(cmd) => match cmd {
+            SecretsCommand::Set { name } => {
+                let value = secrets_cmd::read_value(&name)?;
+                secrets_cmd::set(&layout, &name, &value, &mut out)?;
+            }
+            SecretsCommand::List { json } => secrets_cmd::list(&layout, json, &mut out)?,
+            SecretsCommand::Rm { name } => secrets_cmd::remove(&layout, &name, &mut out)?,
+            SecretsCommand::Import { file } => secrets_cmd::import(&layout, &file, &mut out)?,
+            SecretsCommand::RotateKey => secrets_cmd::rotate_key(&layout, &mut out)?,
+        },
+        Command::Redact(args) => secrets_cmd::redact(&layout, args.json, std::io::stdin().lock(), &mut out)?,
     }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn classify(args: ClassifyArgs) -> Result<ExitCode> {

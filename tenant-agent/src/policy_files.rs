@@ -66,3 +66,17 @@ pub fn load_policy_dir(dir: &Path) -> Result<Policy, PolicyLoadError> {
         source,
     })
 }
+
+/// The policy bundle in force: the bundle installed under the layout's `policies/` directory
+/// when there is one, else the default compiled into the binary. An installed bundle that is
+/// invalid is an error; there is no silent fallback.
+pub fn active_policy(layout: &crate::layout::Layout) -> Result<Policy, PolicyLoadError> {
+    let dir = layout.policies_dir();
+    if dir.is_dir() {
+        return load_policy_dir(&dir);
+    }
+    Policy::embedded_default().map_err(|source| PolicyLoadError::Invalid {
+        dir: PathBuf::from("<embedded>"),
+        source,
+    })
+}

@@ -36,17 +36,9 @@ fn unmatched_open_braces(raw: &str) -> usize {
     open
 }
 
-/// The kind of a nested command that runs while a word is expanded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SubKind {
-    /// `$(...)` or backticks.
-    Command,
-}
-
-/// A command that runs while a word is expanded.
+/// A command that runs while a word is expanded (`$(...)` or backticks).
 #[derive(Debug, Clone)]
 pub(crate) struct Substitution {
-    pub kind: SubKind,
     pub script: String,
 }
 
@@ -118,6 +110,34 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, WordError>) -> Result<T, 
 /// Words with more unclosed `${name[` subscripts than this are refused (see [`expand`]).
 const MAX_UNCLOSED_SUBSCRIPTS: usize = 2;
 
+/// `${` nested deeper than this in one word is refused: brush's word parser is super-linear on
+/// deep nesting (`${f[ ${g[ ${h{...` takes tens of milliseconds), and real scripts stop at two.
+const MAX_EXPANSION_DEPTH: usize = 2;
+
+/// More `${` than this in one word is refused.
+const MAX_EXPANSIONS: usize = 16;
+
+/// How many `${` a word has, and how deeply they nest (counting `}` as closing).
+fn parameter_expansions(raw: &str) -> (usize, usize) {
+    let bytes = raw.as_bytes();
+    let (mut count, mut depth, mut max) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            count += 1;
+            depth += 1;
+            max = max.max(depth);
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'}' {
+            depth = depth.saturating_sub(1);
+        }
+        i += 1;
+    }
+    (count, max)
+}
+
 /// `${...[` whose `[` has no `]` before the expansion's closing `}`.
 fn unclosed_subscripts(raw: &str) -> usize {
     let mut count = 0;
@@ -145,6 +165,12 @@ pub(crate) fn expand(raw: &str, env: &WordEnv<'_>) -> Result<Vec<Expanded>, Word
     if unclosed_subscripts(raw) > MAX_UNCLOSED_SUBSCRIPTS {
         return Err(WordError(format!(
             "more than {MAX_UNCLOSED_SUBSCRIPTS} parameter expansions with an unclosed `[`"
+        )));
+    }
+    let (count, depth) = parameter_expansions(raw);
+    if depth > MAX_EXPANSION_DEPTH || count > MAX_EXPANSIONS {
+        return Err(WordError(format!(
+            "parameter expansions nested {depth} deep or {count} in one word (limits {MAX_EXPANSION_DEPTH} and {MAX_EXPANSIONS})"
         )));
     }
     let options = ParserOptions::default();
@@ -202,7 +228,6 @@ pub(crate) fn nested_substitutions(text: &str, out: &mut Vec<Substitution>) {
             out.append(&mut scratch.subs);
         }
         Err(_) => out.push(Substitution {
-            kind: SubKind::Command,
             script: text.to_owned(),
         }),
     }
@@ -278,7 +303,6 @@ fn expand_piece(
         WordPiece::CommandSubstitution(script) | WordPiece::BackquotedCommandSubstitution(script) => {
             out.from_var = true;
             out.subs.push(Substitution {
-                kind: SubKind::Command,
                 script: script.clone(),
             });
             push_dynamic(out);
@@ -678,6 +702,11 @@ mod tests {
         assert!(expand(&subscripts, &env).is_err());
         assert!(started.elapsed() < std::time::Duration::from_millis(100));
         assert_eq!(expand("${a[1]}${b[2]}${c[3]}${d[4]}", &env).unwrap().len(), 1);
+        assert_eq!(expand("${a:-${b:-x}}", &env).unwrap().len(), 1);
+        let nested = "${f[\\ro${f79[ ro${l{r%,-(rf,/sr/e}#:c{r%,/ed,s-r/sh/pnc}#:mhar}";
+        let started = std::time::Instant::now();
+        assert!(expand(nested, &env).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_millis(20));
         // brush-parser unwraps an i64 parse here; the guard turns the panic into an error.
         assert!(expand("{1..99999999999999999999}", &env).is_err());
         assert!(expand("{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}", &env).is_err());

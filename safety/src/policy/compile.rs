@@ -55,6 +55,7 @@ struct Collected<'a> {
     sql: Option<(usize, Spanned<RawSql>)>,
     interpreters: Vec<(usize, String, Spanned<RawInterpreter>)>,
     tools: Vec<(usize, String, Spanned<RawTool>)>,
+    redaction: Option<(usize, Spanned<super::raw::RawRedaction>)>,
     locs: Vec<Loc<'a>>,
 }
 
@@ -103,6 +104,16 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         }
         for (name, tool) in raw.tool {
             c.tools.push((index, name, tool));
+        }
+        if let Some(redaction) = raw.redaction {
+            if let Some((first, _)) = &c.redaction {
+                return Err(c.locs[index].err(
+                    redaction.span().start,
+                    "redaction",
+                    format!("redaction is already defined in {}", c.locs[*first].file),
+                ));
+            }
+            c.redaction = Some((index, redaction));
         }
     }
 
@@ -201,7 +212,7 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         if tools.contains_key(name) {
             return Err(loc.err(raw.span().start, &id, "defined twice"));
         }
-        let spec = Arc::new(compile_tool(loc, name, &id, raw)?);
+        let spec = Arc::new(compile_tool(loc, &id, raw)?);
         if name.contains(['*', '?', '[']) {
             let glob = Glob::new(name)
                 .map_err(|e| loc.err(raw.span().start, &id, format!("bad name pattern: {e}")))?;
@@ -212,6 +223,13 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         }
     }
 
+    let redaction = match &c.redaction {
+        Some((file, raw)) => {
+            let loc = &c.locs[*file];
+            crate::redact::PatternPack::compile(raw.get_ref(), loc.file, |at| loc.line_of(at))?
+        }
+        None => crate::redact::PatternPack::empty(),
+    };
     let mut policy = Policy::from(PolicyParts {
         settings,
         commands,
@@ -222,6 +240,7 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         interpreters,
         tools,
         tool_globs,
+        redaction: Arc::new(redaction),
     });
     policy.set_files(files.iter().map(|(n, _)| n.as_ref().to_owned()).collect());
     Ok(policy)
@@ -670,7 +689,6 @@ fn compile_interpreter(
 
 fn compile_tool(
     loc: &Loc<'_>,
-    name: &str,
     id: &str,
     raw: &Spanned<RawTool>,
 ) -> Result<ToolSpec, PolicyError> {
@@ -725,7 +743,6 @@ fn compile_tool(
         });
     }
     Ok(ToolSpec {
-        name: name.to_owned(),
         id: id.to_owned(),
         tier: tier(loc, at, id, &r.tier)?,
         reason: r.reason.clone(),

@@ -380,7 +380,6 @@ pub(crate) struct ToolRule {
 /// One tool of the manifest.
 #[derive(Debug, Clone)]
 pub(crate) struct ToolSpec {
-    pub name: String,
     pub id: String,
     pub tier: Tier,
     pub reason: String,
@@ -401,6 +400,7 @@ pub struct Policy {
     pub(crate) interpreters: HashMap<String, Interpreter>,
     pub(crate) tools: HashMap<String, Arc<ToolSpec>>,
     pub(crate) tool_globs: Vec<(GlobMatcher, usize, Arc<ToolSpec>)>,
+    pub(crate) redaction: Arc<crate::redact::PatternPack>,
     files: Vec<String>,
 }
 
@@ -433,6 +433,11 @@ impl Policy {
     /// Number of tools in the manifest.
     pub fn tool_count(&self) -> usize {
         self.tools.len() + self.tool_globs.len()
+    }
+
+    /// The redaction pattern pack (empty if the bundle has none).
+    pub fn redaction(&self) -> Arc<crate::redact::PatternPack> {
+        self.redaction.clone()
     }
 
     /// Looks a command up by name (exact names first, then name patterns like `mkfs.*`).
@@ -472,6 +477,7 @@ pub(crate) struct PolicyParts {
     pub interpreters: HashMap<String, Interpreter>,
     pub tools: HashMap<String, Arc<ToolSpec>>,
     pub tool_globs: Vec<(GlobMatcher, usize, Arc<ToolSpec>)>,
+    pub redaction: Arc<crate::redact::PatternPack>,
 }
 
 impl From<PolicyParts> for Policy {
@@ -486,6 +492,7 @@ impl From<PolicyParts> for Policy {
             interpreters: p.interpreters,
             tools: p.tools,
             tool_globs: p.tool_globs,
+            redaction: p.redaction,
             files: Vec::new(),
         }
     }

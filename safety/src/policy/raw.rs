@@ -318,8 +318,7 @@ pub(crate) struct RawRedactionRule {
     pub regex: String,
     /// The capture group holding the secret; the rest of the match survives.
     pub secret_group: Option<usize>,
-    #[serde(default)]
-    pub keywords: Vec<String>,
+    /// Minimum Shannon entropy (bits per byte) of the secret part.
     pub entropy: Option<f64>,
     /// Lines that must be redacted by this rule.
     #[serde(default)]

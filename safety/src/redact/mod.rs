@@ -1,0 +1,294 @@
+//! The redaction engine (security layer 4): nothing that leaves the VPS carries a secret.
+//!
+//! A [`Redactor`] is built once from the vault's `(name, value)` pairs and the policy's
+//! [`PatternPack`]; applying it is pure and fast. Three passes, in order:
+//!
+//! 1. **Known values**: one Aho-Corasick automaton (leftmost-longest) over every registered
+//!    value in every form it takes in text ([`variants`]); a hit becomes `SECRET_REF(name)`.
+//! 2. **Patterns**: well-known credential formats (AWS, GitHub, Stripe, private keys, JWTs, URLs
+//!    with passwords...), byte regexes with Unicode classes off, prefiltered by one `RegexSet`
+//!    pass. Only the secret part of a match is replaced, by `[REDACTED:rule-id]`.
+//! 3. **Entropy net**: a high-entropy token right after key-like context (`KEY=`, `token:`,
+//!    `Bearer `, `password`) becomes `[REDACTED:entropy]`; plain code and prose are never judged.
+//!
+//! Redaction is deterministic and idempotent (`redact(redact(x)) == redact(x)`), and input with
+//! nothing to redact comes out byte-identical (borrowed, not copied).
+
+mod json;
+mod pack;
+mod variants;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+pub use json::JsonError;
+pub use pack::{PatternPack, PatternRule};
+
+/// The shortest secret value that can be redacted without destroying ordinary text.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// A redactor could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedactError {
+    /// A secret value is too short to be matched safely.
+    #[error("secret `{name}` is {len} bytes; values shorter than {MIN_SECRET_LEN} bytes cannot be redacted without destroying ordinary text")]
+    TooShort {
+        /// The secret's name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The automaton for the known values could not be built.
+    #[error("cannot build the secret matcher: {0}")]
+    Automaton(String),
+}
+
+/// Redacts registered secret values and credential patterns.
+#[derive(Clone)]
+pub struct Redactor {
+    values: Option<AhoCorasick>,
+    /// `SECRET_REF(name)` for each automaton pattern.
+    replacements: Vec<Vec<u8>>,
+    pack: Arc<PatternPack>,
+    secret_count: usize,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the values (or their encodings).
+        f.debug_struct("Redactor")
+            .field("secrets", &self.secret_count)
+            .field("forms", &self.replacements.len())
+            .field("rules", &self.pack.len())
+            .finish()
+    }
+}
+
+/// What one redaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedactionStats {
+    /// Known secret values replaced by `SECRET_REF(name)`.
+    pub secrets: usize,
+    /// Pattern matches replaced by `[REDACTED:rule-id]`.
+    pub patterns: usize,
+    /// Entropy-net hits replaced by `[REDACTED:entropy]`.
+    pub entropy: usize,
+}
+
+impl RedactionStats {
+    /// Whether anything was replaced.
+    pub fn any(&self) -> bool {
+        self.secrets + self.patterns + self.entropy > 0
+    }
+
+    fn add(&mut self, other: &RedactionStats) {
+        self.secrets += other.secrets;
+        self.patterns += other.patterns;
+        self.entropy += other.entropy;
+    }
+}
+
+impl Redactor {
+    /// Builds a redactor for these secrets (name, value) and a pattern pack.
+    pub fn new<N: AsRef<str>, V: AsRef<[u8]>>(
+        secrets: &[(N, V)],
+        pack: Arc<PatternPack>,
+    ) -> Result<Self, RedactError> {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut replacements = Vec::new();
+        for (name, value) in secrets {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            if value.len() < MIN_SECRET_LEN {
+                return Err(RedactError::TooShort {
+                    name: name.to_owned(),
+                    len: value.len(),
+                });
+            }
+            let replacement = format!("SECRET_REF({name})").into_bytes();
+            for form in variants::variants(value) {
+                patterns.push(form);
+                replacements.push(replacement.clone());
+            }
+        }
+        let values = if patterns.is_empty() {
+            None
+        } else {
+            let kind = if patterns.len() <= 20_000 {
+                AhoCorasickKind::DFA
+            } else {
+                AhoCorasickKind::ContiguousNFA
+            };
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(kind))
+                    .build(&patterns)
+                    .map_err(|e| RedactError::Automaton(e.to_string()))?,
+            )
+        };
+        Ok(Redactor {
+            values,
+            replacements,
+            pack,
+            secret_count: secrets.len(),
+        })
+    }
+
+    /// A redactor with no registered secrets (patterns and entropy net only).
+    pub fn patterns_only(pack: Arc<PatternPack>) -> Self {
+        Redactor {
+            values: None,
+            replacements: Vec::new(),
+            pack,
+            secret_count: 0,
+        }
+    }
+
+    /// The pattern pack in use.
+    pub fn pack(&self) -> &PatternPack {
+        &self.pack
+    }
+
+    /// Redacts bytes; borrowed when nothing changed.
+    pub fn redact<'a>(&self, input: &'a [u8]) -> Cow<'a, [u8]> {
+        self.redact_with_stats(input).0
+    }
+
+    /// Redacts bytes and reports what was replaced.
+    pub fn redact_with_stats<'a>(&self, input: &'a [u8]) -> (Cow<'a, [u8]>, RedactionStats) {
+        let mut stats = RedactionStats::default();
+        let mut current: Cow<'a, [u8]> = Cow::Borrowed(input);
+        if let Some(ac) = &self.values {
+            if let Some(out) = replace_values(ac, &self.replacements, &current, &mut stats) {
+                current = Cow::Owned(out);
+            }
+        }
+        // Patterns and the entropy net never look inside a placeholder (`SECRET_REF(name)`,
+        // `[REDACTED:id]`), whether this pass wrote it or the input already had it: that keeps
+        // redaction idempotent and placeholders intact.
+        if self.pack.may_match_patterns(&current) {
+            if let Some(out) = map_segments(&current, |seg| self.pack.replace_patterns(seg, &mut stats)) {
+                current = Cow::Owned(out);
+            }
+        }
+        if self.pack.may_match_entropy(&current) {
+            if let Some(out) = map_segments(&current, |seg| self.pack.replace_entropy(seg, &mut stats)) {
+                current = Cow::Owned(out);
+            }
+        }
+        (current, stats)
+    }
+
+    /// Redacts text. Replacements are ASCII and only ever replace whole matches of ASCII
+    /// patterns or exact values, so valid UTF-8 stays valid.
+    pub fn redact_str<'a>(&self, input: &'a str) -> Cow<'a, str> {
+        match self.redact(input.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(input),
+            Cow::Owned(bytes) => Cow::Owned(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+        }
+    }
+
+    /// Redacts every string (keys and values) of a JSON document and keeps everything else
+    /// byte-identical. Invalid JSON is an error, never passed through.
+    pub fn redact_json<'a>(&self, body: &'a [u8]) -> Result<(Cow<'a, [u8]>, RedactionStats), JsonError> {
+        json::redact_json(self, body)
+    }
+}
+
+fn replace_values(
+    ac: &AhoCorasick,
+    replacements: &[Vec<u8>],
+    input: &[u8],
+    stats: &mut RedactionStats,
+) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut last = 0;
+    for m in ac.find_iter(input) {
+        let buf = out.get_or_insert_with(|| Vec::with_capacity(input.len()));
+        buf.extend_from_slice(&input[last..m.start()]);
+        buf.extend_from_slice(&replacements[m.pattern().as_usize()]);
+        last = m.end();
+        stats.secrets += 1;
+    }
+    out.map(|mut buf| {
+        buf.extend_from_slice(&input[last..]);
+        buf
+    })
+}
+
+/// The spans of placeholders in `input`: `SECRET_REF(name)` and `[REDACTED:id]`.
+fn placeholder_spans(input: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    for (open, name_ok, close) in [
+        (&b"SECRET_REF("[..], (|b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')) as fn(u8) -> bool, b')'),
+        (&b"[REDACTED:"[..], (|b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) as fn(u8) -> bool, b']'),
+    ] {
+        for start in memchr::memmem::find_iter(input, open) {
+            let body = &input[start + open.len()..];
+            let len = body.iter().take(65).take_while(|&&b| name_ok(b)).count();
+            if len > 0 && body.get(len) == Some(&close) {
+                spans.push((start, start + open.len() + len + 1));
+            }
+        }
+    }
+    spans.sort_unstable();
+    spans
+}
+
+/// Applies `f` to the text between placeholders; `None` when nothing changed.
+fn map_segments(input: &[u8], mut f: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let spans = placeholder_spans(input);
+    if spans.is_empty() {
+        return f(input);
+    }
+    let mut out: Option<Vec<u8>> = None;
+    let mut last = 0;
+    for (start, end) in spans.into_iter().chain(std::iter::once((input.len(), input.len()))) {
+        if start < last {
+            continue;
+        }
+        let segment = &input[last..start];
+        match f(segment) {
+            Some(replaced) => {
+                let buf = out.get_or_insert_with(|| input[..last].to_vec());
+                buf.extend_from_slice(&replaced);
+            }
+            None => {
+                if let Some(buf) = out.as_mut() {
+                    buf.extend_from_slice(segment);
+                }
+            }
+        }
+        if let Some(buf) = out.as_mut() {
+            buf.extend_from_slice(&input[start..end]);
+        }
+        last = end;
+    }
+    out
+}
+
+/// Shannon entropy of a byte string, in bits per byte.
+pub(crate) fn shannon_entropy(bytes: &[u8]) -> f64 {
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0usize; 256];
+    for &b in bytes {
+        counts[b as usize] += 1;
+    }
+    let len = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / len;
+            -p * p.log2()
+        })
+        .sum()
+}

@@ -1,0 +1,89 @@
+//! Where tenant-agent keeps things: the system locations of an installed VPS, or everything
+//! under one directory (`--state-dir DIR`) for development and tests.
+
+use std::path::{Path, PathBuf};
+
+/// The files and directories tenant-agent uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Configuration directory (`/etc/tenant-agent`).
+    pub etc_dir: PathBuf,
+    /// State directory (`/var/lib/tenant-agent`): vault, approvals, usage.
+    pub state_dir: PathBuf,
+    /// Runtime directory (`/run/tenant-agent`): the local API socket.
+    pub run_dir: PathBuf,
+    /// The vault master key file (used when no systemd credential is available).
+    pub key_file: PathBuf,
+    /// The systemd-encrypted vault key (`LoadCredentialEncrypted=`), when installed that way.
+    pub encrypted_credential: Option<PathBuf>,
+    /// True for `--state-dir` layouts.
+    pub development: bool,
+}
+
+impl Layout {
+    /// The layout for `--state-dir DIR`, or the system layout without it.
+    pub fn new(state_dir: Option<&Path>) -> Self {
+        match state_dir {
+            Some(dir) => Layout {
+                etc_dir: dir.to_owned(),
+                state_dir: dir.to_owned(),
+                run_dir: dir.join("run"),
+                key_file: dir.join("vault.key"),
+                encrypted_credential: None,
+                development: true,
+            },
+            None => Layout::system(),
+        }
+    }
+
+    /// The locations of an installed VPS (product spec section 10).
+    pub fn system() -> Self {
+        Layout {
+            etc_dir: PathBuf::from("/etc/tenant-agent"),
+            state_dir: PathBuf::from("/var/lib/tenant-agent"),
+            run_dir: PathBuf::from("/run/tenant-agent"),
+            key_file: PathBuf::from("/etc/tenant-agent/vault.key"),
+            encrypted_credential: Some(PathBuf::from("/etc/credstore.encrypted/tenant-agent.vault-key")),
+            development: false,
+        }
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.etc_dir.join("config.toml")
+    }
+
+    /// The encrypted secrets vault.
+    pub fn vault_db(&self) -> PathBuf {
+        self.state_dir.join("vault.db")
+    }
+
+    /// Local state: approvals, outbox, usage.
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir.join("state.db")
+    }
+
+    /// The active policy bundle (signed bundles from the hub).
+    pub fn policies_dir(&self) -> PathBuf {
+        self.etc_dir.join("policies")
+    }
+
+    /// The local safety API socket.
+    pub fn api_socket(&self) -> PathBuf {
+        self.run_dir.join("api.sock")
+    }
+
+    /// Creates the state directory (mode 0700) if it is missing.
+    pub fn ensure_state_dir(&self) -> std::io::Result<()> {
+        create_private_dir(&self.state_dir)
+    }
+}
+
+/// Creates `dir` and its parents; a directory created here gets mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
