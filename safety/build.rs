@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|entry| entry.ok())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".toml"))
@@ -20,10 +20,15 @@ fn main() {
     for name in &names {
         let path = dir.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
-        let _ = writeln!(out, "    ({name:?}, include_str!({:?})),", path.display().to_string());
+        let _ = writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
     }
     out.push_str("];\n");
-    let out_dir = std::env::var("OUT_DIR").unwrap_or_else(|_| panic!("OUT_DIR is not set"));
+    let out_dir = std::env::var("OUT_DIR").map_err(|_| "OUT_DIR is not set")?;
     std::fs::write(Path::new(&out_dir).join("embedded_policies.rs"), out)
-        .unwrap_or_else(|e| panic!("cannot write embedded_policies.rs: {e}"));
+        .map_err(|e| format!("cannot write embedded_policies.rs: {e}"))?;
+    Ok(())
 }

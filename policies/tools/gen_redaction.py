@@ -7,7 +7,7 @@ real credential is ever committed. Counter-examples are near misses that must st
 
     python3 policies/tools/gen_redaction.py > policies/default/redaction.toml
 """
-import random, string, uuid
+import random, re, string, uuid
 
 rnd = random.Random(20261121)
 A = string.ascii_letters + string.digits
@@ -67,7 +67,7 @@ rule("linode-token", "Linode personal access token",
 rule("alibaba-access-key-id", "Alibaba Cloud AccessKey ID",
      r"\b(LTAI[A-Za-z0-9]{20})\b", 1, [f"access_key_id: LTAI{alnum(20)}"], ["LTAI123"])
 rule("cloudflare-api-token", "Cloudflare API token",
-     r"(?i)(?:cloudflare|cf)[a-z0-9_]*(?:api)?[_-]?(?:token|key)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_-]{40})\b", 1,
+     r"(?i)(?:cloudflare[a-z0-9_]*(?:api)?[_-]?|\bcf[_-](?:api[_-]?)?)(?:token|key)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_-]{40})\b", 1,
      [f"CLOUDFLARE_API_TOKEN={url64(40)}", f"CF_API_KEY={url64(40)}"], ["CF_API_KEY=none"])
 rule("cloudflare-origin-ca-key", "Cloudflare Origin CA key",
      r"\b(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})\b", 1, [f"v1.0-{hexl(24)}-{hexl(146)}"], ["v1.0-abc"])
@@ -134,7 +134,7 @@ rule("twilio-api-key", "Twilio API key", r"\b(SK[a-f0-9]{32})\b", 1, [f"TWILIO_A
 rule("twilio-auth-token", "Twilio auth token", r"(?i)twilio[a-z0-9_]*(?:auth)?[_-]?token[\"']?\s*[:=]\s*[\"']?([a-f0-9]{32})\b", 1, [f"TWILIO_AUTH_TOKEN={hexl(32)}"], [])
 rule("sendgrid-key", "SendGrid API key", r"\b(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})\b", 1, [f"SENDGRID_API_KEY=SG.{url64(22)}.{url64(43)}"], ["SG.short.key"])
 rule("mailgun-key", "Mailgun API key", r"\b(key-[a-f0-9]{32})\b", 1, [f"MAILGUN_API_KEY=key-{hexl(32)}"], ["key-value pairs"])
-rule("mailgun-signing-key", "Mailgun webhook signing key", r"\b([a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8})\b", 1, [f"MAILGUN_SIGNING_KEY={hexl(32)}-{hexl(8)}-{hexl(8)}"], [])
+rule("mailgun-signing-key", "Mailgun webhook signing key", r"(?i)mailgun[a-z0-9_]*(?:signing)?[_-]?key[\"']?\s*[:=]\s*[\"']?([a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8})\b", 1, [f"MAILGUN_SIGNING_KEY={hexl(32)}-{hexl(8)}-{hexl(8)}"], [])
 rule("mailchimp-key", "Mailchimp API key", r"\b([a-f0-9]{32}-us\d{1,2})\b", 1, [f"MAILCHIMP_API_KEY={hexl(32)}-us21"], ["abc-us1"])
 rule("brevo-key", "Brevo (Sendinblue) API key", r"\b(xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16})\b", 1, [f"xkeysib-{hexl(64)}-{alnum(16)}"], ["xkeysib-1"])
 rule("postmark-token", "Postmark server token", r"(?i)postmark[a-z0-9_]*(?:token|key)[\"']?\s*[:=]\s*[\"']?([a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})", 1, [f"POSTMARK_SERVER_TOKEN={uid()}"], [])
@@ -186,7 +186,7 @@ rule("notion-token", "Notion integration token", r"\b((?:secret_[A-Za-z0-9]{43}|
 rule("linear-key", "Linear API key", r"\b(lin_api_[A-Za-z0-9]{40})\b", 1, [f"LINEAR_API_KEY=lin_api_{alnum(40)}"], ["lin_api_1"])
 rule("airtable-pat", "Airtable personal access token", r"\b(pat[A-Za-z0-9]{14}\.[a-f0-9]{64})\b", 1, [f"AIRTABLE_API_KEY=pat{alnum(14)}.{hexl(64)}"], [])
 rule("hubspot-token", "HubSpot private app token", r"\b(pat-(?:na|eu)\d-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})\b", 1, [f"HUBSPOT_TOKEN=pat-na1-{uid()}"], ["pat-na1-x"])
-rule("asana-token", "Asana personal access token", r"\b([0-9]/[0-9]{16}:[a-f0-9]{32})\b", 1, [f"ASANA_PAT=1/{rnd.randint(10**15,10**16)}:{hexl(32)}"], [])
+rule("asana-token", "Asana personal access token", r"(?i)asana[a-z0-9_]*(?:token|pat|key)[\"']?\s*[:=]\s*[\"']?([0-9]/[0-9]{16}:[a-f0-9]{32})\b", 1, [f"ASANA_PAT=1/{rnd.randint(10**15,10**16)}:{hexl(32)}"], [])
 rule("dropbox-token", "Dropbox access token", r"\b(sl\.[A-Za-z0-9_-]{130,})", 1, [f"DROPBOX_TOKEN=sl.{url64(140)}"], ["sl.short"])
 rule("figma-token", "Figma personal access token", r"\b(figd_[A-Za-z0-9_-]{40,})", 1, [f"FIGMA_TOKEN=figd_{url64(40)}"], ["figd_1"])
 rule("typeform-token", "Typeform personal token", r"\b(tfp_[A-Za-z0-9_-]{44}_[A-Za-z0-9_-]{14})\b", 1, [f"tfp_{url64(44)}_{url64(14)}"], ["tfp_1"])
@@ -243,6 +243,85 @@ rule("ssh-password-sshpass", "password given to sshpass", r"\bsshpass\s+-p\s*[\"
 rule("mysql-password-flag", "password on a mysql command line", r"\bmysql(?:dump|admin)?\b[^\n]*?\s-p([^\s\"'-][^\s\"']{3,})", 1, [f"mysqldump -u root -p{alnum(12)} shop"], ["mysql -u root -p shop"])
 rule("pgpassword-env", "PostgreSQL password in the environment", r"\bPGPASSWORD=[\"']?([^\s\"']{4,})", 1, [f"PGPASSWORD={alnum(14)} psql -h db"], ["PGPASSWORD= psql"])
 
+
+# --- keywords ---------------------------------------------------------------------------------
+# Every match of a rule contains at least one of its keywords (ASCII case-insensitive). One
+# Aho-Corasick pass over the text finds which keywords occur, and only rules with a keyword
+# present run their regex (gitleaks' prefilter). Derived from the regex's literal prefix where it
+# has one; written out here where it has not. A rule with no keywords always runs (slow: avoid).
+KEYWORDS = {
+    "aws-access-key-id": ["akia", "asia", "abia", "acca", "aroa", "aida", "aipa", "anpa", "anva", "agpa"],
+    "azure-sas-token": ["sig="],
+    "azure-ad-client-secret": ["q~"],
+    "digitalocean-token": ["dop_v1_", "doo_v1_", "dor_v1_"],
+    "hetzner-cloud-token": ["hcloud", "hetzner"],
+    "cloudflare-api-token": ["cloudflare", "cf_", "cf-"],
+    "terraform-cloud-token": [".atlasv1."],
+    "hashicorp-vault-token": ["hvs.", "hvb.", "hvr."],
+    "github-app-token": ["ghu_", "ghs_"],
+    "sonarqube-token": ["squ_", "sqa_", "sqp_"],
+    "sentry-dsn": ["sentry.io"],
+    "grafana-token": ["glsa_", "glc_"],
+    "datadog-api-key": ["datadog", "ddapi", "ddapp", "dd_api", "dd_app", "dd-api", "dd-app"],
+    "slack-bot-token": ["xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"],
+    "slack-webhook": ["hooks.slack.com"],
+    "discord-bot-token": [],
+    "discord-webhook": ["discord"],
+    "telegram-bot-token": [":aa"],
+    "mailgun-signing-key": ["mailgun"],
+    "mailchimp-key": ["-us"],
+    "vonage-secret": ["vonage", "nexmo"],
+    "teams-webhook": ["webhook.office.com"],
+    "square-token": ["eaaa", "sq0atp-"],
+    "shopify-token": ["shpat_", "shpca_", "shppa_", "shpss_"],
+    "woocommerce-key": ["ck_", "cs_"],
+    "mollie-key": ["live_", "test_"],
+    "easypost-key": ["ezak", "eztk"],
+    "openai-key": ["sk-proj-", "sk-svcacct-", "sk-admin-"],
+    "openai-legacy-key": ["t3blbkfj"],
+    "cohere-key": ["cohere", "coapi", "co_api", "co-api"],
+    "notion-token": ["secret_", "ntn_"],
+    "asana-token": ["asana"],
+    "nextcloud-config-secret": ["secret", "passwordsalt", "dbpassword", "mail_smtppassword"],
+    "wordpress-auth-key": ["_key", "_salt"],
+    "wordpress-db-password": ["db_password"],
+    "url-password": ["://"],
+    "password-assignment-quoted": ["passw", "pwd", "passphrase"],
+    "ethereum-private-key": ["0x"],
+    "private-key": ["-----begin"],
+    "slack-app-token": ["xapp-"],
+    "sentry-token": ["sntrys_", "sntryu_"],
+    "discord-webhook": ["discord"],
+    "gcp-service-account-key": ["private_key_id"],
+    "plaid-token": ["access-sandbox-", "access-development-", "access-production-"],
+    "paypal-braintree-token": ["access_token$"],
+}
+ENTROPY_KEYWORDS = ["key", "secret", "token", "passw", "pwd", "passphrase", "credential", "bearer"]
+
+def derive_keywords(regex):
+    s = regex[4:] if regex.startswith("(?i)") else regex
+    while True:
+        for p in ("\\b", "("):
+            if s.startswith(p) and not s.startswith("(?"):
+                s = s[len(p):]
+                break
+        else:
+            break
+    m = re.match(r"\(\?:([A-Za-z0-9_|.\\/-]+)\)", s)
+    if m:
+        tail = re.match(r"[A-Za-z0-9_-]*", s[m.end():]).group(0)
+        return [(a.replace("\\.", ".") + tail).lower() for a in m.group(1).split("|")]
+    m = re.match(r"(?:[A-Za-z0-9_:/-]|\\\.)+", s)
+    if m and len(m.group(0)) >= 2:
+        return [m.group(0).replace("\\.", ".").lower()]
+    raise SystemExit(f"no keywords derivable for {regex!r}: add it to KEYWORDS")
+
+def keywords_of(id, regex, examples):
+    kws = KEYWORDS[id] if id in KEYWORDS else derive_keywords(regex)
+    for e in examples:
+        assert not kws or any(k in e.lower() for k in kws), (id, e, kws)
+    return kws
+
 print("""# The redaction pattern pack: well-known credential formats (in the spirit of gitleaks' rules)
 # and the context-gated entropy net. GENERATED by policies/tools/gen_redaction.py; edit the
 # table there and regenerate. Examples use synthetic tokens of the real formats' shapes.
@@ -256,13 +335,18 @@ print("""# The redaction pattern pack: well-known credential formats (in the spi
 # letters and digits, and has at least `threshold` bits of Shannon entropy per byte.
 min_length = 16
 threshold = 3.3
-context = '''(?i)(?:(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|pwd|passphrase|auth[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|credential|signing[_-]?key|encryption[_-]?key)[a-z0-9_.-]{0,24}["']?\\s*(?:[:=]|=>)\\s*["']?|\\bbearer\\s+|\\btoken\\s+)([A-Za-z0-9+/_.~=-]{16,256})'''
+# The context is tried anchored where each keyword starts (`api_key` is found at its `key`), so
+# it begins with the keywords; group 1 is the value.
+context = '''(?i)(?:(?:key|secret|token|passw(?:or)?d|pwd|passphrase|credential)[a-z0-9_.-]{0,24}["']?[ \\t]*(?:[:=]|=>)[ \\t]*["']?|\\b(?:bearer|token)[ \\t]+)([A-Za-z0-9+/_.~=-]{16,256})'''
 examples = [
     "REDIS_PASSWORD=aB3dE6gH9jK2mN5p",
     "api_key: 8f4b2c9d1e7a6f3b0c5d",
     "Authorization: Token 7Fq2Lz9Xw4Rk8Vn3Bt6Hy1Jm",
     "  client_secret = \\"Zq8R2mXv7Lk4Pw9Nb3Ty6Hs\\"",
+    "SHOP_API_KEY=7XK2M9QP4WZ8R3TB6YHN",
+    "webhook_secret: 4k9z2m7q1x8w3p6r5t0y",
 ]
+keywords = [""" + ", ".join(f'"{k}"' for k in ENTROPY_KEYWORDS) + """]
 counter_examples = [
     "let token = tokens.next();",
     "password: String,",
@@ -274,6 +358,10 @@ counter_examples = [
     "The token bucket refills every second.",
     "let password_hash = argon2.hash_password(password, &salt)?;",
     "colon2_token: self.colon2_token.clone(),",
+    "DialogToken: DOT11_DIALOG_TOKEN,",
+    "pub const PrivateKeyExportable: X509CertificateTemplatePrivateKeyFlag = 16i32;",
+    "pub ikeCredentials: IKEEXT_CREDENTIALS2,",
+    "pub const XCN_CERT_NO_KEY_USAGE: X509KeyUsageFlags = 0i32;",
 ]
 """)
 for (id, desc, regex, group, examples, counters) in RULES:
@@ -284,6 +372,7 @@ for (id, desc, regex, group, examples, counters) in RULES:
     print(f"regex = '''{regex}'''")
     if group is not None:
         print(f"secret_group = {group}")
+    print("keywords = [" + ", ".join(f'"{k}"' for k in keywords_of(id, regex, examples)) + "]")
     def q(s):
         return "'''" + s + "'''" if ("\n" not in s and "'''" not in s and not s.endswith("'")) else '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     print("examples = [" + ", ".join(q(e) for e in examples) + "]")

@@ -5,7 +5,8 @@
 use std::io::BufRead;
 
 fn main() {
-    let classifier = safety::Classifier::new(safety::Policy::embedded_default().expect("default policy"));
+    let classifier =
+        safety::Classifier::new(safety::Policy::embedded_default().expect("default policy"));
     let ctx = safety::Context::default();
     for line in std::io::stdin().lock().lines() {
         let line = line.expect("stdin");

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -21,10 +23,14 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo/registry/src")
-    });
-    let redactor = safety::Redactor::patterns_only(safety::Policy::embedded_default().unwrap().redaction());
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo/registry/src")
+        });
+    let redactor =
+        safety::Redactor::patterns_only(safety::Policy::embedded_default().unwrap().redaction());
     let mut files = Vec::new();
     collect(&dir, &mut files);
     files.sort();
@@ -46,12 +52,22 @@ fn main() {
         }
         if samples.len() < 25 {
             for line in out.lines().filter(|l| l.contains("[REDACTED:")).take(2) {
-                samples.push(format!("{}: {}", f.display(), line.trim().chars().take(160).collect::<String>()));
+                samples.push(format!(
+                    "{}: {}",
+                    f.display(),
+                    line.trim().chars().take(160).collect::<String>()
+                ));
             }
         }
     }
     let mb = bytes as f64 / 1_048_576.0;
-    println!("{} files, {:.1} MiB, {} redactions, {:.3} per MiB", files.len(), mb, hits, hits as f64 / mb.max(1e-9));
+    println!(
+        "{} files, {:.1} MiB, {} redactions, {:.3} per MiB",
+        files.len(),
+        mb,
+        hits,
+        hits as f64 / mb.max(1e-9)
+    );
     for (rule, n) in &by_rule {
         println!("  {rule}: {n}");
     }

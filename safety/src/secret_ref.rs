@@ -21,9 +21,9 @@ pub enum SecretRefError {
 /// Whether `name` is a valid secret name: `[a-z0-9_.-]{1,64}`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
 }
 
 /// Every reference in `text`, in order (a name may appear more than once).
@@ -33,7 +33,10 @@ pub fn references(text: &str) -> Result<Vec<&str>, SecretRefError> {
     while let Some(at) = rest.find(PREFIX) {
         let after = &rest[at + PREFIX.len()..];
         let Some(close) = after.find(')') else {
-            return Err(SecretRefError::Invalid(super::classify::truncate(&rest[at..], 80)));
+            return Err(SecretRefError::Invalid(super::classify::truncate(
+                &rest[at..],
+                80,
+            )));
         };
         let name = &after[..close];
         if !is_valid_name(name) {
@@ -82,18 +85,40 @@ mod tests {
 
     #[track_caller]
     fn check(input: &str, expected: Result<&str, SecretRefError>) {
-        assert_eq!(resolve(input, lookup).as_deref().map_err(Clone::clone), expected, "{input}");
+        assert_eq!(
+            resolve(input, lookup).as_deref().map_err(Clone::clone),
+            expected,
+            "{input}"
+        );
     }
 
     #[test]
     fn resolution() {
         check("no refs", Ok("no refs"));
-        check("PGPASSWORD=SECRET_REF(db_password)", Ok("PGPASSWORD=s3cr3t-value"));
-        check("a SECRET_REF(db_password) b SECRET_REF(api.key) SECRET_REF(db_password)", Ok("a s3cr3t-value b k-123456789 s3cr3t-value"));
-        check("SECRET_REF(missing)", Err(SecretRefError::Unknown("missing".into())));
-        check("SECRET_REF(Bad Name)", Err(SecretRefError::Invalid("SECRET_REF(Bad Name)".into())));
-        check("SECRET_REF(unclosed", Err(SecretRefError::Invalid("SECRET_REF(unclosed".into())));
-        check("SECRET_REF()", Err(SecretRefError::Invalid("SECRET_REF()".into())));
+        check(
+            "PGPASSWORD=SECRET_REF(db_password)",
+            Ok("PGPASSWORD=s3cr3t-value"),
+        );
+        check(
+            "a SECRET_REF(db_password) b SECRET_REF(api.key) SECRET_REF(db_password)",
+            Ok("a s3cr3t-value b k-123456789 s3cr3t-value"),
+        );
+        check(
+            "SECRET_REF(missing)",
+            Err(SecretRefError::Unknown("missing".into())),
+        );
+        check(
+            "SECRET_REF(Bad Name)",
+            Err(SecretRefError::Invalid("SECRET_REF(Bad Name)".into())),
+        );
+        check(
+            "SECRET_REF(unclosed",
+            Err(SecretRefError::Invalid("SECRET_REF(unclosed".into())),
+        );
+        check(
+            "SECRET_REF()",
+            Err(SecretRefError::Invalid("SECRET_REF()".into())),
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ fn dev_corpus_passes_in_full() {
             None => (expected.parse::<Tier>().unwrap(), false),
         };
         let verdict = classifier.classify_line(input, &ctx);
-        let ok = if exact { verdict.tier == tier } else { verdict.tier >= tier };
+        let ok = if exact {
+            verdict.tier == tier
+        } else {
+            verdict.tier >= tier
+        };
         if !ok {
             failures.push(format!(
                 "line {}: {input}\n  expected {expected} ({}), got {}\n  {}",
@@ -31,13 +35,25 @@ fn dev_corpus_passes_in_full() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} lines fail:\n{}", failures.len(), CORPUS.lines().count(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} lines fail:\n{}",
+        failures.len(),
+        CORPUS.lines().count(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn the_copy_matches_the_shared_corpus() {
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/classify_dev.tsv");
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/classify_dev.tsv");
     if let Ok(text) = std::fs::read_to_string(&shared) {
-        assert_eq!(text, CORPUS, "safety/tests/data/classify_dev.tsv is out of date; copy it from {}", shared.display());
+        assert_eq!(
+            text,
+            CORPUS,
+            "safety/tests/data/classify_dev.tsv is out of date; copy it from {}",
+            shared.display()
+        );
     }
 }

@@ -13,15 +13,43 @@ fn classifier() -> &'static Classifier {
 }
 
 const GREEN: &[&str] = &[
-    "ls -la", "cat README.md", "echo hi", "git status", "pwd", "date", "wc -l notes.txt",
-    "grep -n TODO main.rs", "true", "df -h", "git log --oneline -3", "ps aux",
+    "ls -la",
+    "cat README.md",
+    "echo hi",
+    "git status",
+    "pwd",
+    "date",
+    "wc -l notes.txt",
+    "grep -n TODO main.rs",
+    "true",
+    "df -h",
+    "git log --oneline -3",
+    "ps aux",
 ];
 
 const NOT_GREEN: &[&str] = &[
-    "rm notes.txt", "frobnicate", "curl https://x.example", "touch f", "mytool --go", "./run.sh",
-    "git push", "sudo reboot", "dd if=a of=b", "python3 x.py", "chmod 600 f", "mv a b",
-    "ls --frobnicate", "cat /etc/shadow", "sed -i s/a/b/ f", "npm install", "kill 1",
-    "X=1 ls", "echo x > f", "git -c core.pager=x log", "$CMD", "/bin/r? x",
+    "rm notes.txt",
+    "frobnicate",
+    "curl https://x.example",
+    "touch f",
+    "mytool --go",
+    "./run.sh",
+    "git push",
+    "sudo reboot",
+    "dd if=a of=b",
+    "python3 x.py",
+    "chmod 600 f",
+    "mv a b",
+    "ls --frobnicate",
+    "cat /etc/shadow",
+    "sed -i s/a/b/ f",
+    "npm install",
+    "kill 1",
+    "X=1 ls",
+    "echo x > f",
+    "git -c core.pager=x log",
+    "$CMD",
+    "/bin/r? x",
 ];
 
 /// A script together with whether it runs a command that is not green.
@@ -33,40 +61,87 @@ struct Script {
 
 fn leaf() -> impl Strategy<Value = Script> {
     prop_oneof![
-        proptest::sample::select(GREEN).prop_map(|c| Script { text: c.into(), risky: false }),
-        proptest::sample::select(NOT_GREEN).prop_map(|c| Script { text: c.into(), risky: true }),
+        proptest::sample::select(GREEN).prop_map(|c| Script {
+            text: c.into(),
+            risky: false
+        }),
+        proptest::sample::select(NOT_GREEN).prop_map(|c| Script {
+            text: c.into(),
+            risky: true
+        }),
     ]
 }
 
 fn wrap_simple(s: Script) -> impl Strategy<Value = Script> {
     let text = s.text.clone();
     let risky = s.risky;
-    proptest::sample::select(vec!["", "timeout 5 ", "nice ", "env ", "nohup ", "command ", "sudo -u www-data "])
-        .prop_map(move |w| Script { text: format!("{w}{text}"), risky })
+    proptest::sample::select(vec![
+        "",
+        "timeout 5 ",
+        "nice ",
+        "env ",
+        "nohup ",
+        "command ",
+        "sudo -u www-data ",
+    ])
+    .prop_map(move |w| Script {
+        text: format!("{w}{text}"),
+        risky,
+    })
 }
 
 fn script() -> impl Strategy<Value = Script> {
-    leaf().prop_flat_map(wrap_simple).prop_recursive(4, 24, 2, |inner| {
-        prop_oneof![
-            (inner.clone(), inner.clone(), proptest::sample::select(vec!["; ", " && ", " || ", " | ", " & ", "\n"]))
-                .prop_map(|(a, b, op)| Script { text: format!("{}{op}{}", a.text, b.text), risky: a.risky || b.risky }),
-            inner.clone().prop_map(|a| Script { text: format!("( {} )", a.text), risky: a.risky }),
-            inner.clone().prop_map(|a| Script { text: format!("{{ {}; }}", a.text), risky: a.risky }),
-            inner.clone().prop_map(|a| Script { text: format!("echo \"$( {} )\"", a.text), risky: a.risky }),
-            inner.clone().prop_map(|a| Script {
-                text: format!("bash -c {}", shlex::try_quote(&a.text).unwrap()),
-                risky: a.risky
-            }),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| Script {
-                text: format!("if {}; then {}; fi", a.text, b.text),
-                risky: a.risky || b.risky
-            }),
-            inner.clone().prop_map(|a| Script { text: format!("for i in 1 2; do {}; done", a.text), risky: a.risky }),
-            inner.clone().prop_map(|a| Script { text: format!("f() {{ {}; }}; f", a.text), risky: a.risky }),
-            inner.clone().prop_map(|a| Script { text: format!("cat <(true; {})", a.text), risky: a.risky }),
-            inner.prop_map(|a| Script { text: format!("eval {}", shlex::try_quote(&a.text).unwrap()), risky: a.risky }),
-        ]
-    })
+    leaf()
+        .prop_flat_map(wrap_simple)
+        .prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (
+                    inner.clone(),
+                    inner.clone(),
+                    proptest::sample::select(vec!["; ", " && ", " || ", " | ", " & ", "\n"])
+                )
+                    .prop_map(|(a, b, op)| Script {
+                        text: format!("{}{op}{}", a.text, b.text),
+                        risky: a.risky || b.risky
+                    }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("( {} )", a.text),
+                    risky: a.risky
+                }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("{{ {}; }}", a.text),
+                    risky: a.risky
+                }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("echo \"$( {} )\"", a.text),
+                    risky: a.risky
+                }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("bash -c {}", shlex::try_quote(&a.text).unwrap()),
+                    risky: a.risky
+                }),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Script {
+                    text: format!("if {}; then {}; fi", a.text, b.text),
+                    risky: a.risky || b.risky
+                }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("for i in 1 2; do {}; done", a.text),
+                    risky: a.risky
+                }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("f() {{ {}; }}; f", a.text),
+                    risky: a.risky
+                }),
+                inner.clone().prop_map(|a| Script {
+                    text: format!("cat <(true; {})", a.text),
+                    risky: a.risky
+                }),
+                inner.prop_map(|a| Script {
+                    text: format!("eval {}", shlex::try_quote(&a.text).unwrap()),
+                    risky: a.risky
+                }),
+            ]
+        })
 }
 
 proptest! {
@@ -110,7 +185,8 @@ mod redaction {
 
     fn pack() -> Arc<PatternPack> {
         static P: OnceLock<Arc<PatternPack>> = OnceLock::new();
-        P.get_or_init(|| Policy::embedded_default().unwrap().redaction()).clone()
+        P.get_or_init(|| Policy::embedded_default().unwrap().redaction())
+            .clone()
     }
 
     /// Encodes `secret` the way it might appear in a prompt or request body.

@@ -10,7 +10,8 @@ use safety::redact::{PatternPack, Redactor};
 
 fn pack() -> Arc<PatternPack> {
     static P: OnceLock<Arc<PatternPack>> = OnceLock::new();
-    P.get_or_init(|| Policy::embedded_default().unwrap().redaction()).clone()
+    P.get_or_init(|| Policy::embedded_default().unwrap().redaction())
+        .clone()
 }
 
 fn with_secrets(secrets: &[(&str, &str)]) -> Redactor {
@@ -77,9 +78,21 @@ fn counter_examples_come_out_unchanged() {
 #[test]
 fn only_the_secret_part_of_a_match_is_replaced() {
     let r = Redactor::patterns_only(pack());
-    check(&r, "DATABASE_URL=postgres://shop:Xk29dLq7Vb3nPz@db:5432/shop", "DATABASE_URL=postgres://shop:[REDACTED:url-password]@db:5432/shop");
-    check(&r, "key: ghp_1234567890abcdefghijklmnopqrstuvwxyz end", "key: [REDACTED:github-pat] end");
-    check(&r, "Authorization: Basic dXNlcjpodW50ZXIy", "Authorization: Basic [REDACTED:basic-auth-header]");
+    check(
+        &r,
+        "DATABASE_URL=postgres://shop:Xk29dLq7Vb3nPz@db:5432/shop",
+        "DATABASE_URL=postgres://shop:[REDACTED:url-password]@db:5432/shop",
+    );
+    check(
+        &r,
+        "key: ghp_1234567890abcdefghijklmnopqrstuvwxyz end",
+        "key: [REDACTED:github-pat] end",
+    );
+    check(
+        &r,
+        "Authorization: Basic dXNlcjpodW50ZXIy",
+        "Authorization: Basic [REDACTED:basic-auth-header]",
+    );
 }
 
 #[test]
@@ -90,7 +103,10 @@ fn known_values_in_every_form() {
     let urlsafe = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let forms = [
         secret.to_owned(),
-        serde_json::to_string(secret).unwrap().trim_matches('"').to_owned(),
+        serde_json::to_string(secret)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned(),
         "p@ss w/rd\\\"\\u00e9-9f3KQ".to_owned(),
         "p%40ss%20w%2Frd%22%C3%A9-9f3KQ".to_owned(),
         "p%40ss+w%2frd%22%c3%a9-9f3KQ".to_owned(),
@@ -106,16 +122,25 @@ fn known_values_in_every_form() {
     }
     // Inside a longer base64 string, at each of the three alignments.
     for prefix in ["", "a", "ab", "alice:", "u:"] {
-        let header = format!("Authorization: Basic {}", b64.encode(format!("{prefix}{secret}")));
+        let header = format!(
+            "Authorization: Basic {}",
+            b64.encode(format!("{prefix}{secret}"))
+        );
         let out = r.redact_str(&header);
-        assert!(out.contains("SECRET_REF(db_password)"), "prefix {prefix:?}: {out}");
+        assert!(
+            out.contains("SECRET_REF(db_password)"),
+            "prefix {prefix:?}: {out}"
+        );
     }
 }
 
 #[test]
 fn values_shorter_than_8_bytes_are_refused() {
     let err = Redactor::new(&[("pin", "1234567")], pack()).unwrap_err();
-    assert_eq!(err.to_string(), "secret `pin` is 7 bytes; values shorter than 8 bytes cannot be redacted without destroying ordinary text");
+    assert_eq!(
+        err.to_string(),
+        "secret `pin` is 7 bytes; values shorter than 8 bytes cannot be redacted without destroying ordinary text"
+    );
     assert!(Redactor::new(&[("pin", "12345678")], pack()).is_ok());
 }
 
@@ -131,7 +156,10 @@ fn clean_input_is_byte_identical_and_borrowed() {
         "naïve café ✓ 日本語",
     ];
     for input in inputs {
-        assert!(matches!(r.redact_str(input), std::borrow::Cow::Borrowed(_)), "{input:?}");
+        assert!(
+            matches!(r.redact_str(input), std::borrow::Cow::Borrowed(_)),
+            "{input:?}"
+        );
     }
 }
 
@@ -159,8 +187,20 @@ fn json_mode_redacts_every_string_and_keeps_the_rest() {
 #[test]
 fn invalid_json_is_an_error() {
     let r = Redactor::patterns_only(pack());
-    for bad in [&b"{"[..], b"{\"a\": }", b"not json", b"{\"a\":\"\\u00\"}", b"", b"[1,]", b"\xff"] {
-        assert!(r.redact_json(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+    for bad in [
+        &b"{"[..],
+        b"{\"a\": }",
+        b"not json",
+        b"{\"a\":\"\\u00\"}",
+        b"",
+        b"[1,]",
+        b"\xff",
+    ] {
+        assert!(
+            r.redact_json(bad).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 

@@ -38,8 +38,7 @@ impl<'a> Answer<'a> {
 pub fn command_from_words(words: &[String]) -> String {
     match words {
         [single] => single.clone(),
-        many => shlex::try_join(many.iter().map(String::as_str))
-            .unwrap_or_else(|_| many.join(" ")),
+        many => shlex::try_join(many.iter().map(String::as_str)).unwrap_or_else(|_| many.join(" ")),
     }
 }
 
@@ -53,7 +52,8 @@ pub fn classify_one(
     let verdict = classifier.classify_line(input, &options.context);
     let decision = verdict.decide(options.autonomy, &options.unlocked);
     if options.json {
-        let line = serde_json::to_string(&Answer::new(&verdict, decision)).map_err(std::io::Error::other)?;
+        let line = serde_json::to_string(&Answer::new(&verdict, decision))
+            .map_err(std::io::Error::other)?;
         writeln!(out, "{line}")
     } else {
         write_human(&verdict, decision, options, out)
@@ -83,7 +83,8 @@ pub fn classify_stream(
             ),
         };
         let decision = verdict.decide(options.autonomy, &options.unlocked);
-        let json = serde_json::to_string(&Answer::new(&verdict, decision)).map_err(std::io::Error::other)?;
+        let json = serde_json::to_string(&Answer::new(&verdict, decision))
+            .map_err(std::io::Error::other)?;
         writeln!(out, "{json}")?;
         out.flush()?;
         count += 1;
@@ -126,7 +127,12 @@ mod tests {
     fn several_words_keep_their_boundaries() {
         assert_eq!(command_from_words(&["rm -rf /".into()]), "rm -rf /");
         assert_eq!(
-            command_from_words(&["git".into(), "commit".into(), "-m".into(), "a b; rm -rf /".into()]),
+            command_from_words(&[
+                "git".into(),
+                "commit".into(),
+                "-m".into(),
+                "a b; rm -rf /".into()
+            ]),
             "git commit -m 'a b; rm -rf /'"
         );
     }

@@ -14,11 +14,21 @@ use clap::{Args, Parser, Subcommand};
 /// Every command takes `--state-dir DIR` to run unprivileged (config, vault and key live there);
 /// without it, the system locations of an installed VPS are used.
 #[derive(Debug, Parser)]
-#[command(name = "tenant-agent", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "tenant-agent",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Keep config, vault, key and state in DIR instead of /etc/tenant-agent and
     /// /var/lib/tenant-agent (for development and tests; no root needed).
-    #[arg(long, global = true, value_name = "DIR", env = "TENANT_AGENT_STATE_DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "TENANT_AGENT_STATE_DIR"
+    )]
     pub state_dir: Option<PathBuf>,
 
     #[command(subcommand)]

@@ -43,7 +43,9 @@ impl Layout {
             state_dir: PathBuf::from("/var/lib/tenant-agent"),
             run_dir: PathBuf::from("/run/tenant-agent"),
             key_file: PathBuf::from("/etc/tenant-agent/vault.key"),
-            encrypted_credential: Some(PathBuf::from("/etc/credstore.encrypted/tenant-agent.vault-key")),
+            encrypted_credential: Some(PathBuf::from(
+                "/etc/credstore.encrypted/tenant-agent.vault-key",
+            )),
             development: false,
         }
     }
@@ -85,5 +87,8 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

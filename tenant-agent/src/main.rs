@@ -39,7 +39,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             SecretsCommand::Import { file } => secrets_cmd::import(&layout, &file, &mut out)?,
             SecretsCommand::RotateKey => secrets_cmd::rotate_key(&layout, &mut out)?,
         },
-        Command::Redact(args) => secrets_cmd::redact(&layout, args.json, std::io::stdin().lock(), &mut out)?,
+        Command::Redact(args) => {
+            secrets_cmd::redact(&layout, args.json, std::io::stdin().lock(), &mut out)?
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

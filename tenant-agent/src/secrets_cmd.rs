@@ -24,7 +24,10 @@ pub enum SecretsCmdError {
     #[error("the value is empty")]
     EmptyValue,
     #[error("cannot read {path}: {source}")]
-    ReadFile { path: String, source: std::io::Error },
+    ReadFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Dotenv { path: String, message: String },
     #[error("{path}: nothing imported, because: {problems}")]
@@ -51,7 +54,10 @@ pub fn read_value(name: &str) -> Result<SecretValue, SecretsCmdError> {
         value.into_bytes()
     } else {
         let mut buf = Vec::new();
-        stdin.lock().read_to_end(&mut buf).map_err(SecretsCmdError::ReadValue)?;
+        stdin
+            .lock()
+            .read_to_end(&mut buf)
+            .map_err(SecretsCmdError::ReadValue)?;
         if buf.ends_with(b"\r\n") {
             buf.truncate(buf.len() - 2);
         } else if buf.ends_with(b"\n") {
@@ -65,7 +71,12 @@ pub fn read_value(name: &str) -> Result<SecretValue, SecretsCmdError> {
     Ok(SecretValue::new(bytes))
 }
 
-pub fn set(layout: &Layout, name: &str, value: &SecretValue, out: &mut impl Write) -> Result<(), SecretsCmdError> {
+pub fn set(
+    layout: &Layout,
+    name: &str,
+    value: &SecretValue,
+    out: &mut impl Write,
+) -> Result<(), SecretsCmdError> {
     crate::vault::validate(name, value.expose())?;
     let mut vault = Vault::open(layout)?;
     let outcome = vault.set(name, value)?;
@@ -73,8 +84,12 @@ pub fn set(layout: &Layout, name: &str, value: &SecretValue, out: &mut impl Writ
         SetOutcome::Created => "stored",
         SetOutcome::Updated => "updated",
     };
-    writeln!(out, "{verb} secret `{name}` ({} bytes); the agent refers to it as SECRET_REF({name})", value.len())
-        .map_err(SecretsCmdError::Write)
+    writeln!(
+        out,
+        "{verb} secret `{name}` ({} bytes); the agent refers to it as SECRET_REF({name})",
+        value.len()
+    )
+    .map_err(SecretsCmdError::Write)
 }
 
 #[derive(Serialize)]
@@ -86,7 +101,8 @@ struct ListEntry<'a> {
 }
 
 fn timestamp(secs: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -104,16 +120,27 @@ pub fn list(layout: &Layout, json: bool, out: &mut impl Write) -> Result<(), Sec
                 last_used_at: i.last_used_at.map(timestamp),
             })
             .collect();
-        let text = serde_json::to_string_pretty(&entries).map_err(|e| SecretsCmdError::Write(std::io::Error::other(e)))?;
+        let text = serde_json::to_string_pretty(&entries)
+            .map_err(|e| SecretsCmdError::Write(std::io::Error::other(e)))?;
         return w(writeln!(out, "{text}"));
     }
     if infos.is_empty() {
-        return w(writeln!(out, "the vault is empty; add a secret with `tenant-agent secrets set NAME`"));
+        return w(writeln!(
+            out,
+            "the vault is empty; add a secret with `tenant-agent secrets set NAME`"
+        ));
     }
     let width = infos.iter().map(|i| i.name.len()).max().unwrap_or(4).max(4);
-    w(writeln!(out, "{:width$}  {:20}  {:20}  LAST USED", "NAME", "CREATED", "UPDATED"))?;
+    w(writeln!(
+        out,
+        "{:width$}  {:20}  {:20}  LAST USED",
+        "NAME", "CREATED", "UPDATED"
+    ))?;
     for i in &infos {
-        let used = i.last_used_at.map(timestamp).unwrap_or_else(|| "never".into());
+        let used = i
+            .last_used_at
+            .map(timestamp)
+            .unwrap_or_else(|| "never".into());
         w(writeln!(
             out,
             "{:width$}  {:20}  {:20}  {used}",
@@ -133,9 +160,11 @@ pub fn remove(layout: &Layout, name: &str, out: &mut impl Write) -> Result<(), S
 
 pub fn import(layout: &Layout, file: &Path, out: &mut impl Write) -> Result<(), SecretsCmdError> {
     let shown = file.display().to_string();
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|source| SecretsCmdError::ReadFile {
-        path: shown.clone(),
-        source,
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(file).map_err(|source| {
+        SecretsCmdError::ReadFile {
+            path: shown.clone(),
+            source,
+        }
     })?);
     let doc = adotenv::parse_strict(&text).map_err(|d| SecretsCmdError::Dotenv {
         path: shown.clone(),
@@ -166,7 +195,11 @@ pub fn import(layout: &Layout, file: &Path, out: &mut impl Write) -> Result<(), 
     let mut vault = Vault::open(layout)?;
     let outcomes = vault.import(&entries)?;
     let w = |r: std::io::Result<()>| r.map_err(SecretsCmdError::Write);
-    w(writeln!(out, "imported {} secret(s) from {shown}:", outcomes.len()))?;
+    w(writeln!(
+        out,
+        "imported {} secret(s) from {shown}:",
+        outcomes.len()
+    ))?;
     for (name, outcome) in outcomes {
         let what = match outcome {
             SetOutcome::Created => "new",
@@ -180,7 +213,11 @@ pub fn import(layout: &Layout, file: &Path, out: &mut impl Write) -> Result<(), 
 pub fn rotate_key(layout: &Layout, out: &mut impl Write) -> Result<(), SecretsCmdError> {
     let mut vault = Vault::open(layout)?;
     vault.rotate_key()?;
-    writeln!(out, "rotated the vault key; the vault is re-encrypted with the new key").map_err(SecretsCmdError::Write)
+    writeln!(
+        out,
+        "rotated the vault key; the vault is re-encrypted with the new key"
+    )
+    .map_err(SecretsCmdError::Write)
 }
 
 /// Builds the redactor of a layout: the vault's secrets and the active policy's pattern pack.
@@ -188,11 +225,19 @@ pub fn redactor(layout: &Layout) -> Result<safety::Redactor, SecretsCmdError> {
     let policy = policy_files::active_policy(layout)?;
     let vault = Vault::open(layout)?;
     let secrets = vault.all()?;
-    let pairs: Vec<(&str, &[u8])> = secrets.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
+    let pairs: Vec<(&str, &[u8])> = secrets
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose()))
+        .collect();
     Ok(safety::Redactor::new(&pairs, policy.redaction())?)
 }
 
-pub fn redact(layout: &Layout, json: bool, input: impl Read, out: &mut impl Write) -> Result<(), SecretsCmdError> {
+pub fn redact(
+    layout: &Layout,
+    json: bool,
+    input: impl Read,
+    out: &mut impl Write,
+) -> Result<(), SecretsCmdError> {
     let redactor = redactor(layout)?;
     let mut buf = Vec::new();
     input

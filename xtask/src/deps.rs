@@ -7,7 +7,13 @@ use std::process::Command;
 /// chromium and its driver (the approval app in a real browser), libssl-dev and pkg-config
 /// (SQLCipher links the system libcrypto), systemd for `systemd-analyze`.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "nftables", "iproute2", "chromium", "chromium-driver", "libssl-dev", "pkg-config", "systemd",
+    "nftables",
+    "iproute2",
+    "chromium",
+    "chromium-driver",
+    "libssl-dev",
+    "pkg-config",
+    "systemd",
 ];
 
 /// The Python used by tests (a venv with the pinned clients).
@@ -19,7 +25,11 @@ pub(crate) fn venv_dir(root: &Path) -> PathBuf {
 pub(crate) fn test_env(root: &Path) -> Vec<(&'static str, String)> {
     vec![(
         "TEST_PYTHON",
-        venv_dir(root).join("bin").join("python").display().to_string(),
+        venv_dir(root)
+            .join("bin")
+            .join("python")
+            .display()
+            .to_string(),
     )]
 }
 
@@ -37,11 +47,22 @@ fn installed(package: &str) -> bool {
 }
 
 fn install_debian_packages() -> Result<(), String> {
-    if Command::new("dpkg-query").arg("--version").output().is_err() {
-        eprintln!("==> not a Debian system: install {} yourself", DEBIAN_PACKAGES.join(", "));
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "==> not a Debian system: install {} yourself",
+            DEBIAN_PACKAGES.join(", ")
+        );
         return Ok(());
     }
-    let missing: Vec<&str> = DEBIAN_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         eprintln!("==> Debian packages present: {}", DEBIAN_PACKAGES.join(" "));
         return Ok(());
@@ -53,7 +74,11 @@ fn install_debian_packages() -> Result<(), String> {
         .unwrap_or(false);
     let prefix: Vec<&str> = if is_root {
         vec![]
-    } else if Command::new("sudo").args(["-n", "true"]).status().is_ok_and(|s| s.success()) {
+    } else if Command::new("sudo")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
         vec!["sudo", "-n"]
     } else {
         return Err(format!(
@@ -95,12 +120,23 @@ fn install_python_venv(root: &Path) -> Result<(), String> {
         return Ok(());
     }
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    crate::run_step(root, &python, &["-m", "venv", "--clear", &venv.display().to_string()], &[])?;
+    crate::run_step(
+        root,
+        &python,
+        &["-m", "venv", "--clear", &venv.display().to_string()],
+        &[],
+    )?;
     let pip = venv.join("bin").join("pip").display().to_string();
     crate::run_step(
         root,
         &pip,
-        &["install", "--quiet", "--disable-pip-version-check", "-r", &requirements.display().to_string()],
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            &requirements.display().to_string(),
+        ],
         &[],
     )?;
     std::fs::write(&marker, wanted).map_err(|e| format!("cannot write {}: {e}", marker.display()))

@@ -59,7 +59,12 @@ pub(crate) fn workspace_root() -> PathBuf {
 }
 
 /// Runs a command in the workspace, echoing it first; an error names the command.
-pub(crate) fn run_step(root: &Path, program: &str, args: &[&str], envs: &[(&str, String)]) -> Result<(), String> {
+pub(crate) fn run_step(
+    root: &Path,
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, String)],
+) -> Result<(), String> {
     eprintln!("==> {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -83,11 +88,24 @@ fn test(extra: &[String]) -> Result<(), String> {
     run_step(
         &root,
         &cargo,
-        &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &envs,
     )?;
     // Binaries first: the whole-system tests run the real `hub` and `tenant-agent`.
-    run_step(&root, &cargo, &["build", "--workspace", "--bins", "--locked"], &envs)?;
+    run_step(
+        &root,
+        &cargo,
+        &["build", "--workspace", "--bins", "--locked"],
+        &envs,
+    )?;
     let mut args: Vec<&str> = vec!["test", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
     run_step(&root, &cargo, &args, &envs)?;

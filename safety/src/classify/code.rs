@@ -42,7 +42,11 @@ pub(crate) fn sql_statements(sql: &str) -> Vec<Vec<String>> {
                     }
                     i += 1;
                 }
-                words.push(if quote == '\'' { "'string'".into() } else { "\"ident\"".into() });
+                words.push(if quote == '\'' {
+                    "'string'".into()
+                } else {
+                    "\"ident\"".into()
+                });
             }
             '-' if chars.get(i + 1) == Some(&'-') => {
                 flush(&mut word, &mut words);
@@ -58,11 +62,17 @@ pub(crate) fn sql_statements(sql: &str) -> Vec<Vec<String>> {
                 }
                 i += 1;
             }
-            '$' if chars.get(i + 1).is_some_and(|c| *c == '$' || c.is_ascii_alphabetic()) => {
+            '$' if chars
+                .get(i + 1)
+                .is_some_and(|c| *c == '$' || c.is_ascii_alphabetic()) =>
+            {
                 // Dollar-quoted string: $tag$ ... $tag$ (function bodies, DO blocks).
                 let start = i;
                 let mut j = i + 1;
-                while j < chars.len() && chars[j] != '$' && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                while j < chars.len()
+                    && chars[j] != '$'
+                    && (chars[j].is_ascii_alphanumeric() || chars[j] == '_')
+                {
                     j += 1;
                 }
                 if j < chars.len() && chars[j] == '$' {
@@ -116,15 +126,27 @@ fn statement_verb(words: &[String]) -> String {
             .iter()
             .skip(1)
             .rev()
-            .find(|w| matches!(w.as_str(), "select" | "insert" | "update" | "delete" | "merge"))
+            .find(|w| {
+                matches!(
+                    w.as_str(),
+                    "select" | "insert" | "update" | "delete" | "merge"
+                )
+            })
             .cloned()
             .unwrap_or_else(|| "with".into()),
-        "explain" if words.iter().take(4).any(|w| w == "analyze" || w == "analyse") => words
-            .iter()
-            .skip(1)
-            .find(|w| !matches!(w.as_str(), "analyze" | "analyse" | "verbose"))
-            .cloned()
-            .unwrap_or_else(|| "explain".into()),
+        "explain"
+            if words
+                .iter()
+                .take(4)
+                .any(|w| w == "analyze" || w == "analyse") =>
+        {
+            words
+                .iter()
+                .skip(1)
+                .find(|w| !matches!(w.as_str(), "analyze" | "analyse" | "verbose"))
+                .cloned()
+                .unwrap_or_else(|| "explain".into())
+        }
         other => other.to_owned(),
     }
 }
@@ -136,7 +158,10 @@ pub(crate) fn classify_sql(w: &mut Walker<'_>, sql: &str, scope: &Scope, site: &
         let trimmed = line.trim_start();
         if let Some(meta) = trimmed.strip_prefix('\\') {
             meta_command(w, meta, scope, site);
-        } else if let Some(dot) = trimmed.strip_prefix('.').filter(|d| d.starts_with(|c: char| c.is_ascii_alphabetic())) {
+        } else if let Some(dot) = trimmed
+            .strip_prefix('.')
+            .filter(|d| d.starts_with(|c: char| c.is_ascii_alphabetic()))
+        {
             dot_command(w, dot, site);
         } else {
             plain.push_str(line);
@@ -155,27 +180,38 @@ pub(crate) fn classify_sql(w: &mut Walker<'_>, sql: &str, scope: &Scope, site: &
     let policy = w.policy;
     for words in sql_statements(&plain) {
         let verb = statement_verb(&words);
-        let tier = policy.sql.verbs.get(&verb).copied().unwrap_or(policy.sql.default);
+        let tier = policy
+            .sql
+            .verbs
+            .get(&verb)
+            .copied()
+            .unwrap_or(policy.sql.default);
         let rule = if policy.sql.verbs.contains_key(&verb) {
             format!("sql.verbs.{verb}")
         } else {
             "sql.default".to_owned()
         };
         let statement = words.join(" ");
-        w.add(tier, site, format!("SQL `{}`", verb.to_ascii_uppercase()), &rule, None);
+        w.add(
+            tier,
+            site,
+            format!("SQL `{}`", verb.to_ascii_uppercase()),
+            &rule,
+            None,
+        );
         for r in &policy.sql.rules {
             if !r.verbs.is_empty() && !r.verbs.contains(&verb) {
                 continue;
             }
-            if let Some(k) = &r.keyword {
-                if !words.iter().any(|w| w == k) {
-                    continue;
-                }
+            if let Some(k) = &r.keyword
+                && !words.iter().any(|w| w == k)
+            {
+                continue;
             }
-            if let Some(k) = &r.missing_keyword {
-                if words.iter().any(|w| w == k) {
-                    continue;
-                }
+            if let Some(k) = &r.missing_keyword
+                && words.iter().any(|w| w == k)
+            {
+                continue;
             }
             w.add(r.tier, site, r.reason.clone(), &r.id, None);
         }
@@ -188,24 +224,66 @@ fn meta_command(w: &mut Walker<'_>, meta: &str, scope: &Scope, site: &str) {
     let (name, rest) = meta.split_once(char::is_whitespace).unwrap_or((meta, ""));
     match name {
         "!" => {
-            w.add(Tier::Red, site, "psql `\\!` runs a shell command", "sql.meta.shell", None);
+            w.add(
+                Tier::Red,
+                site,
+                "psql `\\!` runs a shell command",
+                "sql.meta.shell",
+                None,
+            );
             let mut inner = scope.clone();
             w.classify_script(rest, &mut inner, &Stream::empty(), site);
         }
         "copy" if rest.to_ascii_lowercase().contains("program") => {
-            w.add(Tier::Red, site, "`\\copy ... program` runs a shell command", "sql.meta.copy_program", None);
+            w.add(
+                Tier::Red,
+                site,
+                "`\\copy ... program` runs a shell command",
+                "sql.meta.copy_program",
+                None,
+            );
         }
-        "copy" => w.add(Tier::Yellow, site, "`\\copy` moves data between a table and a file", "sql.meta.copy", None),
+        "copy" => w.add(
+            Tier::Yellow,
+            site,
+            "`\\copy` moves data between a table and a file",
+            "sql.meta.copy",
+            None,
+        ),
         "o" | "out" | "w" | "write" | "g" | "gx" if !rest.trim().is_empty() => {
-            w.add(Tier::Yellow, site, format!("`\\{name}` writes query output to a file"), "sql.meta.write", None);
+            w.add(
+                Tier::Yellow,
+                site,
+                format!("`\\{name}` writes query output to a file"),
+                "sql.meta.write",
+                None,
+            );
         }
         "i" | "ir" | "include" | "include_relative" => {
-            w.add(Tier::Yellow, site, "runs SQL from a file", "sql.meta.include", None);
+            w.add(
+                Tier::Yellow,
+                site,
+                "runs SQL from a file",
+                "sql.meta.include",
+                None,
+            );
         }
         "gexec" | "set" | "setenv" | "prompt" | "password" | "c" | "connect" => {
-            w.add(Tier::Yellow, site, format!("`\\{name}` changes the session or runs generated SQL"), "sql.meta.session", None);
+            w.add(
+                Tier::Yellow,
+                site,
+                format!("`\\{name}` changes the session or runs generated SQL"),
+                "sql.meta.session",
+                None,
+            );
         }
-        _ => w.add(Tier::Green, site, format!("psql `\\{name}` shows information"), "sql.meta.read", None),
+        _ => w.add(
+            Tier::Green,
+            site,
+            format!("psql `\\{name}` shows information"),
+            "sql.meta.read",
+            None,
+        ),
     }
 }
 
@@ -213,19 +291,45 @@ fn meta_command(w: &mut Walker<'_>, meta: &str, scope: &Scope, site: &str) {
 fn dot_command(w: &mut Walker<'_>, dot: &str, site: &str) {
     let name = dot.split_whitespace().next().unwrap_or("");
     match name {
-        "shell" | "system" => w.add(Tier::Red, site, format!("sqlite `.{name}` runs a shell command"), "sql.dot.shell", None),
-        "output" | "once" | "backup" | "save" | "dump" | "excel" => {
-            w.add(Tier::Yellow, site, format!("sqlite `.{name}` writes a file"), "sql.dot.write", None)
-        }
-        "read" | "import" | "restore" | "open" | "load" => {
-            w.add(Tier::Yellow, site, format!("sqlite `.{name}` reads a file or loads code"), "sql.dot.read", None)
-        }
-        _ => w.add(Tier::Green, site, format!("sqlite `.{name}`"), "sql.dot.info", None),
+        "shell" | "system" => w.add(
+            Tier::Red,
+            site,
+            format!("sqlite `.{name}` runs a shell command"),
+            "sql.dot.shell",
+            None,
+        ),
+        "output" | "once" | "backup" | "save" | "dump" | "excel" => w.add(
+            Tier::Yellow,
+            site,
+            format!("sqlite `.{name}` writes a file"),
+            "sql.dot.write",
+            None,
+        ),
+        "read" | "import" | "restore" | "open" | "load" => w.add(
+            Tier::Yellow,
+            site,
+            format!("sqlite `.{name}` reads a file or loads code"),
+            "sql.dot.read",
+            None,
+        ),
+        _ => w.add(
+            Tier::Green,
+            site,
+            format!("sqlite `.{name}`"),
+            "sql.dot.info",
+            None,
+        ),
     }
 }
 
 /// Classifies interpreter code (`python3 -c`, `awk '...'`, a heredoc fed to `node`).
-pub(crate) fn classify_code(w: &mut Walker<'_>, interpreter: &str, code: &str, scope: &Scope, site: &str) {
+pub(crate) fn classify_code(
+    w: &mut Walker<'_>,
+    interpreter: &str,
+    code: &str,
+    scope: &Scope,
+    site: &str,
+) {
     let policy = w.policy;
     let Some(interp) = policy.interpreters.get(interpreter) else {
         w.add(
@@ -240,12 +344,22 @@ pub(crate) fn classify_code(w: &mut Walker<'_>, interpreter: &str, code: &str, s
     w.add(interp.tier, site, interp.reason.clone(), &interp.id, None);
     for rule in &interp.rules {
         if rule.pattern.is_match(code) {
-            w.add(rule.tier, site, rule.reason.clone(), &rule.id, rule.channel.as_deref());
+            w.add(
+                rule.tier,
+                site,
+                rule.reason.clone(),
+                &rule.id,
+                rule.channel.as_deref(),
+            );
         }
     }
     // Paths written as string literals inside the code.
     for literal in string_literals(code) {
-        if literal.starts_with('/') || literal.starts_with("~/") || literal.contains("/.ssh") || literal.ends_with(".env") {
+        if literal.starts_with('/')
+            || literal.starts_with("~/")
+            || literal.contains("/.ssh")
+            || literal.ends_with(".env")
+        {
             let home = w.home.clone();
             let text = match literal.strip_prefix("~/") {
                 Some(rest) => format!("{home}/{rest}"),
@@ -308,7 +422,11 @@ pub(crate) fn scan_sed(script: &str) -> SedScript {
         while *i < chars.len() && chars[*i] != '\n' {
             *i += 1;
         }
-        chars[start..*i].iter().collect::<String>().trim().to_owned()
+        chars[start..*i]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_owned()
     };
     let skip_delimited = |i: &mut usize, delim: char| {
         while *i < chars.len() && chars[*i] != delim {
@@ -335,12 +453,12 @@ pub(crate) fn scan_sed(script: &str) -> SedScript {
             skip_delimited(&mut i, '/');
             continue;
         }
-        if c == '\\' {
-            if let Some(&d) = chars.get(i + 1) {
-                i += 2;
-                skip_delimited(&mut i, d);
-                continue;
-            }
+        if c == '\\'
+            && let Some(&d) = chars.get(i + 1)
+        {
+            i += 2;
+            skip_delimited(&mut i, d);
+            continue;
         }
         saw_command = true;
         i += 1;
@@ -390,7 +508,8 @@ pub(crate) fn scan_sed(script: &str) -> SedScript {
                     i += 1;
                 }
             }
-            'd' | 'D' | 'n' | 'N' | 'g' | 'G' | 'h' | 'H' | 'x' | 'l' | '=' | 'q' | 'Q' | 'z' | 'F' | 'P' => {
+            'd' | 'D' | 'n' | 'N' | 'g' | 'G' | 'h' | 'H' | 'x' | 'l' | '=' | 'q' | 'Q' | 'z'
+            | 'F' | 'P' => {
                 out.print_only = false;
             }
             _ => {
@@ -411,7 +530,10 @@ mod tests {
 
     #[track_caller]
     fn check_sql(sql: &str, expected_verbs: &[&str]) {
-        let verbs: Vec<String> = sql_statements(sql).iter().map(|w| statement_verb(w)).collect();
+        let verbs: Vec<String> = sql_statements(sql)
+            .iter()
+            .map(|w| statement_verb(w))
+            .collect();
         assert_eq!(verbs, expected_verbs, "{sql}");
     }
 

@@ -43,15 +43,21 @@ impl Parsed {
     }
 
     /// The values given to any of these options.
-    pub(crate) fn values<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a FlagValue> + 'a {
+    pub(crate) fn values<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> impl Iterator<Item = &'a FlagValue> + 'a {
         self.flags
             .iter()
-            .filter(move |f| names.iter().any(|n| *n == f.name))
+            .filter(move |f| names.contains(&f.name))
             .filter_map(|f| f.value.as_ref())
     }
 
     /// The values given to one option.
-    pub(crate) fn values_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a FlagValue> + 'a {
+    pub(crate) fn values_of<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a FlagValue> + 'a {
         self.flags
             .iter()
             .filter(move |f| f.name == name)
@@ -195,9 +201,15 @@ fn short_known(spec: &CommandSpec, text: &str) -> bool {
 }
 
 /// Parses the letters of a short-option bundle at `args[i]`; returns the next index.
-fn parse_short_bundle(spec: &CommandSpec, args: &[Arg], mut i: usize, body: &str, parsed: &mut Parsed) -> usize {
-    let mut chars = body.char_indices();
-    while let Some((pos, c)) = chars.next() {
+fn parse_short_bundle(
+    spec: &CommandSpec,
+    args: &[Arg],
+    mut i: usize,
+    body: &str,
+    parsed: &mut Parsed,
+) -> usize {
+    let chars = body.char_indices();
+    for (pos, c) in chars {
         let flag = format!("-{c}");
         if spec.optional_values.contains(&flag) {
             let rest = &body[pos + c.len_utf8()..];
@@ -242,7 +254,12 @@ fn parse_short_bundle(spec: &CommandSpec, args: &[Arg], mut i: usize, body: &str
 }
 
 /// Resolves and judges the command in `args[0]`.
-pub(crate) fn dispatch(w: &mut Walker<'_>, args: &[Arg], scope: &mut Scope, ctx: &CallCtx) -> Stream {
+pub(crate) fn dispatch(
+    w: &mut Walker<'_>,
+    args: &[Arg],
+    scope: &mut Scope,
+    ctx: &CallCtx,
+) -> Stream {
     let Some(first) = args.first() else {
         return Stream::empty();
     };
@@ -260,7 +277,10 @@ pub(crate) fn dispatch(w: &mut Walker<'_>, args: &[Arg], scope: &mut Scope, ctx:
         w.add(
             Tier::Red,
             &site,
-            format!("the command name `{}` is {what}, so what runs cannot be known", display(&name.raw)),
+            format!(
+                "the command name `{}` is {what}, so what runs cannot be known",
+                display(&name.raw)
+            ),
             "shell.dynamic_command",
             None,
         );
@@ -304,7 +324,9 @@ pub(crate) fn dispatch(w: &mut Walker<'_>, args: &[Arg], scope: &mut Scope, ctx:
                 w.add(
                     settings.unknown_command.max(Tier::Yellow),
                     &site,
-                    format!("runs `{text}`, which is not a system binary (its directory is not trusted)"),
+                    format!(
+                        "runs `{text}`, which is not a system binary (its directory is not trusted)"
+                    ),
                     "settings.trusted_dirs",
                     None,
                 );
@@ -349,7 +371,13 @@ pub(crate) fn join_args(args: &[Arg]) -> String {
 
 /// A command the policy does not know: unknown tier, and a look for commands hidden in its
 /// arguments (an unknown wrapper is suspect, not transparent).
-fn unknown_command(w: &mut Walker<'_>, name: &str, args: &[Arg], scope: &mut Scope, ctx: &CallCtx) -> Stream {
+fn unknown_command(
+    w: &mut Walker<'_>,
+    name: &str,
+    args: &[Arg],
+    scope: &mut Scope,
+    ctx: &CallCtx,
+) -> Stream {
     let site = site_of(args, ctx);
     let tier = w.policy.settings.unknown_command;
     w.add(
@@ -383,7 +411,10 @@ fn unknown_command(w: &mut Walker<'_>, name: &str, args: &[Arg], scope: &mut Sco
                 start,
                 |f| f.reason.tier >= Tier::Red,
                 |f| {
-                    f.reason.message = format!("unknown command `{wrapper}` may run it: {}", f.reason.message);
+                    f.reason.message = format!(
+                        "unknown command `{wrapper}` may run it: {}",
+                        f.reason.message
+                    );
                 },
             );
         }
@@ -428,7 +459,13 @@ pub(crate) fn eval_spec(
             } else {
                 spec.unknown_sub
             };
-            w.add(tier, &site, message, &format!("{}.unknown_sub", spec.id), None);
+            w.add(
+                tier,
+                &site,
+                message,
+                &format!("{}.unknown_sub", spec.id),
+                None,
+            );
             let global_only = Parsed {
                 positionals: Vec::new(),
                 ..global
@@ -567,26 +604,32 @@ fn apply(
     }
     if !spec.kv_paths.is_empty() {
         for arg in rest {
-            if let Some((key, value)) = arg.text().split_once('=') {
-                if let Some(access) = spec.kv_paths.get(key).copied() {
-                    let mut value_arg = arg.clone();
-                    value_arg.word.text = value.to_owned();
-                    read_secret |= path_use(w, &value_arg, access, recursive, scope, &site);
-                }
+            if let Some((key, value)) = arg.text().split_once('=')
+                && let Some(access) = spec.kv_paths.get(key).copied()
+            {
+                let mut value_arg = arg.clone();
+                value_arg.word.text = value.to_owned();
+                read_secret |= path_use(w, &value_arg, access, recursive, scope, &site);
             }
         }
     }
     for flag in &parsed.flags {
-        if spec.script_options.contains(&flag.name) {
-            if let Some(value) = &flag.value {
-                let arg = value_arg(rest, value);
-                read_secret |= paths::check_path(w, &arg, Access::Read, false, scope, &site);
-                script_file(w, &arg, scope, &site);
-            }
+        if spec.script_options.contains(&flag.name)
+            && let Some(value) = &flag.value
+        {
+            let arg = value_arg(rest, value);
+            read_secret |= paths::check_path(w, &arg, Access::Read, false, scope, &site);
+            script_file(w, &arg, scope, &site);
         }
     }
     let checks_arguments = !spec.rules.is_empty()
-        || spec.args.head.iter().chain(spec.args.tail.iter()).chain(spec.args.repeat.iter()).any(|r| *r != Role::Data);
+        || spec
+            .args
+            .head
+            .iter()
+            .chain(spec.args.tail.iter())
+            .chain(spec.args.repeat.iter())
+            .any(|r| *r != Role::Data);
     if parsed.dynamic_options && !outcome.skip_base && checks_arguments {
         w.add(
             spec.unknown_flag,
@@ -617,8 +660,16 @@ fn apply(
     } else if parsed.command_start.is_none() {
         output.opaque = true;
     }
-    output.secret |= (spec.secret_source && !outcome.skip_base) || secret_rule || read_secret || rest.iter().any(|a| a.procsub.as_ref().is_some_and(|p| p.secret));
-    output.fetched |= spec.fetch || rest.iter().any(|a| a.procsub.as_ref().is_some_and(|p| p.fetched));
+    output.secret |= (spec.secret_source && !outcome.skip_base)
+        || secret_rule
+        || read_secret
+        || rest
+            .iter()
+            .any(|a| a.procsub.as_ref().is_some_and(|p| p.secret));
+    output.fetched |= spec.fetch
+        || rest
+            .iter()
+            .any(|a| a.procsub.as_ref().is_some_and(|p| p.fetched));
     if spec.decoder {
         output.decoded = true;
         output.secret |= ctx.stdin.secret;
@@ -637,10 +688,11 @@ fn apply(
         );
     }
     // Code arriving on stdin for shells, interpreters and SQL clients.
-    if let Some(kind) = &spec.stdin_code {
-        if !outcome.stdin_handled && spec.handler.is_none() {
-            w.code_from_stdin(kind, &ctx.stdin, scope, &site, &spec.name);
-        }
+    if let Some(kind) = &spec.stdin_code
+        && !outcome.stdin_handled
+        && spec.handler.is_none()
+    {
+        w.code_from_stdin(kind, &ctx.stdin, scope, &site, &spec.name);
     }
     output
 }
@@ -661,7 +713,14 @@ pub(crate) fn value_arg(rest: &[Arg], value: &FlagValue) -> Arg {
 }
 
 /// Checks a path argument and treats process substitutions as the content they produce.
-fn path_use(w: &mut Walker<'_>, arg: &Arg, access: Access, recursive: bool, scope: &Scope, site: &str) -> bool {
+fn path_use(
+    w: &mut Walker<'_>,
+    arg: &Arg,
+    access: Access,
+    recursive: bool,
+    scope: &Scope,
+    site: &str,
+) -> bool {
     if let Some(p) = &arg.procsub {
         return p.secret && access == Access::Read;
     }
@@ -675,13 +734,22 @@ fn script_file(w: &mut Walker<'_>, arg: &Arg, scope: &Scope, site: &str) {
             opaque: p.text.is_none(),
             ..p.clone()
         };
-        w.code_from_stdin(&crate::policy::CodeKind::Shell, &stream, scope, site, "script");
+        w.code_from_stdin(
+            &crate::policy::CodeKind::Shell,
+            &stream,
+            scope,
+            site,
+            "script",
+        );
         return;
     }
     w.add(
         Tier::Yellow,
         site,
-        format!("runs the script file `{}`, whose content is not checked", super::truncate(arg.text(), 80)),
+        format!(
+            "runs the script file `{}`, whose content is not checked",
+            super::truncate(arg.text(), 80)
+        ),
         "shell.script_file",
         None,
     );
@@ -700,7 +768,10 @@ fn apply_flags_and_rules(
         w.add(
             spec.unknown_flag,
             site,
-            format!("`{flag}` is not a known option of `{}` (only allowlisted options can be green)", spec.name),
+            format!(
+                "`{flag}` is not a known option of `{}` (only allowlisted options can be green)",
+                spec.name
+            ),
             &format!("{}.unknown_flag", spec.id),
             None,
         );
@@ -708,7 +779,13 @@ fn apply_flags_and_rules(
     let mut secret = false;
     for rule in spec.rules.iter().filter(|r| !r.replaces_base) {
         if rule_matches(w, rule, rest, parsed) {
-            w.add(rule.tier, site, rule.reason.clone(), &rule.id, rule.channel.as_deref());
+            w.add(
+                rule.tier,
+                site,
+                rule.reason.clone(),
+                &rule.id,
+                rule.channel.as_deref(),
+            );
             secret |= rule.secret_source;
         }
     }
@@ -734,16 +811,15 @@ fn rule_matches(w: &Walker<'_>, rule: &Rule, rest: &[Arg], parsed: &Parsed) -> b
         .filter(|&&i| parsed.command_start.is_none_or(|c| i < c))
         .count();
     let arg_matches = |arg: &Arg| -> bool {
-        let value_ok = rule
-            .value
-            .as_ref()
-            .is_none_or(|re| re.is_match(arg.text()) || (!arg.word.raw.is_empty() && re.is_match(&arg.word.raw)));
+        let value_ok = rule.value.as_ref().is_none_or(|re| {
+            re.is_match(arg.text()) || (!arg.word.raw.is_empty() && re.is_match(&arg.word.raw))
+        });
         let guard_ok = !rule.guard || mentions_guard(&w.policy.settings, arg);
         value_ok && guard_ok
     };
     if !rule.flags.is_empty() {
         let hit = parsed.flags.iter().any(|f| {
-            rule.flags.iter().any(|n| *n == f.name)
+            rule.flags.contains(&f.name)
                 && match (&rule.value, &f.value) {
                     (None, _) => true,
                     (Some(re), Some(v)) => re.is_match(&v.text),
@@ -754,10 +830,10 @@ fn rule_matches(w: &Walker<'_>, rule: &Rule, rest: &[Arg], parsed: &Parsed) -> b
             return false;
         }
     }
-    if let Some(n) = rule.arg {
-        if n >= positional_count || !positional(n).is_some_and(arg_matches) {
-            return false;
-        }
+    if let Some(n) = rule.arg
+        && (n >= positional_count || !positional(n).is_some_and(arg_matches))
+    {
+        return false;
     }
     if rule.any_arg {
         let any = (0..positional_count).any(|n| positional(n).is_some_and(arg_matches));
@@ -765,10 +841,10 @@ fn rule_matches(w: &Walker<'_>, rule: &Rule, rest: &[Arg], parsed: &Parsed) -> b
             return false;
         }
     }
-    if let Some((n, re)) = &rule.and_arg {
-        if !positional(*n).is_some_and(|a| re.is_match(a.text())) {
-            return false;
-        }
+    if let Some((n, re)) = &rule.and_arg
+        && !positional(*n).is_some_and(|a| re.is_match(a.text()))
+    {
+        return false;
     }
     true
 }

@@ -10,8 +10,8 @@ use base64::Engine;
 
 use super::code;
 use super::command::{
-    Call, FlagUse, FlagValue, HandlerOutcome, Parsed, dispatch, eval_spec, join_args, mentions_guard,
-    parse_args, value_arg,
+    Call, FlagUse, FlagValue, HandlerOutcome, Parsed, dispatch, eval_spec, join_args,
+    mentions_guard, parse_args, value_arg,
 };
 use super::paths;
 use super::walk::{Arg, CallCtx, Scope, Stream, Walker, static_text};
@@ -19,7 +19,12 @@ use super::words::DYN;
 use crate::policy::{Access, CodeKind, CommandSpec, Handler};
 use crate::tier::Tier;
 
-pub(crate) fn run(w: &mut Walker<'_>, handler: Handler, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome {
+pub(crate) fn run(
+    w: &mut Walker<'_>,
+    handler: Handler,
+    call: &Call<'_>,
+    scope: &mut Scope,
+) -> HandlerOutcome {
     match handler {
         Handler::Shell => shell(w, call, scope),
         Handler::Interpreter => interpreter(w, call, scope),
@@ -69,7 +74,14 @@ fn sub_ctx(call: &Call<'_>, args: &[Arg]) -> CallCtx {
 }
 
 /// Runs a script string (a `-c` argument, an `eval` string): parsed when static, risky when not.
-fn run_script_arg(w: &mut Walker<'_>, arg: &Arg, scope: &Scope, input: &Stream, site: &str, what: &str) -> Stream {
+fn run_script_arg(
+    w: &mut Walker<'_>,
+    arg: &Arg,
+    scope: &Scope,
+    input: &Stream,
+    site: &str,
+    what: &str,
+) -> Stream {
     if let Some(text) = static_text(arg) {
         let mut inner = scope.clone();
         return w.classify_script(text, &mut inner, input, site);
@@ -85,10 +97,26 @@ fn run_script_arg(w: &mut Walker<'_>, arg: &Arg, scope: &Scope, input: &Stream, 
 fn dynamic_code(w: &mut Walker<'_>, arg: &Arg, scope: &Scope, site: &str, what: &str) {
     let fetched = arg.fetched || arg.procsub.as_ref().is_some_and(|p| p.fetched);
     if fetched {
-        let tier = if scope.as_root { Tier::Critical } else { Tier::Red };
-        w.add(tier, site, format!("{what} downloaded from the network (download-and-run)"), "flow.download_and_run", None);
+        let tier = if scope.as_root {
+            Tier::Critical
+        } else {
+            Tier::Red
+        };
+        w.add(
+            tier,
+            site,
+            format!("{what} downloaded from the network (download-and-run)"),
+            "flow.download_and_run",
+            None,
+        );
     } else {
-        w.add(Tier::Red, site, format!("{what} computed at run time, so it cannot be checked"), "flow.dynamic_code", None);
+        w.add(
+            Tier::Red,
+            site,
+            format!("{what} computed at run time, so it cannot be checked"),
+            "flow.dynamic_code",
+            None,
+        );
     }
 }
 
@@ -113,9 +141,22 @@ fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutco
     if p.has("-c") {
         match positional(call, 0) {
             Some(script) => {
-                run_script_arg(w, script, scope, &call.ctx.stdin, &site, "runs a shell script");
+                run_script_arg(
+                    w,
+                    script,
+                    scope,
+                    &call.ctx.stdin,
+                    &site,
+                    "runs a shell script",
+                );
             }
-            None => w.add(Tier::Yellow, &site, "`-c` without a command string", "shell.missing_script", None),
+            None => w.add(
+                Tier::Yellow,
+                &site,
+                "`-c` without a command string",
+                "shell.missing_script",
+                None,
+            ),
         }
         return outcome;
     }
@@ -131,7 +172,10 @@ fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutco
             w.add(
                 Tier::Yellow,
                 &site,
-                format!("runs the script file `{}`, whose content is not checked", super::truncate(script.text(), 80)),
+                format!(
+                    "runs the script file `{}`, whose content is not checked",
+                    super::truncate(script.text(), 80)
+                ),
                 "shell.script_file",
                 None,
             );
@@ -139,10 +183,22 @@ fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutco
         return outcome;
     }
     if p.has("-i") && !call.ctx.stdin.is_connected() {
-        w.add(Tier::Yellow, &site, "starts an interactive shell", "flow.interactive", None);
+        w.add(
+            Tier::Yellow,
+            &site,
+            "starts an interactive shell",
+            "flow.interactive",
+            None,
+        );
         return outcome;
     }
-    w.code_from_stdin(&CodeKind::Shell, &call.ctx.stdin, scope, &site, &call.spec.name);
+    w.code_from_stdin(
+        &CodeKind::Shell,
+        &call.ctx.stdin,
+        scope,
+        &site,
+        &call.spec.name,
+    );
     outcome
 }
 
@@ -150,7 +206,10 @@ fn interpreter(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handle
     let site = call.site.clone();
     let spec = call.spec;
     let p = call.parsed;
-    let name = spec.interpreter.clone().unwrap_or_else(|| spec.name.clone());
+    let name = spec
+        .interpreter
+        .clone()
+        .unwrap_or_else(|| spec.name.clone());
     let outcome = HandlerOutcome {
         stdin_handled: true,
         ..Default::default()
@@ -171,20 +230,20 @@ fn interpreter(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handle
         // A script that is itself a known command (`php occ status`, `php wp-cli.phar ...`).
         let base = script.text().rsplit('/').next().unwrap_or("").to_owned();
         let policy = w.policy;
-        if script.procsub.is_none() && !script.word.dynamic {
-            if let Some(target) = policy.command(&base) {
-                if target.handler != Some(Handler::Interpreter) {
-                    let first = call.parsed.positionals[0];
-                    let mut args = vec![Arg::literal(&base)];
-                    args.extend(call.rest[first + 1..].iter().cloned());
-                    let ctx = sub_ctx(call, &args);
-                    let out = eval_spec(w, target, &args, scope, &ctx);
-                    return HandlerOutcome {
-                        output: Some(out),
-                        ..outcome
-                    };
-                }
-            }
+        if script.procsub.is_none()
+            && !script.word.dynamic
+            && let Some(target) = policy.command(&base)
+            && target.handler != Some(Handler::Interpreter)
+        {
+            let first = call.parsed.positionals[0];
+            let mut args = vec![Arg::literal(&base)];
+            args.extend(call.rest[first + 1..].iter().cloned());
+            let ctx = sub_ctx(call, &args);
+            let out = eval_spec(w, target, &args, scope, &ctx);
+            return HandlerOutcome {
+                output: Some(out),
+                ..outcome
+            };
         }
         paths::check_path(w, script, Access::Read, false, scope, &site);
         match &script.procsub {
@@ -193,12 +252,21 @@ fn interpreter(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handle
                     opaque: out.text.is_none(),
                     ..out.clone()
                 };
-                w.code_from_stdin(&CodeKind::Interpreter(name), &stream, scope, &site, &spec.name);
+                w.code_from_stdin(
+                    &CodeKind::Interpreter(name),
+                    &stream,
+                    scope,
+                    &site,
+                    &spec.name,
+                );
             }
             None => w.add(
                 Tier::Yellow,
                 &site,
-                format!("runs the script `{}`, whose content is not checked", super::truncate(script.text(), 80)),
+                format!(
+                    "runs the script `{}`, whose content is not checked",
+                    super::truncate(script.text(), 80)
+                ),
                 "shell.script_file",
                 None,
             ),
@@ -208,7 +276,13 @@ fn interpreter(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handle
     if spec.readonly_flags.iter().any(|f| p.has(f)) {
         return outcome;
     }
-    w.code_from_stdin(&CodeKind::Interpreter(name), &call.ctx.stdin, scope, &site, &spec.name);
+    w.code_from_stdin(
+        &CodeKind::Interpreter(name),
+        &call.ctx.stdin,
+        scope,
+        &site,
+        &spec.name,
+    );
     outcome
 }
 
@@ -242,7 +316,13 @@ fn sudo(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcom
     inner_scope.as_root = as_root;
     let shell_mode = p.has("-s") || p.has("-i") || p.has("--shell") || p.has("--login");
     if p.has("-e") || p.has("--edit") {
-        w.add(Tier::Yellow, &site, "edits files with elevated rights", "command.sudo.edit", None);
+        w.add(
+            Tier::Yellow,
+            &site,
+            "edits files with elevated rights",
+            "command.sudo.edit",
+            None,
+        );
         for arg in positionals(call) {
             paths::check_path(w, arg, Access::Write, false, &inner_scope, &site);
         }
@@ -251,7 +331,13 @@ fn sudo(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcom
     let Some(start) = p.command_start else {
         if shell_mode {
             let tier = if as_root { Tier::Red } else { Tier::Yellow };
-            w.add(tier, &site, "opens an interactive shell as another user", "command.sudo.shell", None);
+            w.add(
+                tier,
+                &site,
+                "opens an interactive shell as another user",
+                "command.sudo.shell",
+                None,
+            );
         }
         return HandlerOutcome::default();
     };
@@ -285,7 +371,14 @@ fn su(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome 
                 let floor = w.policy.settings.root_floor;
                 w.add(floor, &site, "runs as root", "settings.root_floor", None);
             }
-            let out = run_script_arg(w, &cmd, &inner_scope, &call.ctx.stdin, &site, "runs a shell script");
+            let out = run_script_arg(
+                w,
+                &cmd,
+                &inner_scope,
+                &call.ctx.stdin,
+                &site,
+                "runs a shell script",
+            );
             HandlerOutcome {
                 output: Some(out),
                 stdin_handled: true,
@@ -294,7 +387,13 @@ fn su(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome 
         }
         None => {
             let tier = if as_root { Tier::Red } else { Tier::Yellow };
-            w.add(tier, &site, "opens an interactive shell as another user", "command.su.shell", None);
+            w.add(
+                tier,
+                &site,
+                "opens an interactive shell as another user",
+                "command.su.shell",
+                None,
+            );
             HandlerOutcome::default()
         }
     }
@@ -304,7 +403,14 @@ fn env(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome
     let site = call.site.clone();
     let mut inner_scope = scope.clone();
     if let Some(split) = option_arg(call, &["-S", "--split-string"]) {
-        let out = run_script_arg(w, &split, &inner_scope, &call.ctx.stdin, &site, "runs a command line");
+        let out = run_script_arg(
+            w,
+            &split,
+            &inner_scope,
+            &call.ctx.stdin,
+            &site,
+            "runs a command line",
+        );
         return HandlerOutcome {
             skip_base: true,
             output: Some(out),
@@ -319,7 +425,10 @@ fn env(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome
     while i < call.rest.len() {
         let text = call.rest[i].text();
         match text.split_once('=') {
-            Some((name, _)) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Some((name, _))
+                if !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
                 w.check_env_name(name, &site, false);
                 inner_scope.vars.remove(name);
                 i += 1;
@@ -381,7 +490,13 @@ fn watch(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutco
         let joined: Vec<&str> = inner.iter().map(|a| a.text()).collect();
         let script = joined.join(" ");
         if script.contains(DYN) {
-            w.add(Tier::Red, &call.site, "watches a command computed at run time", "flow.dynamic_code", None);
+            w.add(
+                Tier::Red,
+                &call.site,
+                "watches a command computed at run time",
+                "flow.dynamic_code",
+                None,
+            );
             Stream::empty()
         } else {
             w.classify_script(&script, &mut inner_scope, &Stream::empty(), &call.site)
@@ -418,10 +533,16 @@ pub(crate) fn parse_find(spec: &CommandSpec, rest: &[Arg]) -> Parsed {
     while i < rest.len() {
         let t = rest[i].text();
         match t {
-            "-H" | "-L" | "-P" => parsed.flags.push(FlagUse { name: t.to_owned(), value: None }),
+            "-H" | "-L" | "-P" => parsed.flags.push(FlagUse {
+                name: t.to_owned(),
+                value: None,
+            }),
             "-D" => {
                 i += 1;
-                parsed.flags.push(FlagUse { name: "-D".into(), value: None });
+                parsed.flags.push(FlagUse {
+                    name: "-D".into(),
+                    value: None,
+                });
             }
             _ if t.starts_with("-O") && t.len() > 2 => {}
             _ => break,
@@ -439,7 +560,10 @@ pub(crate) fn parse_find(spec: &CommandSpec, rest: &[Arg]) -> Parsed {
     while i < rest.len() {
         let t = rest[i].text();
         if FIND_EXEC.contains(&t) {
-            parsed.flags.push(FlagUse { name: t.to_owned(), value: None });
+            parsed.flags.push(FlagUse {
+                name: t.to_owned(),
+                value: None,
+            });
             i += 1;
             while i < rest.len() && !matches!(rest[i].text(), ";" | "+") {
                 i += 1;
@@ -447,7 +571,10 @@ pub(crate) fn parse_find(spec: &CommandSpec, rest: &[Arg]) -> Parsed {
             i += 1;
             continue;
         }
-        if matches!(t, "(" | ")" | "!" | "," | "-not" | "-a" | "-and" | "-o" | "-or") {
+        if matches!(
+            t,
+            "(" | ")" | "!" | "," | "-not" | "-a" | "-and" | "-o" | "-or"
+        ) {
             i += 1;
             continue;
         }
@@ -456,12 +583,18 @@ pub(crate) fn parse_find(spec: &CommandSpec, rest: &[Arg]) -> Parsed {
                 text: a.text().to_owned(),
                 arg: Some(i + 1),
             });
-            parsed.flags.push(FlagUse { name: t.to_owned(), value });
+            parsed.flags.push(FlagUse {
+                name: t.to_owned(),
+                value,
+            });
             i += 2;
             continue;
         }
         if spec.flags.contains(t) {
-            parsed.flags.push(FlagUse { name: t.to_owned(), value: None });
+            parsed.flags.push(FlagUse {
+                name: t.to_owned(),
+                value: None,
+            });
         } else if t.starts_with('-') {
             parsed.unknown.push(t.to_owned());
         } else if t.contains(DYN) {
@@ -475,7 +608,11 @@ pub(crate) fn parse_find(spec: &CommandSpec, rest: &[Arg]) -> Parsed {
 fn find(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome {
     let site = call.site.clone();
     let roots: Vec<String> = positionals(call).map(|a| a.text().to_owned()).collect();
-    let roots = if roots.is_empty() { vec![".".to_owned()] } else { roots };
+    let roots = if roots.is_empty() {
+        vec![".".to_owned()]
+    } else {
+        roots
+    };
     if call.parsed.has("-delete") {
         for root in &roots {
             let mut arg = Arg::literal(&format!("{}/*", root.trim_end_matches('/')));
@@ -536,8 +673,14 @@ fn http(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcom
     let p = call.parsed;
     let mut urls: Vec<Arg> = positionals(call).cloned().collect();
     urls.extend(p.values(&http.url_options).map(|v| value_arg(call.rest, v)));
-    let data: Vec<Arg> = p.values(&http.data_options).map(|v| value_arg(call.rest, v)).collect();
-    let uploads: Vec<Arg> = p.values(&http.upload_options).map(|v| value_arg(call.rest, v)).collect();
+    let data: Vec<Arg> = p
+        .values(&http.data_options)
+        .map(|v| value_arg(call.rest, v))
+        .collect();
+    let uploads: Vec<Arg> = p
+        .values(&http.upload_options)
+        .map(|v| value_arg(call.rest, v))
+        .collect();
     if urls.is_empty() && data.is_empty() && uploads.is_empty() {
         return HandlerOutcome::default();
     }
@@ -559,13 +702,12 @@ fn http(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcom
     let mut sends_secret = false;
     for arg in &data {
         sends_secret |= arg.secret;
-        if let Some(prefix) = &http.file_prefix {
-            if let Some(path) = arg.text().strip_prefix(prefix.as_str()) {
-                if path != "-" {
-                    let file = Arg::literal(path);
-                    sends_secret |= paths::check_path(w, &file, Access::Read, false, scope, &site);
-                }
-            }
+        if let Some(prefix) = &http.file_prefix
+            && let Some(path) = arg.text().strip_prefix(prefix.as_str())
+            && path != "-"
+        {
+            let file = Arg::literal(path);
+            sends_secret |= paths::check_path(w, &file, Access::Read, false, scope, &site);
         }
     }
     for arg in &uploads {
@@ -588,14 +730,26 @@ fn http(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcom
             Some("http"),
         );
         for rule in &policy.urls {
-            let method_ok = rule.methods.is_empty() || rule.methods.iter().any(|m| *m == method);
+            let method_ok = rule.methods.is_empty() || rule.methods.contains(&method);
             if method_ok && rule.pattern.is_match(text) {
-                w.add(rule.tier, &site, rule.reason.clone(), &rule.id, rule.channel.as_deref());
+                w.add(
+                    rule.tier,
+                    &site,
+                    rule.reason.clone(),
+                    &rule.id,
+                    rule.channel.as_deref(),
+                );
             }
         }
     }
     if method == "DELETE" {
-        w.add(Tier::Red, &site, "sends a DELETE request, which removes remote data", &format!("{}.delete", spec.id), Some("http"));
+        w.add(
+            Tier::Red,
+            &site,
+            "sends a DELETE request, which removes remote data",
+            &format!("{}.delete", spec.id),
+            Some("http"),
+        );
     }
     HandlerOutcome {
         network: true,
@@ -633,10 +787,19 @@ fn ssh(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome
     // OpenSSH accepts more options after the destination, up to the command.
     let more = parse_args(call.spec, after, true);
     for flag in &more.unknown {
-        w.add(call.spec.unknown_flag, &site, format!("`{flag}` is not a known option of `ssh`"), &format!("{}.unknown_flag", call.spec.id), None);
+        w.add(
+            call.spec.unknown_flag,
+            &site,
+            format!("`{flag}` is not a known option of `ssh`"),
+            &format!("{}.unknown_flag", call.spec.id),
+            None,
+        );
     }
     let login_user = option_arg(call, &["-l"]).map(|a| a.text().to_owned());
-    let root = destination.split_once('@').is_some_and(|(u, _)| u == "root") || login_user.as_deref() == Some("root");
+    let root = destination
+        .split_once('@')
+        .is_some_and(|(u, _)| u == "root")
+        || login_user.as_deref() == Some("root");
     let Some(&cmd_index) = more.positionals.first() else {
         return HandlerOutcome {
             network: true,
@@ -693,7 +856,13 @@ fn transfer(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOu
     if sources.is_empty() {
         if is_remote(dest.text()) {
             outcome.network = true;
-            w.add(Tier::Yellow, &site, "lists files on a remote host", &format!("{}.list", spec.id), None);
+            w.add(
+                Tier::Yellow,
+                &site,
+                "lists files on a remote host",
+                &format!("{}.list", spec.id),
+                None,
+            );
         }
         return outcome;
     }
@@ -706,13 +875,17 @@ fn transfer(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOu
             w.add(
                 Tier::External,
                 &site,
-                format!("copies local files to the remote `{}`", super::truncate(dest.text(), 60)),
+                format!(
+                    "copies local files to the remote `{}`",
+                    super::truncate(dest.text(), 60)
+                ),
                 &format!("{}.upload", spec.id),
                 Some("upload"),
             );
         }
         for s in local {
-            outcome.sends_secret |= s.secret || paths::check_path(w, s, Access::Read, recursive, scope, &site);
+            outcome.sends_secret |=
+                s.secret || paths::check_path(w, s, Access::Read, recursive, scope, &site);
         }
     } else {
         paths::check_path(w, dest, Access::Write, recursive, scope, &site);
@@ -759,10 +932,10 @@ fn docker_run(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handler
                 _ => {}
             }
         }
-        if kind == "bind" {
-            if let Some(s) = src {
-                sources.push(s);
-            }
+        if kind == "bind"
+            && let Some(s) = src
+        {
+            sources.push(s);
         }
     }
     let protected = w.policy.settings.protected_roots.clone();
@@ -790,17 +963,29 @@ fn docker_run(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handler
         let arg = Arg::literal(&norm);
         paths::check_path(w, &arg, Access::Read, true, scope, &site);
         paths::check_path(w, &arg, Access::Write, false, scope, &site);
-        w.add(Tier::Yellow, &site, format!("shares the host directory `{norm}` with a container"), "command.docker.sub.run.bind", None);
+        w.add(
+            Tier::Yellow,
+            &site,
+            format!("shares the host directory `{norm}` with a container"),
+            "command.docker.sub.run.bind",
+            None,
+        );
     }
     for v in p.values_of("-p").chain(p.values_of("--publish")) {
         let spec = v.text.rsplit_once('/').map_or(v.text.as_str(), |(s, _)| s);
         let parts: Vec<&str> = if spec.starts_with('[') {
             let (ip, rest) = spec.split_once(']').unwrap_or((spec, ""));
-            std::iter::once(ip.trim_start_matches('[')).chain(rest.trim_start_matches(':').split(':')).collect()
+            std::iter::once(ip.trim_start_matches('['))
+                .chain(rest.trim_start_matches(':').split(':'))
+                .collect()
         } else {
             spec.split(':').collect()
         };
-        let ip = if parts.len() >= 3 { Some(parts[0]) } else { None };
+        let ip = if parts.len() >= 3 {
+            Some(parts[0])
+        } else {
+            None
+        };
         let all_interfaces = match ip {
             None => true,
             Some(ip) => matches!(ip, "" | "0.0.0.0" | "::"),
@@ -809,7 +994,10 @@ fn docker_run(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Handler
             w.add(
                 Tier::Red,
                 &site,
-                format!("publishes port `{}` on all interfaces; Docker's own iptables rules bypass ufw", v.text),
+                format!(
+                    "publishes port `{}` on all interfaces; Docker's own iptables rules bypass ufw",
+                    v.text
+                ),
                 "command.docker.sub.run.publish",
                 None,
             );
@@ -842,7 +1030,13 @@ fn kill(w: &mut Walker<'_>, call: &Call<'_>) -> HandlerOutcome {
             continue;
         }
         if t == "-1" && seen_signal {
-            w.add(Tier::Red, &site, "signals every process the user may signal", "command.kill.all", None);
+            w.add(
+                Tier::Red,
+                &site,
+                "signals every process the user may signal",
+                "command.kill.all",
+                None,
+            );
         }
         if mentions_guard(&w.policy.settings, arg) {
             w.add(
@@ -884,18 +1078,39 @@ fn sed(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome
         let scan = code::scan_sed(text);
         print_only &= scan.print_only;
         for cmd in &scan.executes {
-            w.add(Tier::Red, &site, format!("the sed script runs shell commands (`{}`)", super::truncate(cmd, 40)), "command.sed.execute", None);
+            w.add(
+                Tier::Red,
+                &site,
+                format!(
+                    "the sed script runs shell commands (`{}`)",
+                    super::truncate(cmd, 40)
+                ),
+                "command.sed.execute",
+                None,
+            );
         }
         for file in &scan.writes {
             let arg = Arg::literal(file);
             paths::check_path(w, &arg, Access::Write, false, scope, &site);
-            w.add(Tier::Yellow, &site, format!("the sed script writes `{}`", super::truncate(file, 60)), "command.sed.write", None);
+            w.add(
+                Tier::Yellow,
+                &site,
+                format!("the sed script writes `{}`", super::truncate(file, 60)),
+                "command.sed.write",
+                None,
+            );
         }
         for file in &scan.reads {
             paths::check_path(w, &Arg::literal(file), Access::Read, false, scope, &site);
         }
         if scan.unknown {
-            w.add(Tier::Yellow, &site, "the sed script uses commands this classifier does not know", "command.sed.unknown", None);
+            w.add(
+                Tier::Yellow,
+                &site,
+                "the sed script uses commands this classifier does not know",
+                "command.sed.unknown",
+                None,
+            );
         }
     }
     for file in &files {
@@ -905,9 +1120,21 @@ fn sed(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome
         }
     }
     if in_place {
-        w.add(Tier::Yellow, &site, "edits files in place", "command.sed.in_place", None);
+        w.add(
+            Tier::Yellow,
+            &site,
+            "edits files in place",
+            "command.sed.in_place",
+            None,
+        );
     } else if !print_only {
-        w.add(Tier::Yellow, &site, "sed is green only in its print form (`sed -n '1,5p'`)", "command.sed.not_print_form", None);
+        w.add(
+            Tier::Yellow,
+            &site,
+            "sed is green only in its print form (`sed -n '1,5p'`)",
+            "command.sed.not_print_form",
+            None,
+        );
     }
     HandlerOutcome::default()
 }
@@ -915,7 +1142,11 @@ fn sed(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome
 fn awk(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome {
     let site = call.site.clone();
     let p = call.parsed;
-    let interp = call.spec.interpreter.clone().unwrap_or_else(|| "awk".to_owned());
+    let interp = call
+        .spec
+        .interpreter
+        .clone()
+        .unwrap_or_else(|| "awk".to_owned());
     let mut files: Vec<&Arg> = positionals(call).collect();
     let from_file = p.has("-f") || p.has("--file");
     if !from_file {
@@ -959,7 +1190,13 @@ fn jq(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome 
                 from_file = true;
                 if let Some(file) = rest.get(i + 1) {
                     paths::check_path(w, file, Access::Read, false, scope, &site);
-                    w.add(Tier::Yellow, &site, "runs a jq program from a file", "command.jq.from_file", None);
+                    w.add(
+                        Tier::Yellow,
+                        &site,
+                        "runs a jq program from a file",
+                        "command.jq.from_file",
+                        None,
+                    );
                 }
                 i += 2;
             }
@@ -1048,7 +1285,11 @@ fn echo(call: &Call<'_>) -> HandlerOutcome {
         } else {
             joined
         };
-        Some(if call.parsed.has("-n") { joined } else { format!("{joined}\n") })
+        Some(if call.parsed.has("-n") {
+            joined
+        } else {
+            format!("{joined}\n")
+        })
     } else {
         None
     };
@@ -1090,7 +1331,12 @@ fn render_printf(format: &str, values: &[&str]) -> Option<String> {
     if specifiers == 0 {
         return Some(decoded.replace("%%", "%"));
     }
-    if decoded.contains(|c: char| c == '%') && !decoded.split('%').skip(1).all(|s| s.starts_with(['s', 'b', '%'])) {
+    if decoded.contains('%')
+        && !decoded
+            .split('%')
+            .skip(1)
+            .all(|s| s.starts_with(['s', 'b', '%']))
+    {
         return None;
     }
     let mut out = String::new();
@@ -1155,7 +1401,10 @@ fn source(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutc
             None => w.add(
                 Tier::Yellow,
                 &site,
-                format!("runs the script `{}` in the current shell, whose content is not checked", super::truncate(file.text(), 80)),
+                format!(
+                    "runs the script `{}` in the current shell, whose content is not checked",
+                    super::truncate(file.text(), 80)
+                ),
                 "shell.script_file",
                 None,
             ),
@@ -1172,7 +1421,10 @@ fn cd(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome 
         (_, Some(dir)) => match static_text(dir) {
             Some("-") | None => None,
             Some(text) if text.starts_with('/') => Some(paths::normalize(text, None)),
-            Some(text) => scope.cwd.as_deref().map(|cwd| paths::normalize(text, Some(cwd))),
+            Some(text) => scope
+                .cwd
+                .as_deref()
+                .map(|cwd| paths::normalize(text, Some(cwd))),
         },
     };
     HandlerOutcome::default()
@@ -1190,7 +1442,12 @@ fn alias(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutco
             continue;
         }
         let mut inner = scope.clone();
-        w.classify_script(value, &mut inner, &Stream::empty(), &format!("alias {name}='{value}'"));
+        w.classify_script(
+            value,
+            &mut inner,
+            &Stream::empty(),
+            &format!("alias {name}='{value}'"),
+        );
     }
     HandlerOutcome::default()
 }
@@ -1200,10 +1457,18 @@ fn trap(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcom
         return HandlerOutcome::default();
     }
     let site = call.site.clone();
-    if let Some(action) = positional(call, 0) {
-        if call.parsed.positionals.len() >= 2 && !matches!(action.text(), "-" | "") {
-            run_script_arg(w, action, scope, &Stream::empty(), &site, "sets a trap that runs a command");
-        }
+    if let Some(action) = positional(call, 0)
+        && call.parsed.positionals.len() >= 2
+        && !matches!(action.text(), "-" | "")
+    {
+        run_script_arg(
+            w,
+            action,
+            scope,
+            &Stream::empty(),
+            &site,
+            "sets a trap that runs a command",
+        );
     }
     HandlerOutcome::default()
 }
@@ -1256,7 +1521,9 @@ fn decoder(call: &Call<'_>) -> HandlerOutcome {
             } else {
                 base64::engine::general_purpose::STANDARD
                     .decode(compact.as_bytes())
-                    .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(compact.as_bytes()))
+                    .or_else(|_| {
+                        base64::engine::general_purpose::URL_SAFE.decode(compact.as_bytes())
+                    })
                     .ok()?
             };
             String::from_utf8(bytes).ok()
@@ -1284,8 +1551,14 @@ mod tests {
     fn printf_rendering() {
         assert_eq!(render_printf("rm", &[]).as_deref(), Some("rm"));
         assert_eq!(render_printf("\\x72m", &[]).as_deref(), Some("rm"));
-        assert_eq!(render_printf("%s -rf %s", &["rm", "/"]).as_deref(), Some("rm -rf /"));
-        assert_eq!(render_printf("%s\\n", &["a", "b"]).as_deref(), Some("a\nb\n"));
+        assert_eq!(
+            render_printf("%s -rf %s", &["rm", "/"]).as_deref(),
+            Some("rm -rf /")
+        );
+        assert_eq!(
+            render_printf("%s\\n", &["a", "b"]).as_deref(),
+            Some("a\nb\n")
+        );
         assert_eq!(render_printf("%d", &["1"]), None);
         assert_eq!(render_printf("100%%", &[]).as_deref(), Some("100%"));
     }
@@ -1302,7 +1575,13 @@ mod tests {
 
     #[test]
     fn hosts_of_urls() {
-        assert_eq!(host_of("https://user:pw@api.example.com:443/x?y"), "`api.example.com:443`");
-        assert_eq!(host_of("ftp://backup.example.net/incoming/"), "`backup.example.net`");
+        assert_eq!(
+            host_of("https://user:pw@api.example.com:443/x?y"),
+            "`api.example.com:443`"
+        );
+        assert_eq!(
+            host_of("ftp://backup.example.net/incoming/"),
+            "`backup.example.net`"
+        );
     }
 }

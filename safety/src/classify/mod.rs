@@ -110,16 +110,16 @@ impl Verdict {
         let mut tier = Tier::Green;
         for f in findings {
             tier = tier.max(f.reason.tier);
-            if let Some(channel) = f.channel {
-                if f.reason.tier == Tier::External || f.reason.tier >= Tier::Red {
-                    channels.insert(channel);
-                }
+            if let Some(channel) = f.channel
+                && (f.reason.tier == Tier::External || f.reason.tier >= Tier::Red)
+            {
+                channels.insert(channel);
             }
             if !reasons.contains(&f.reason) {
                 reasons.push(f.reason);
             }
         }
-        reasons.sort_by(|a, b| b.tier.cmp(&a.tier));
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.tier));
         Verdict {
             tier,
             reasons,

@@ -65,7 +65,11 @@ fn static_root(norm: &str) -> Option<String> {
 
 /// `path` is `tree` or lies under it.
 fn is_under(path: &str, tree: &str) -> bool {
-    tree == "/" || path == tree || path.strip_prefix(tree).is_some_and(|rest| rest.starts_with('/'))
+    tree == "/"
+        || path == tree
+        || path
+            .strip_prefix(tree)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The `~/...` form of an absolute path under the home directory.
@@ -112,63 +116,76 @@ pub(crate) fn check_path(
             Access::List => None,
         };
         let Some(tier) = tier else { continue };
-        if candidates.iter().any(|c| rule.globs.is_match(c) && !rule.except.is_match(c)) {
-            w.add(tier, site, format!("{} `{shown}`: {}", access.verb(), rule.reason), &rule.id, None);
+        if candidates
+            .iter()
+            .any(|c| rule.globs.is_match(c) && !rule.except.is_match(c))
+        {
+            w.add(
+                tier,
+                site,
+                format!("{} `{shown}`: {}", access.verb(), rule.reason),
+                &rule.id,
+                None,
+            );
             secret |= access == Access::Read && rule.secret;
         }
     }
 
     let wide = arg.word.glob || recursive || norm.contains(DYN);
-    if wide && (arg.word.glob || recursive) {
-        if let Some(tree) = static_root(&norm).filter(|t| t.starts_with('/')) {
-            let tree_tilde = tilde_form(&tree, &home);
-            let mut worst: Option<(Tier, &str)> = None;
-            let mut others = 0;
-            for rule in &policy.paths {
-                let tier = match access {
-                    Access::Read => rule.read,
-                    Access::Write | Access::Delete => rule.write,
-                    Access::List => None,
-                };
-                let Some(tier) = tier else { continue };
-                let contains = rule.prefixes.iter().any(|p| {
-                    if p.is_empty() {
-                        return false;
-                    }
-                    if let Some(rest) = p.strip_prefix('~') {
-                        let abs = format!("{home}{rest}");
-                        is_under(&abs, &tree) || tree_tilde.as_deref().is_some_and(|t| is_under(p, t))
-                    } else {
-                        is_under(p, &tree)
-                    }
-                });
-                if !contains {
-                    continue;
+    if wide
+        && (arg.word.glob || recursive)
+        && let Some(tree) = static_root(&norm).filter(|t| t.starts_with('/'))
+    {
+        let tree_tilde = tilde_form(&tree, &home);
+        let mut worst: Option<(Tier, &str)> = None;
+        let mut others = 0;
+        for rule in &policy.paths {
+            let tier = match access {
+                Access::Read => rule.read,
+                Access::Write | Access::Delete => rule.write,
+                Access::List => None,
+            };
+            let Some(tier) = tier else { continue };
+            let contains = rule.prefixes.iter().any(|p| {
+                if p.is_empty() {
+                    return false;
                 }
-                secret |= access == Access::Read && rule.secret;
-                match worst {
-                    Some((t, _)) if t >= tier => others += 1,
-                    Some(_) => {
-                        others += 1;
-                        worst = Some((tier, rule.reason.as_str()));
-                    }
-                    None => worst = Some((tier, rule.reason.as_str())),
+                if let Some(rest) = p.strip_prefix('~') {
+                    let abs = format!("{home}{rest}");
+                    is_under(&abs, &tree) || tree_tilde.as_deref().is_some_and(|t| is_under(p, t))
+                } else {
+                    is_under(p, &tree)
                 }
+            });
+            if !contains {
+                continue;
             }
-            if let Some((tier, reason)) = worst {
-                let more = match others {
-                    0 => String::new(),
-                    1 => " and one more sensitive location".to_owned(),
-                    n => format!(" and {n} more sensitive locations"),
-                };
-                w.add(
-                    tier,
-                    site,
-                    format!("{} everything under `{tree}`, which includes {reason}{more}", access.verb()),
-                    "paths.tree",
-                    None,
-                );
+            secret |= access == Access::Read && rule.secret;
+            match worst {
+                Some((t, _)) if t >= tier => others += 1,
+                Some(_) => {
+                    others += 1;
+                    worst = Some((tier, rule.reason.as_str()));
+                }
+                None => worst = Some((tier, rule.reason.as_str())),
             }
+        }
+        if let Some((tier, reason)) = worst {
+            let more = match others {
+                0 => String::new(),
+                1 => " and one more sensitive location".to_owned(),
+                n => format!(" and {n} more sensitive locations"),
+            };
+            w.add(
+                tier,
+                site,
+                format!(
+                    "{} everything under `{tree}`, which includes {reason}{more}",
+                    access.verb()
+                ),
+                "paths.tree",
+                None,
+            );
         }
     }
 
@@ -212,7 +229,11 @@ mod tests {
 
     #[track_caller]
     fn check(path: &str, cwd: Option<&str>, expected: &str) {
-        assert_eq!(normalize(path, cwd), expected, "normalising {path:?} in {cwd:?}");
+        assert_eq!(
+            normalize(path, cwd),
+            expected,
+            "normalising {path:?} in {cwd:?}"
+        );
     }
 
     #[test]

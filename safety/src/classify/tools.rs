@@ -35,7 +35,10 @@ fn rule_text(value: &Value) -> String {
 
 pub(crate) fn classify_tool(cls: &Classifier, name: &str, args: &Value, ctx: &Context) -> Verdict {
     let policy = cls.policy();
-    let home = ctx.home.clone().unwrap_or_else(|| policy.settings.home.clone());
+    let home = ctx
+        .home
+        .clone()
+        .unwrap_or_else(|| policy.settings.home.clone());
     let mut w = Walker::new(policy, home.clone());
     let site = format!("tool:{name}");
     let Some(spec) = policy.tool(name) else {
@@ -49,7 +52,13 @@ pub(crate) fn classify_tool(cls: &Classifier, name: &str, args: &Value, ctx: &Co
         return Verdict::from_findings(w.into_findings(), true);
     };
     if !args.is_object() {
-        w.add(Tier::Red, &site, "tool arguments must be a JSON object", "tools.arguments", None);
+        w.add(
+            Tier::Red,
+            &site,
+            "tool arguments must be a JSON object",
+            "tools.arguments",
+            None,
+        );
         return Verdict::from_findings(w.into_findings(), false);
     }
     judge(&mut w, spec, args, ctx, &home, &site);
@@ -57,7 +66,13 @@ pub(crate) fn classify_tool(cls: &Classifier, name: &str, args: &Value, ctx: &Co
 }
 
 fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home: &str, site: &str) {
-    w.add(spec.tier, site, spec.reason.clone(), &spec.id, spec.channel.as_deref());
+    w.add(
+        spec.tier,
+        site,
+        spec.reason.clone(),
+        &spec.id,
+        spec.channel.as_deref(),
+    );
     let mut scope = Scope {
         cwd: ctx.cwd.clone(),
         ..Default::default()
@@ -70,7 +85,10 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
                     w.add(
                         Tier::Red,
                         site,
-                        format!("required argument `{}` is missing, so the call cannot be checked", arg.name),
+                        format!(
+                            "required argument `{}` is missing, so the call cannot be checked",
+                            arg.name
+                        ),
                         &format!("{}.arg.{}", spec.id, arg.name),
                         None,
                     );
@@ -83,7 +101,10 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
             w.add(
                 Tier::Red,
                 site,
-                format!("argument `{}` must be a string or a list of strings", arg.name),
+                format!(
+                    "argument `{}` must be a string or a list of strings",
+                    arg.name
+                ),
                 &format!("{}.arg.{}", spec.id, arg.name),
                 None,
             );
@@ -98,7 +119,14 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
                         None => text.to_owned(),
                     };
                     let path_site = format!("{site} {expanded}");
-                    paths::check_path(w, &Arg::literal(&expanded), *access, false, &scope, &path_site);
+                    paths::check_path(
+                        w,
+                        &Arg::literal(&expanded),
+                        *access,
+                        false,
+                        &scope,
+                        &path_site,
+                    );
                 }
             }
             ToolArgKind::Shell => {
@@ -111,7 +139,10 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
                     code::classify_sql(w, text, &scope, &arg_site);
                 }
             }
-            ToolArgKind::Url { method_arg, body_arg } => {
+            ToolArgKind::Url {
+                method_arg,
+                body_arg,
+            } => {
                 let method = method_arg
                     .as_deref()
                     .and_then(|m| lookup(args, m))
@@ -122,7 +153,11 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
                             .as_deref()
                             .and_then(|b| lookup(args, b))
                             .is_some_and(|b| !b.is_null());
-                        if has_body { "POST".into() } else { "GET".into() }
+                        if has_body {
+                            "POST".into()
+                        } else {
+                            "GET".into()
+                        }
                     });
                 for text in texts {
                     url(w, text, &method, &scope, site, &spec.id);
@@ -136,7 +171,13 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
                     .filter(|t| !t.is_empty())
                     .collect();
                 if list.is_empty() {
-                    w.add(Tier::Red, site, format!("`{}` names no recipient", arg.name), &format!("{}.arg.{}", spec.id, arg.name), None);
+                    w.add(
+                        Tier::Red,
+                        site,
+                        format!("`{}` names no recipient", arg.name),
+                        &format!("{}.arg.{}", spec.id, arg.name),
+                        None,
+                    );
                 } else {
                     w.add(
                         Tier::External,
@@ -159,14 +200,27 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
             None => !matches!(value, Value::Null | Value::Bool(false)),
         };
         if hit {
-            w.add(rule.tier, site, rule.reason.clone(), &rule.id, rule.channel.as_deref());
+            w.add(
+                rule.tier,
+                site,
+                rule.reason.clone(),
+                &rule.id,
+                rule.channel.as_deref(),
+            );
         }
     }
 }
 
 fn url(w: &mut Walker<'_>, text: &str, method: &str, scope: &Scope, site: &str, id: &str) {
     if text.starts_with("file:") {
-        paths::check_path(w, &Arg::literal(text), crate::policy::Access::Read, false, scope, site);
+        paths::check_path(
+            w,
+            &Arg::literal(text),
+            crate::policy::Access::Read,
+            false,
+            scope,
+            site,
+        );
         return;
     }
     let host = text
@@ -181,20 +235,44 @@ fn url(w: &mut Walker<'_>, text: &str, method: &str, scope: &Scope, site: &str, 
         .to_owned();
     match method {
         "GET" | "HEAD" | "OPTIONS" => {
-            w.add(Tier::Yellow, site, format!("sends a {method} request to `{host}`"), &format!("{id}.request"), Some("http"));
+            w.add(
+                Tier::Yellow,
+                site,
+                format!("sends a {method} request to `{host}`"),
+                &format!("{id}.request"),
+                Some("http"),
+            );
         }
         "DELETE" => {
-            w.add(Tier::Red, site, format!("sends a DELETE request to `{host}`, which removes remote data"), &format!("{id}.request"), Some("http"));
+            w.add(
+                Tier::Red,
+                site,
+                format!("sends a DELETE request to `{host}`, which removes remote data"),
+                &format!("{id}.request"),
+                Some("http"),
+            );
         }
         _ => {
-            w.add(Tier::External, site, format!("sends data to `{host}` ({method})"), &format!("{id}.request"), Some("http"));
+            w.add(
+                Tier::External,
+                site,
+                format!("sends data to `{host}` ({method})"),
+                &format!("{id}.request"),
+                Some("http"),
+            );
         }
     }
     let policy = w.policy;
     for rule in &policy.urls {
         let method_ok = rule.methods.is_empty() || rule.methods.iter().any(|m| m == method);
         if method_ok && rule.pattern.is_match(text) {
-            w.add(rule.tier, site, rule.reason.clone(), &rule.id, rule.channel.as_deref());
+            w.add(
+                rule.tier,
+                site,
+                rule.reason.clone(),
+                &rule.id,
+                rule.channel.as_deref(),
+            );
         }
     }
 }

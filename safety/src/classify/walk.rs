@@ -44,7 +44,12 @@ impl Stream {
 
     /// Something is connected to stdin.
     pub(crate) fn is_connected(&self) -> bool {
-        self.opaque || self.file || self.text.is_some() || self.fetched || self.decoded || self.secret
+        self.opaque
+            || self.file
+            || self.text.is_some()
+            || self.fetched
+            || self.decoded
+            || self.secret
     }
 
     /// The stream after a command's output joins the flow of a pipeline.
@@ -238,7 +243,10 @@ impl<'p> Walker<'p> {
             self.add(
                 Tier::Red,
                 script,
-                format!("the command is {} bytes, over the {limit}-byte analysis limit", script.len()),
+                format!(
+                    "the command is {} bytes, over the {limit}-byte analysis limit",
+                    script.len()
+                ),
                 "settings.max_input_bytes",
                 None,
             );
@@ -357,7 +365,12 @@ impl<'p> Walker<'p> {
         out
     }
 
-    fn walk_pipeline(&mut self, pipeline: &ast::Pipeline, scope: &mut Scope, input: &Stream) -> Stream {
+    fn walk_pipeline(
+        &mut self,
+        pipeline: &ast::Pipeline,
+        scope: &mut Scope,
+        input: &Stream,
+    ) -> Stream {
         if pipeline.seq.len() == 1 {
             return self.walk_command(&pipeline.seq[0], scope, input);
         }
@@ -399,7 +412,8 @@ impl<'p> Walker<'p> {
                 let mut body_scope = scope.clone();
                 let redirects: Vec<&IoRedirect> =
                     def.body.1.iter().flat_map(|r| r.0.iter()).collect();
-                let effect = self.eval_redirects(&redirects, &mut body_scope, &Stream::empty(), &site);
+                let effect =
+                    self.eval_redirects(&redirects, &mut body_scope, &Stream::empty(), &site);
                 let input = effect.stdin.unwrap_or_default();
                 self.walk_compound(&def.body.0, &mut body_scope, &input);
                 Stream::empty()
@@ -434,7 +448,12 @@ impl<'p> Walker<'p> {
         }
     }
 
-    fn walk_compound(&mut self, compound: &CompoundCommand, scope: &mut Scope, input: &Stream) -> Stream {
+    fn walk_compound(
+        &mut self,
+        compound: &CompoundCommand,
+        scope: &mut Scope,
+        input: &Stream,
+    ) -> Stream {
         match compound {
             CompoundCommand::BraceGroup(group) => self.walk_list(&group.list, scope, input),
             CompoundCommand::Subshell(sub) => {
@@ -515,10 +534,16 @@ impl<'p> Walker<'p> {
                 };
                 self.filter_findings_since(
                     start,
-                    |f| (f.reason.tier >= floor || !literal_arith) && !f.reason.rule.starts_with("parser."),
+                    |f| {
+                        (f.reason.tier >= floor || !literal_arith)
+                            && !f.reason.rule.starts_with("parser.")
+                    },
                     |f| {
                         if literal_arith {
-                            f.reason.message = format!("if read as nested subshells (as `sh` does): {}", f.reason.message);
+                            f.reason.message = format!(
+                                "if read as nested subshells (as `sh` does): {}",
+                                f.reason.message
+                            );
                         }
                     },
                 );
@@ -567,7 +592,11 @@ impl<'p> Walker<'p> {
                 self.add(
                     Tier::Red,
                     site,
-                    format!("cannot decode the word `{}` ({}); treated as risky", truncate(raw, 60), e.0),
+                    format!(
+                        "cannot decode the word `{}` ({}); treated as risky",
+                        truncate(raw, 60),
+                        e.0
+                    ),
                     "parser.word",
                     None,
                 );
@@ -583,7 +612,8 @@ impl<'p> Walker<'p> {
             for sub in &word.subs {
                 let mut inner = scope.clone();
                 let sub_site = format!("$({})", sub.script);
-                let out = self.classify_script(&sub.script, &mut inner, &Stream::empty(), &sub_site);
+                let out =
+                    self.classify_script(&sub.script, &mut inner, &Stream::empty(), &sub_site);
                 secret |= out.secret;
                 fetched |= out.fetched;
             }
@@ -598,7 +628,12 @@ impl<'p> Walker<'p> {
         args
     }
 
-    fn eval_simple(&mut self, cmd: &ast::SimpleCommand, scope: &mut Scope, input: &Stream) -> Stream {
+    fn eval_simple(
+        &mut self,
+        cmd: &ast::SimpleCommand,
+        scope: &mut Scope,
+        input: &Stream,
+    ) -> Stream {
         let site = cmd.to_string();
         let mut assignments: Vec<&ast::Assignment> = Vec::new();
         let mut redirects: Vec<&IoRedirect> = Vec::new();
@@ -625,7 +660,8 @@ impl<'p> Walker<'p> {
         let mut args: Vec<Arg> = Vec::new();
         for item in items {
             match item {
-                CommandPrefixOrSuffixItem::Word(w) | CommandPrefixOrSuffixItem::AssignmentWord(_, w) => {
+                CommandPrefixOrSuffixItem::Word(w)
+                | CommandPrefixOrSuffixItem::AssignmentWord(_, w) => {
                     args.extend(self.expand_word(&w.value, scope, &site));
                 }
                 CommandPrefixOrSuffixItem::ProcessSubstitution(kind, sub) => {
@@ -654,7 +690,13 @@ impl<'p> Walker<'p> {
                 self.eval_assignment(a, scope, &site, true);
             }
             if redirects.is_empty() && effect.findings_added == 0 {
-                self.add(Tier::Green, &site, "sets a shell variable", "shell.assignment", None);
+                self.add(
+                    Tier::Green,
+                    &site,
+                    "sets a shell variable",
+                    "shell.assignment",
+                    None,
+                );
             }
             return Stream::empty();
         }
@@ -668,12 +710,18 @@ impl<'p> Walker<'p> {
             net_redirect: effect.network,
         };
         // Builtins that change the shell's own state act on the real scope.
-        let out = command::dispatch(self, &args, scope, &ctx);
-        out
+
+        command::dispatch(self, &args, scope, &ctx)
     }
 
     /// A `NAME=value` assignment: standalone (shell variable) or as a command prefix (env).
-    fn eval_assignment(&mut self, a: &ast::Assignment, scope: &mut Scope, site: &str, standalone: bool) {
+    fn eval_assignment(
+        &mut self,
+        a: &ast::Assignment,
+        scope: &mut Scope,
+        site: &str,
+        standalone: bool,
+    ) {
         let name = match &a.name {
             ast::AssignmentName::VariableName(n) => n.clone(),
             ast::AssignmentName::ArrayElementName(n, index) => {
@@ -724,7 +772,9 @@ impl<'p> Walker<'p> {
             self.add(
                 settings.unknown_flag,
                 site,
-                format!("sets the environment variable `{name}` for the command (not on the safe list)"),
+                format!(
+                    "sets the environment variable `{name}` for the command (not on the safe list)"
+                ),
                 "settings.safe_env",
                 None,
             );
@@ -743,7 +793,10 @@ impl<'p> Walker<'p> {
         for redirect in redirects {
             match redirect {
                 IoRedirect::File(fd, kind, target) => {
-                    let reads = matches!(kind, IoFileRedirectKind::Read | IoFileRedirectKind::ReadAndWrite);
+                    let reads = matches!(
+                        kind,
+                        IoFileRedirectKind::Read | IoFileRedirectKind::ReadAndWrite
+                    );
                     let writes = matches!(
                         kind,
                         IoFileRedirectKind::Write
@@ -751,13 +804,18 @@ impl<'p> Walker<'p> {
                             | IoFileRedirectKind::Clobber
                             | IoFileRedirectKind::ReadAndWrite
                     );
-                    let dup = matches!(kind, IoFileRedirectKind::DuplicateInput | IoFileRedirectKind::DuplicateOutput);
+                    let dup = matches!(
+                        kind,
+                        IoFileRedirectKind::DuplicateInput | IoFileRedirectKind::DuplicateOutput
+                    );
                     match target {
-                        IoFileRedirectTarget::Filename(word) | IoFileRedirectTarget::Duplicate(word) => {
+                        IoFileRedirectTarget::Filename(word)
+                        | IoFileRedirectTarget::Duplicate(word) => {
                             let args = self.expand_word(&word.value, scope, site);
                             for arg in args {
                                 let text = arg.text().to_owned();
-                                if dup && (text == "-" || text.chars().all(|c| c.is_ascii_digit())) {
+                                if dup && (text == "-" || text.chars().all(|c| c.is_ascii_digit()))
+                                {
                                     continue;
                                 }
                                 if self.redirect_to_network(&text, site) {
@@ -765,7 +823,14 @@ impl<'p> Walker<'p> {
                                     continue;
                                 }
                                 if reads || matches!(kind, IoFileRedirectKind::DuplicateInput) {
-                                    let secret = paths::check_path(self, &arg, Access::Read, false, scope, site);
+                                    let secret = paths::check_path(
+                                        self,
+                                        &arg,
+                                        Access::Read,
+                                        false,
+                                        scope,
+                                        site,
+                                    );
                                     if fd.unwrap_or(0) == 0 {
                                         effect.stdin = Some(Stream {
                                             secret,
@@ -774,17 +839,24 @@ impl<'p> Walker<'p> {
                                         });
                                     }
                                 }
-                                if writes || matches!(kind, IoFileRedirectKind::DuplicateOutput) {
-                                    if !is_harmless_sink(&text) {
-                                        paths::check_path(self, &arg, Access::Write, false, scope, site);
-                                        self.add(
-                                            Tier::Yellow,
-                                            site,
-                                            format!("writes the file `{}`", truncate(&text, 80)),
-                                            "shell.redirect.write",
-                                            None,
-                                        );
-                                    }
+                                if (writes || matches!(kind, IoFileRedirectKind::DuplicateOutput))
+                                    && !is_harmless_sink(&text)
+                                {
+                                    paths::check_path(
+                                        self,
+                                        &arg,
+                                        Access::Write,
+                                        false,
+                                        scope,
+                                        site,
+                                    );
+                                    self.add(
+                                        Tier::Yellow,
+                                        site,
+                                        format!("writes the file `{}`", truncate(&text, 80)),
+                                        "shell.redirect.write",
+                                        None,
+                                    );
                                 }
                             }
                         }
@@ -793,7 +865,8 @@ impl<'p> Walker<'p> {
                             let mut inner = scope.clone();
                             match kind {
                                 ProcessSubstitutionKind::Read => {
-                                    let out = self.walk_list(&sub.list, &mut inner, &Stream::empty());
+                                    let out =
+                                        self.walk_list(&sub.list, &mut inner, &Stream::empty());
                                     effect.stdin = Some(Stream {
                                         opaque: out.text.is_none(),
                                         ..out
@@ -819,7 +892,12 @@ impl<'p> Walker<'p> {
                                 let mut fetched = false;
                                 for sub in &expanded.subs {
                                     let mut inner = scope.clone();
-                                    let out = self.classify_script(&sub.script, &mut inner, &Stream::empty(), &format!("$({})", sub.script));
+                                    let out = self.classify_script(
+                                        &sub.script,
+                                        &mut inner,
+                                        &Stream::empty(),
+                                        &format!("$({})", sub.script),
+                                    );
                                     secret |= out.secret;
                                     fetched |= out.fetched;
                                 }
@@ -831,8 +909,17 @@ impl<'p> Walker<'p> {
                                 }
                             }
                             Err(e) => {
-                                self.add(Tier::Red, site, format!("cannot decode a heredoc ({})", e.0), "parser.heredoc", None);
-                                Stream { opaque: true, ..Default::default() }
+                                self.add(
+                                    Tier::Red,
+                                    site,
+                                    format!("cannot decode a heredoc ({})", e.0),
+                                    "parser.heredoc",
+                                    None,
+                                );
+                                Stream {
+                                    opaque: true,
+                                    ..Default::default()
+                                }
                             }
                         }
                     } else {
@@ -887,7 +974,10 @@ impl<'p> Walker<'p> {
             self.add(
                 Tier::External,
                 site,
-                format!("opens a network connection through `{}`", truncate(target, 60)),
+                format!(
+                    "opens a network connection through `{}`",
+                    truncate(target, 60)
+                ),
                 "shell.redirect.network",
                 Some("network"),
             );
@@ -897,7 +987,14 @@ impl<'p> Walker<'p> {
     }
 
     /// Classifies code arriving on stdin for a shell, an interpreter or a SQL client.
-    pub(crate) fn code_from_stdin(&mut self, kind: &CodeKind, stdin: &Stream, scope: &Scope, site: &str, consumer: &str) {
+    pub(crate) fn code_from_stdin(
+        &mut self,
+        kind: &CodeKind,
+        stdin: &Stream,
+        scope: &Scope,
+        site: &str,
+        consumer: &str,
+    ) {
         if let Some(text) = &stdin.text {
             let code_site = format!("{consumer} <<< {}", truncate(text, 80));
             match kind {
@@ -906,7 +1003,9 @@ impl<'p> Walker<'p> {
                     self.classify_script(text, &mut inner, &Stream::empty(), &code_site);
                 }
                 CodeKind::Sql => super::code::classify_sql(self, text, scope, &code_site),
-                CodeKind::Interpreter(name) => super::code::classify_code(self, name, text, scope, &code_site),
+                CodeKind::Interpreter(name) => {
+                    super::code::classify_code(self, name, text, scope, &code_site)
+                }
             }
         }
         let root = scope.as_root;
@@ -922,7 +1021,13 @@ impl<'p> Walker<'p> {
             );
         } else if stdin.decoded {
             let tier = if root { Tier::Critical } else { Tier::Red };
-            self.add(tier, site, "runs a decoded payload (decode-and-run)", "flow.decode_and_run", None);
+            self.add(
+                tier,
+                site,
+                "runs a decoded payload (decode-and-run)",
+                "flow.decode_and_run",
+                None,
+            );
         } else if stdin.opaque && stdin.text.is_none() {
             self.add(
                 Tier::Red,
@@ -932,7 +1037,13 @@ impl<'p> Walker<'p> {
                 None,
             );
         } else if stdin.file {
-            self.add(Tier::Yellow, site, "runs code read from a file", "flow.code_from_file", None);
+            self.add(
+                Tier::Yellow,
+                site,
+                "runs code read from a file",
+                "flow.code_from_file",
+                None,
+            );
         } else if !stdin.is_connected() {
             self.add(
                 Tier::Yellow,
@@ -1018,10 +1129,14 @@ fn has_bad_heredoc_delimiter(script: &str, chars: &[(usize, char)]) -> bool {
         if after.starts_with('<') {
             return false;
         }
-        let after = after.trim_start_matches('-').trim_start_matches([' ', '\t']);
+        let after = after
+            .trim_start_matches('-')
+            .trim_start_matches([' ', '\t']);
         let word: String = after
             .chars()
-            .take_while(|c| !c.is_whitespace() && !matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')'))
+            .take_while(|c| {
+                !c.is_whitespace() && !matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')')
+            })
             .collect();
         word.chars().all(|c| c == '\'' || c == '"')
     })

@@ -103,8 +103,11 @@ pub(crate) struct WordError(pub String);
 /// panicked on odd input (an integer overflow in `{1..99999999999999999999}`); a panic must
 /// never take the classifier down, and an input that causes one is risky by definition.
 pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, WordError>) -> Result<T, WordError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err(WordError("the shell word parser failed on this input".into())))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(WordError(
+            "the shell word parser failed on this input".into(),
+        ))
+    })
 }
 
 /// Words with more unclosed `${name[` subscripts than this are refused (see [`expand`]).
@@ -146,10 +149,10 @@ fn unclosed_subscripts(raw: &str) -> usize {
         let body = &rest[at + 2..];
         let end = body.find('}').unwrap_or(body.len());
         let inner = &body[..end];
-        if let Some(open) = inner.find('[') {
-            if !inner[open..].contains(']') {
-                count += 1;
-            }
+        if let Some(open) = inner.find('[')
+            && !inner[open..].contains(']')
+        {
+            count += 1;
         }
         rest = body;
     }
@@ -193,7 +196,8 @@ pub(crate) fn expand(raw: &str, env: &WordEnv<'_>) -> Result<Vec<Expanded>, Word
 /// Expands a heredoc body (quotes are literal there; `$`, backticks and `\` still expand).
 pub(crate) fn expand_heredoc(body: &str, env: &WordEnv<'_>) -> Result<Expanded, WordError> {
     let options = ParserOptions::default();
-    let pieces = guarded(|| word::parse_heredoc(body, &options).map_err(|e| WordError(e.to_string())))?;
+    let pieces =
+        guarded(|| word::parse_heredoc(body, &options).map_err(|e| WordError(e.to_string())))?;
     let mut expanded = Expanded {
         raw: body.to_owned(),
         ..Default::default()
@@ -254,7 +258,8 @@ fn expand_piece(
             out.quoted = true;
             out.text.push_str(&decode_ansi_c(text));
         }
-        WordPiece::DoubleQuotedSequence(pieces) | WordPiece::GettextDoubleQuotedSequence(pieces) => {
+        WordPiece::DoubleQuotedSequence(pieces)
+        | WordPiece::GettextDoubleQuotedSequence(pieces) => {
             out.quoted = true;
             for inner in pieces {
                 expand_piece(&inner.piece, env, true, out)?;
@@ -269,18 +274,16 @@ fn expand_piece(
                 _ => out.text.push_str(seq),
             }
         }
-        WordPiece::TildeExpansion(tilde) => {
-            match tilde {
-                TildeExpr::Home => out.text.push_str(env.home),
-                TildeExpr::UserHome(user) if user == "root" => out.text.push_str("/root"),
-                TildeExpr::UserHome(user) => {
-                    out.text.push_str("/home/");
-                    out.text.push_str(user);
-                }
-                TildeExpr::WorkingDir => push_known(out, env.cwd),
-                _ => push_dynamic(out),
+        WordPiece::TildeExpansion(tilde) => match tilde {
+            TildeExpr::Home => out.text.push_str(env.home),
+            TildeExpr::UserHome(user) if user == "root" => out.text.push_str("/root"),
+            TildeExpr::UserHome(user) => {
+                out.text.push_str("/home/");
+                out.text.push_str(user);
             }
-        }
+            TildeExpr::WorkingDir => push_known(out, env.cwd),
+            _ => push_dynamic(out),
+        },
         WordPiece::ParameterExpansion(expr) => {
             out.from_var = true;
             match expr {
@@ -300,7 +303,8 @@ fn expand_piece(
                 }
             }
         }
-        WordPiece::CommandSubstitution(script) | WordPiece::BackquotedCommandSubstitution(script) => {
+        WordPiece::CommandSubstitution(script)
+        | WordPiece::BackquotedCommandSubstitution(script) => {
             out.from_var = true;
             out.subs.push(Substitution {
                 script: script.clone(),
@@ -374,14 +378,30 @@ fn parameter_strings(expr: &ParameterExpr) -> Vec<&str> {
             out.extend(alternative_value.as_deref());
             Some(parameter)
         }
-        ParameterExpr::RemoveSmallestSuffixPattern { parameter, pattern, .. }
-        | ParameterExpr::RemoveLargestSuffixPattern { parameter, pattern, .. }
-        | ParameterExpr::RemoveSmallestPrefixPattern { parameter, pattern, .. }
-        | ParameterExpr::RemoveLargestPrefixPattern { parameter, pattern, .. }
-        | ParameterExpr::UppercaseFirstChar { parameter, pattern, .. }
-        | ParameterExpr::UppercasePattern { parameter, pattern, .. }
-        | ParameterExpr::LowercaseFirstChar { parameter, pattern, .. }
-        | ParameterExpr::LowercasePattern { parameter, pattern, .. } => {
+        ParameterExpr::RemoveSmallestSuffixPattern {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::RemoveLargestSuffixPattern {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::RemoveSmallestPrefixPattern {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::RemoveLargestPrefixPattern {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::UppercaseFirstChar {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::UppercasePattern {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::LowercaseFirstChar {
+            parameter, pattern, ..
+        }
+        | ParameterExpr::LowercasePattern {
+            parameter, pattern, ..
+        } => {
             out.extend(pattern.as_deref());
             Some(parameter)
         }
@@ -480,13 +500,22 @@ fn expand_brace_members(
                                     n.checked_sub(step as i64)
                                 };
                                 match next {
-                                    Some(v) if (start <= end && v <= *end) || (start > end && v >= *end) => n = v,
+                                    Some(v)
+                                        if (start <= end && v <= *end)
+                                            || (start > end && v >= *end) =>
+                                    {
+                                        n = v
+                                    }
                                     _ => break,
                                 }
                             }
                         }
                         BraceExpressionMember::CharSequence { start, end, .. } => {
-                            let (lo, hi) = if start <= end { (*start, *end) } else { (*end, *start) };
+                            let (lo, hi) = if start <= end {
+                                (*start, *end)
+                            } else {
+                                (*end, *start)
+                            };
                             for c in lo..=hi {
                                 options.push(c.to_string());
                             }
@@ -612,10 +641,7 @@ mod tests {
             vars: &vars,
         };
         let words = expand(raw, &env).unwrap();
-        let texts: Vec<String> = words
-            .iter()
-            .map(|w| w.text.replace(DYN, "<dyn>"))
-            .collect();
+        let texts: Vec<String> = words.iter().map(|w| w.text.replace(DYN, "<dyn>")).collect();
         assert_eq!(texts, expected, "expanding {raw:?}");
     }
 
@@ -701,7 +727,10 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(expand(&subscripts, &env).is_err());
         assert!(started.elapsed() < std::time::Duration::from_millis(100));
-        assert_eq!(expand("${a[1]}${b[2]}${c[3]}${d[4]}", &env).unwrap().len(), 1);
+        assert_eq!(
+            expand("${a[1]}${b[2]}${c[3]}${d[4]}", &env).unwrap().len(),
+            1
+        );
         assert_eq!(expand("${a:-${b:-x}}", &env).unwrap().len(), 1);
         let nested = "${f[\\ro${f79[ ro${l{r%,-(rf,/sr/e}#:c{r%,/ed,s-r/sh/pnc}#:mhar}";
         let started = std::time::Instant::now();

@@ -70,7 +70,9 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         let (name, text) = (name.as_ref(), text.as_ref());
         let raw: RawFile = toml::from_str(text).map_err(|e| PolicyError::Syntax {
             file: name.to_owned(),
-            line: e.span().map_or(1, |span| Loc { file: name, text }.line_of(span.start)),
+            line: e
+                .span()
+                .map_or(1, |span| Loc { file: name, text }.line_of(span.start)),
             message: e.message().trim().to_owned(),
         })?;
         c.locs.push(Loc { file: name, text });
@@ -161,8 +163,9 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
             }
             defined_in.insert(alias.clone(), *file);
             if alias.contains(['*', '?']) {
-                let glob = Glob::new(alias)
-                    .map_err(|e| loc.err(raw.span().start, &id, format!("bad name pattern: {e}")))?;
+                let glob = Glob::new(alias).map_err(|e| {
+                    loc.err(raw.span().start, &id, format!("bad name pattern: {e}"))
+                })?;
                 command_globs.push((glob.compile_matcher(), spec.clone()));
             } else {
                 commands.insert(alias.clone(), spec.clone());
@@ -275,8 +278,7 @@ fn regex(loc: &Loc<'_>, at: usize, rule: &str, pattern: &str) -> Result<Regex, P
 
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_owned()
@@ -286,10 +288,7 @@ fn path_glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
 
-fn compile_settings(
-    loc: &Loc<'_>,
-    raw: &Spanned<RawSettings>,
-) -> Result<Settings, PolicyError> {
+fn compile_settings(loc: &Loc<'_>, raw: &Spanned<RawSettings>) -> Result<Settings, PolicyError> {
     let at = raw.span().start;
     let r = raw.get_ref();
     let t = |name: &Option<String>, default: Tier| -> Result<Tier, PolicyError> {
@@ -304,7 +303,10 @@ fn compile_settings(
     }
     let mut env = HashMap::new();
     for (name, t) in &r.env {
-        env.insert(name.clone(), tier(loc, at, &format!("settings.env.{name}"), t)?);
+        env.insert(
+            name.clone(),
+            tier(loc, at, &format!("settings.env.{name}"), t)?,
+        );
     }
     Ok(Settings {
         unknown_command: t(&r.unknown_command, Tier::Yellow)?,
@@ -325,7 +327,12 @@ fn compile_settings(
     })
 }
 
-fn parse_roles(loc: &Loc<'_>, at: usize, id: &str, roles: &[String]) -> Result<ArgRoles, PolicyError> {
+fn parse_roles(
+    loc: &Loc<'_>,
+    at: usize,
+    id: &str,
+    roles: &[String],
+) -> Result<ArgRoles, PolicyError> {
     let mut out = ArgRoles::default();
     for spec in roles {
         let (name, repeated) = match spec.strip_suffix("...") {
@@ -378,13 +385,21 @@ fn compile_command(
     let at = raw.span().start;
     let r = raw.get_ref();
     let handler = match &r.handler {
-        Some(h) => Some(Handler::parse(h).ok_or_else(|| loc.err(at, id, format!("unknown handler `{h}`")))?),
+        Some(h) => Some(
+            Handler::parse(h).ok_or_else(|| loc.err(at, id, format!("unknown handler `{h}`")))?,
+        ),
         None => None,
     };
     let mut path_options = HashMap::new();
     for (opt, access) in &r.path_options {
         let access = Access::parse(access).ok_or_else(|| {
-            loc.err(at, id, format!("path_options.{opt}: unknown access `{access}` (read, write, delete, list)"))
+            loc.err(
+                at,
+                id,
+                format!(
+                    "path_options.{opt}: unknown access `{access}` (read, write, delete, list)"
+                ),
+            )
         })?;
         path_options.insert(opt.clone(), access);
     }
@@ -412,7 +427,12 @@ fn compile_command(
     value_options.extend(r.sql_options.iter().cloned());
     value_options.extend(r.script_options.iter().cloned());
     if let Some(h) = &http {
-        for list in [&h.method_options, &h.data_options, &h.upload_options, &h.url_options] {
+        for list in [
+            &h.method_options,
+            &h.data_options,
+            &h.upload_options,
+            &h.url_options,
+        ] {
             value_options.extend(list.iter().cloned());
         }
     }
@@ -442,7 +462,11 @@ fn compile_command(
     }
     for f in flags.iter() {
         if value_options.contains(f) {
-            return Err(loc.err(at, id, format!("`{f}` is listed both as a flag and as an option taking a value")));
+            return Err(loc.err(
+                at,
+                id,
+                format!("`{f}` is listed both as a flag and as an option taking a value"),
+            ));
         }
     }
 
@@ -461,15 +485,19 @@ fn compile_command(
         Some("sql") => Some(CodeKind::Sql),
         Some(other) => {
             if !interpreters.contains_key(other) {
-                return Err(loc.err(at, id, format!("stdin_code `{other}` is neither shell, sql nor a defined interpreter")));
+                return Err(loc.err(
+                    at,
+                    id,
+                    format!("stdin_code `{other}` is neither shell, sql nor a defined interpreter"),
+                ));
             }
             Some(CodeKind::Interpreter(other.to_owned()))
         }
     };
-    if let Some(interp) = &r.interpreter {
-        if !interpreters.contains_key(interp) {
-            return Err(loc.err(at, id, format!("unknown interpreter `{interp}`")));
-        }
+    if let Some(interp) = &r.interpreter
+        && !interpreters.contains_key(interp)
+    {
+        return Err(loc.err(at, id, format!("unknown interpreter `{interp}`")));
     }
 
     let mut subs = HashMap::new();
@@ -485,7 +513,11 @@ fn compile_command(
         )?);
         for alias in std::iter::once(sub_name).chain(sub_raw.get_ref().aliases.iter()) {
             if subs.insert(alias.clone(), spec.clone()).is_some() {
-                return Err(loc.err(sub_raw.span().start, &sub_id, format!("subcommand `{alias}` defined twice")));
+                return Err(loc.err(
+                    sub_raw.span().start,
+                    &sub_id,
+                    format!("subcommand `{alias}` defined twice"),
+                ));
             }
         }
     }
@@ -513,7 +545,8 @@ fn compile_command(
         unknown_sub: opt_tier(loc, at, id, r.unknown_sub.as_ref())?
             .unwrap_or(settings.unknown_subcommand),
         handler,
-        unknown_flag: opt_tier(loc, at, id, r.unknown_flag.as_ref())?.unwrap_or(settings.unknown_flag),
+        unknown_flag: opt_tier(loc, at, id, r.unknown_flag.as_ref())?
+            .unwrap_or(settings.unknown_flag),
         interpreter: r.interpreter.clone(),
         inline_code: r.inline_code.clone(),
         sql_options: r.sql_options.clone(),
@@ -543,10 +576,18 @@ fn compile_rule(
         .map(|v| regex(loc, at, id, v))
         .transpose()?;
     if r.flags.is_empty() && r.arg.is_none() && !r.any_arg && r.and_arg.is_none() && !r.no_args {
-        return Err(loc.err(at, id, "a rule needs `flags`, `arg`, `any_arg` or `no_args`"));
+        return Err(loc.err(
+            at,
+            id,
+            "a rule needs `flags`, `arg`, `any_arg` or `no_args`",
+        ));
     }
     if !r.flags.is_empty() && (r.arg.is_some() || r.any_arg) {
-        return Err(loc.err(at, id, "a rule matches either `flags` or positional arguments, not both"));
+        return Err(loc.err(
+            at,
+            id,
+            "a rule matches either `flags` or positional arguments, not both",
+        ));
     }
     if !r.flags.is_empty() && value.is_some() {
         for f in &r.flags {
@@ -597,7 +638,11 @@ fn compile_path(loc: &Loc<'_>, id: &str, raw: &Spanned<RawPath>) -> Result<PathR
     let mut prefixes = Vec::new();
     for g in &r.globs {
         if !(g.starts_with('/') || g.starts_with("~/") || g.starts_with("**/")) {
-            return Err(loc.err(at, id, format!("glob `{g}` must start with `/`, `~/` or `**/`")));
+            return Err(loc.err(
+                at,
+                id,
+                format!("glob `{g}` must start with `/`, `~/` or `**/`"),
+            ));
         }
         set.add(path_glob(g).map_err(|e| loc.err(at, id, format!("glob `{g}`: {e}")))?);
         let prefix: Vec<&str> = g
@@ -632,7 +677,10 @@ fn compile_sql(loc: &Loc<'_>, raw: &Spanned<RawSql>) -> Result<SqlPolicy, Policy
     let r = raw.get_ref();
     let mut verbs = HashMap::new();
     for (verb, t) in &r.verbs {
-        verbs.insert(verb.to_ascii_lowercase(), tier(loc, at, &format!("sql.verbs.{verb}"), t)?);
+        verbs.insert(
+            verb.to_ascii_lowercase(),
+            tier(loc, at, &format!("sql.verbs.{verb}"), t)?,
+        );
     }
     let mut rules = Vec::new();
     for (i, rule) in r.rule.iter().enumerate() {
@@ -642,7 +690,11 @@ fn compile_sql(loc: &Loc<'_>, raw: &Spanned<RawSql>) -> Result<SqlPolicy, Policy
             None => format!("sql.rule[{i}]"),
         };
         if rr.keyword.is_none() && rr.missing_keyword.is_none() && rr.verbs.is_empty() {
-            return Err(loc.err(rule.span().start, &id, "a SQL rule needs verbs, keyword or missing_keyword"));
+            return Err(loc.err(
+                rule.span().start,
+                &id,
+                "a SQL rule needs verbs, keyword or missing_keyword",
+            ));
         }
         rules.push(SqlRule {
             verbs: rr.verbs.iter().map(|v| v.to_ascii_lowercase()).collect(),
@@ -687,11 +739,7 @@ fn compile_interpreter(
     })
 }
 
-fn compile_tool(
-    loc: &Loc<'_>,
-    id: &str,
-    raw: &Spanned<RawTool>,
-) -> Result<ToolSpec, PolicyError> {
+fn compile_tool(loc: &Loc<'_>, id: &str, raw: &Spanned<RawTool>) -> Result<ToolSpec, PolicyError> {
     let at = raw.span().start;
     let r = raw.get_ref();
     let mut args = Vec::new();
@@ -699,29 +747,30 @@ fn compile_tool(
         let arg_id = format!("{id}.arg[{i}]");
         let a = arg.get_ref();
         let at = arg.span().start;
-        let kind = match a.kind.as_str() {
-            "path" => {
-                let access = a.access.as_deref().unwrap_or("read");
-                ToolArgKind::Path(Access::parse(access).ok_or_else(|| {
-                    loc.err(at, &arg_id, format!("unknown access `{access}`"))
-                })?)
-            }
-            "shell" => ToolArgKind::Shell,
-            "url" => ToolArgKind::Url {
-                method_arg: a.method_arg.clone(),
-                body_arg: a.body_arg.clone(),
-            },
-            "recipients" => ToolArgKind::Recipients,
-            "text" => ToolArgKind::Text,
-            "sql" => ToolArgKind::Sql,
-            other => {
-                return Err(loc.err(
-                    at,
-                    &arg_id,
-                    format!("unknown kind `{other}` (path, shell, url, recipients, text, sql)"),
-                ));
-            }
-        };
+        let kind =
+            match a.kind.as_str() {
+                "path" => {
+                    let access = a.access.as_deref().unwrap_or("read");
+                    ToolArgKind::Path(Access::parse(access).ok_or_else(|| {
+                        loc.err(at, &arg_id, format!("unknown access `{access}`"))
+                    })?)
+                }
+                "shell" => ToolArgKind::Shell,
+                "url" => ToolArgKind::Url {
+                    method_arg: a.method_arg.clone(),
+                    body_arg: a.body_arg.clone(),
+                },
+                "recipients" => ToolArgKind::Recipients,
+                "text" => ToolArgKind::Text,
+                "sql" => ToolArgKind::Sql,
+                other => {
+                    return Err(loc.err(
+                        at,
+                        &arg_id,
+                        format!("unknown kind `{other}` (path, shell, url, recipients, text, sql)"),
+                    ));
+                }
+            };
         args.push(ToolArg {
             name: a.name.clone(),
             kind,
@@ -735,7 +784,11 @@ fn compile_tool(
         let at = rule.span().start;
         rules.push(ToolRule {
             arg: rr.arg.clone(),
-            value: rr.value.as_deref().map(|v| regex(loc, at, &rule_id, v)).transpose()?,
+            value: rr
+                .value
+                .as_deref()
+                .map(|v| regex(loc, at, &rule_id, v))
+                .transpose()?,
             tier: tier(loc, at, &rule_id, &rr.tier)?,
             reason: rr.reason.clone(),
             channel: rr.channel.clone(),
@@ -760,7 +813,8 @@ mod tests {
 
     #[track_caller]
     fn check_err(file: &str, expected: &str) {
-        let err = Policy::from_files(&[("settings.toml", SETTINGS), ("bad.toml", file)]).unwrap_err();
+        let err =
+            Policy::from_files(&[("settings.toml", SETTINGS), ("bad.toml", file)]).unwrap_err();
         assert_eq!(err.to_string(), expected);
     }
 
@@ -790,8 +844,14 @@ mod tests {
             "[[path]]\nglobs = [\"etc/shadow\"]\nread = \"critical\"\nreason = \"x\"\n",
             "bad.toml:1: path[0]: glob `etc/shadow` must start with `/`, `~/` or `**/`",
         );
-        check_err("not toml at all", "bad.toml:1: key with no value, expected `=`");
-        check_err("[command.ls]\ntier = green\n", "bad.toml:2: string values must be quoted, expected literal string");
+        check_err(
+            "not toml at all",
+            "bad.toml:1: key with no value, expected `=`",
+        );
+        check_err(
+            "[command.ls]\ntier = green\n",
+            "bad.toml:2: string values must be quoted, expected literal string",
+        );
     }
 
     #[test]
@@ -802,7 +862,10 @@ mod tests {
             ("b.toml", "[command.ls]\ntier = \"red\"\n"),
         ])
         .unwrap_err();
-        assert_eq!(err.to_string(), "b.toml:1: command.ls: command `ls` is already defined in a.toml");
+        assert_eq!(
+            err.to_string(),
+            "b.toml:1: command.ls: command `ls` is already defined in a.toml"
+        );
     }
 
     #[test]

@@ -320,6 +320,10 @@ pub(crate) struct RawRedactionRule {
     pub secret_group: Option<usize>,
     /// Minimum Shannon entropy (bits per byte) of the secret part.
     pub entropy: Option<f64>,
+    /// Every match contains one of these (ASCII case-insensitive); the rule runs only on text
+    /// that contains one. Empty: the rule always runs.
+    #[serde(default)]
+    pub keywords: Vec<String>,
     /// Lines that must be redacted by this rule.
     #[serde(default)]
     pub examples: Vec<String>,
@@ -334,6 +338,9 @@ pub(crate) struct RawEntropy {
     pub min_length: usize,
     pub threshold: f64,
     pub context: String,
+    /// The net runs only on text containing one of these (ASCII case-insensitive).
+    #[serde(default)]
+    pub keywords: Vec<String>,
     #[serde(default)]
     pub examples: Vec<String>,
     #[serde(default)]

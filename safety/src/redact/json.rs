@@ -40,11 +40,21 @@ pub(crate) fn redact_json<'a>(
         let end = (i + 1).min(body.len());
         i = end;
         let token = &body[start..end];
-        let decoded: String = serde_json::from_slice(token).map_err(|e| JsonError(e.to_string()))?;
-        let (redacted, s) = redactor.redact_with_stats(decoded.as_bytes());
+        // Without a backslash, the token's inside is already the string (the document is
+        // valid, so it is valid UTF-8); only escaped strings need decoding.
+        let decoded: Cow<'_, [u8]> = match token.get(1..token.len().saturating_sub(1)) {
+            Some(inner) if !inner.contains(&b'\\') => Cow::Borrowed(inner),
+            _ => {
+                let text: String =
+                    serde_json::from_slice(token).map_err(|e| JsonError(e.to_string()))?;
+                Cow::Owned(text.into_bytes())
+            }
+        };
+        let (redacted, s) = redactor.redact_with_stats(&decoded);
         if let Cow::Owned(bytes) = redacted {
             stats.add(&s);
-            let text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            let text = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             let encoded = serde_json::to_vec(&text).map_err(|e| JsonError(e.to_string()))?;
             let buf = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
             buf.extend_from_slice(&body[last..start]);

@@ -30,8 +30,20 @@ pub(crate) fn variants(value: &[u8]) -> Vec<Vec<u8>> {
         push(json_ascii_escape(text).replace('/', "\\/").into_bytes());
     }
     // Every byte as %XX, as an evasive encoder would write it.
-    push(value.iter().map(|b| format!("%{b:02X}")).collect::<String>().into_bytes());
-    push(value.iter().map(|b| format!("%{b:02x}")).collect::<String>().into_bytes());
+    push(
+        value
+            .iter()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>()
+            .into_bytes(),
+    );
+    push(
+        value
+            .iter()
+            .map(|b| format!("%{b:02x}"))
+            .collect::<String>()
+            .into_bytes(),
+    );
     push(percent_encode(value, true, false));
     push(percent_encode(value, false, false));
     push(percent_encode(value, true, true));
@@ -80,7 +92,11 @@ fn percent_encode(value: &[u8], upper: bool, plus: bool) -> Vec<u8> {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b),
             b' ' if plus => out.push(b'+'),
             _ => {
-                let hex = if upper { format!("%{b:02X}") } else { format!("%{b:02x}") };
+                let hex = if upper {
+                    format!("%{b:02X}")
+                } else {
+                    format!("%{b:02x}")
+                };
                 out.extend_from_slice(hex.as_bytes());
             }
         }
@@ -98,7 +114,11 @@ fn base64_core(engine: &base64::engine::GeneralPurpose, value: &[u8], offset: us
     // Character i covers bits [6i, 6i+6): keep those entirely inside the value.
     let first = (offset * 8).div_ceil(6);
     let last = total_bits / 6;
-    encoded.as_bytes().get(first..last).map(<[u8]>::to_vec).unwrap_or_default()
+    encoded
+        .as_bytes()
+        .get(first..last)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -118,9 +138,12 @@ mod tests {
             whole.extend_from_slice(secret);
             whole.extend_from_slice(b"-and-more");
             let encoded = STANDARD.encode(&whole);
-            let found = variants(secret)
-                .iter()
-                .any(|v| encoded.as_bytes().windows(v.len()).any(|w| w == v.as_slice()));
+            let found = variants(secret).iter().any(|v| {
+                encoded
+                    .as_bytes()
+                    .windows(v.len())
+                    .any(|w| w == v.as_slice())
+            });
             assert!(found, "prefix {prefix:?}: {encoded}");
         }
     }

@@ -34,10 +34,12 @@ impl MasterKey {
     /// A fresh random key from the operating system's CSPRNG.
     pub(crate) fn generate(source: &KeySource) -> Result<Self, VaultError> {
         let mut bytes = Zeroizing::new([0u8; 32]);
-        SystemRandom::new().fill(&mut bytes[..]).map_err(|_| VaultError::KeyIo {
-            path: source.path().to_owned(),
-            source: std::io::Error::other("the system random source failed"),
-        })?;
+        SystemRandom::new()
+            .fill(&mut bytes[..])
+            .map_err(|_| VaultError::KeyIo {
+                path: source.path().to_owned(),
+                source: std::io::Error::other("the system random source failed"),
+            })?;
         Ok(MasterKey(bytes))
     }
 
@@ -60,8 +62,9 @@ impl MasterKey {
     fn from_hex(text: &[u8], path: &Path) -> Result<Self, VaultError> {
         let trimmed = std::str::from_utf8(text).map(str::trim).unwrap_or("");
         let mut bytes = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(trimmed, &mut bytes[..])
-            .map_err(|_| VaultError::MalformedKey { path: path.to_owned() })?;
+        hex::decode_to_slice(trimmed, &mut bytes[..]).map_err(|_| VaultError::MalformedKey {
+            path: path.to_owned(),
+        })?;
         Ok(MasterKey(bytes))
     }
 }
@@ -88,10 +91,10 @@ impl KeySource {
                     return KeySource::CredentialDir(file);
                 }
             }
-            if let Some(cred) = &layout.encrypted_credential {
-                if cred.is_file() {
-                    return KeySource::Encrypted(cred.clone());
-                }
+            if let Some(cred) = &layout.encrypted_credential
+                && cred.is_file()
+            {
+                return KeySource::Encrypted(cred.clone());
             }
         }
         KeySource::File(layout.key_file.clone())
@@ -245,7 +248,8 @@ impl KeySource {
                         message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
                     });
                 }
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
             }
             KeySource::CredentialDir(_) => return Err(VaultError::ReadOnlyKey),
         }
@@ -255,9 +259,9 @@ impl KeySource {
 }
 
 fn sync_parent(path: &Path) {
-    if let Some(parent) = path.parent() {
-        if let Ok(dir) = std::fs::File::open(parent) {
-            let _ = dir.sync_all();
-        }
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
     }
 }

@@ -82,28 +82,41 @@ pub enum SetOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// The binary was linked against plain SQLite: the key would be silently ignored.
-    #[error("refusing to open the vault {path}: this build is linked against plain SQLite, not SQLCipher (PRAGMA cipher_version is empty)")]
+    #[error(
+        "refusing to open the vault {path}: this build is linked against plain SQLite, not SQLCipher (PRAGMA cipher_version is empty)"
+    )]
     NotSqlcipher { path: PathBuf },
     /// The key does not decrypt the database.
-    #[error("the vault key does not open {path}: wrong key (was the key replaced, or the vault copied from another machine?)")]
+    #[error(
+        "the vault key does not open {path}: wrong key (was the key replaced, or the vault copied from another machine?)"
+    )]
     WrongKey { path: PathBuf },
     /// The key file is readable or writable by other users.
-    #[error("the vault key file {path} is accessible to other users (mode {mode:o}); fix it with `chmod 600 {path}`")]
+    #[error(
+        "the vault key file {path} is accessible to other users (mode {mode:o}); fix it with `chmod 600 {path}`"
+    )]
     KeyPermissions { path: PathBuf, mode: u32 },
     /// The key file does not hold a 256-bit hex key.
     #[error("the vault key {path} is malformed: expected 64 hexadecimal characters")]
     MalformedKey { path: PathBuf },
     /// The key could not be read or written.
     #[error("cannot use the vault key {path}: {source}")]
-    KeyIo { path: PathBuf, source: std::io::Error },
+    KeyIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// `systemd-creds` failed.
     #[error("systemd-creds failed for {path}: {message}")]
     Credential { path: PathBuf, message: String },
     /// The key cannot be rotated from here.
-    #[error("the vault key comes from a read-only systemd credential directory; rotate it with `tenant-agent secrets rotate-key` outside the service, as root")]
+    #[error(
+        "the vault key comes from a read-only systemd credential directory; rotate it with `tenant-agent secrets rotate-key` outside the service, as root"
+    )]
     ReadOnlyKey,
     /// A secret name is not `[a-z0-9_.-]{{1,64}}`.
-    #[error("invalid secret name `{0}`: names are 1 to 64 characters of a-z, 0-9, `_`, `.` and `-`")]
+    #[error(
+        "invalid secret name `{0}`: names are 1 to 64 characters of a-z, 0-9, `_`, `.` and `-`"
+    )]
     InvalidName(String),
     /// A value is too short to redact.
     #[error("secret `{name}` is {len} bytes; values shorter than {min} bytes cannot be redacted without destroying ordinary text", min = safety::redact::MIN_SECRET_LEN)]
@@ -119,10 +132,16 @@ pub enum VaultError {
     NotFound(String),
     /// The database failed.
     #[error("vault database {path}: {source}")]
-    Db { path: PathBuf, source: rusqlite::Error },
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     /// The state directory could not be created.
     #[error("cannot create {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 const SCHEMA: &str = "
@@ -155,7 +174,9 @@ pub fn validate(name: &str, value: &[u8]) -> Result<(), VaultError> {
         });
     }
     if value.contains(&0) {
-        return Err(VaultError::ContainsNul { name: name.to_owned() });
+        return Err(VaultError::ContainsNul {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -176,17 +197,22 @@ pub struct Vault {
 
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Vault").field("path", &self.path).field("key", &self.source).finish()
+        f.debug_struct("Vault")
+            .field("path", &self.path)
+            .field("key", &self.source)
+            .finish()
     }
 }
 
 impl Vault {
     /// Opens (creating if needed) the vault of a layout, with the key source it implies.
     pub fn open(layout: &Layout) -> Result<Self, VaultError> {
-        layout.ensure_state_dir().map_err(|source| VaultError::Dir {
-            path: layout.state_dir.clone(),
-            source,
-        })?;
+        layout
+            .ensure_state_dir()
+            .map_err(|source| VaultError::Dir {
+                path: layout.state_dir.clone(),
+                source,
+            })?;
         Self::open_with(&layout.vault_db(), KeySource::for_layout(layout))
     }
 
@@ -264,7 +290,10 @@ impl Vault {
     }
 
     /// Stores several secrets in one transaction: all or nothing.
-    pub fn import(&mut self, entries: &[(String, SecretValue)]) -> Result<Vec<(String, SetOutcome)>, VaultError> {
+    pub fn import(
+        &mut self,
+        entries: &[(String, SecretValue)],
+    ) -> Result<Vec<(String, SetOutcome)>, VaultError> {
         for (name, value) in entries {
             validate(name, value.expose())?;
         }
@@ -319,7 +348,12 @@ impl Vault {
             .prepare("SELECT name, value FROM secrets ORDER BY name")
             .map_err(self.db())?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, SecretValue::new(r.get::<_, Vec<u8>>(1)?))))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    SecretValue::new(r.get::<_, Vec<u8>>(1)?),
+                ))
+            })
             .map_err(self.db())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
     }
@@ -341,7 +375,10 @@ impl Vault {
         let t = now();
         for name in names {
             self.conn
-                .execute("UPDATE secrets SET last_used_at = ?1 WHERE name = ?2", params![t, name])
+                .execute(
+                    "UPDATE secrets SET last_used_at = ?1 WHERE name = ?2",
+                    params![t, name],
+                )
                 .map_err(self.db())?;
         }
         Ok(())
@@ -365,7 +402,11 @@ impl Vault {
     }
 }
 
-fn upsert(tx: &rusqlite::Transaction<'_>, name: &str, value: &[u8]) -> rusqlite::Result<SetOutcome> {
+fn upsert(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    value: &[u8],
+) -> rusqlite::Result<SetOutcome> {
     let t = now();
     let updated = tx.execute(
         "UPDATE secrets SET value = ?1, updated_at = ?2 WHERE name = ?3",
@@ -384,14 +425,19 @@ fn upsert(tx: &rusqlite::Transaction<'_>, name: &str, value: &[u8]) -> rusqlite:
 /// The SQLCipher raw-key literal for a master key: `x'<64 hex>'` of the HKDF-derived key.
 fn db_key_hex(master: &MasterKey) -> Zeroizing<String> {
     let derived = master.derive(b"tenant-agent/v1/sqlcipher");
-    Zeroizing::new(format!("x'{}'", hex::encode(&*derived)))
+    Zeroizing::new(format!("x'{}'", hex::encode(*derived)))
 }
 
 /// Creates `path` with mode 0600 if it does not exist (SQLite gives its journal the same
 /// mode), so the database is never readable by others, not even encrypted.
 pub(crate) fn create_private_file(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
@@ -418,12 +464,20 @@ pub(crate) fn open_keyed(path: &Path, master: &MasterKey) -> Result<Connection, 
         .optional()
         .map_err(db)?;
     if version.as_deref().is_none_or(str::is_empty) {
-        return Err(VaultError::NotSqlcipher { path: path.to_owned() });
+        return Err(VaultError::NotSqlcipher {
+            path: path.to_owned(),
+        });
     }
-    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
         Ok(_) => {}
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
-            return Err(VaultError::WrongKey { path: path.to_owned() });
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            return Err(VaultError::WrongKey {
+                path: path.to_owned(),
+            });
         }
         Err(source) => return Err(db(source)),
     }
@@ -454,11 +508,20 @@ mod tests {
         // Crash after the rekey, before the staged key replaced the old one.
         let next = MasterKey::generate(&source).unwrap();
         source.stage(&next).unwrap();
-        vault.conn.pragma_update(None, "rekey", db_key_hex(&next).as_str()).unwrap();
+        vault
+            .conn
+            .pragma_update(None, "rekey", db_key_hex(&next).as_str())
+            .unwrap();
         drop(vault);
         let vault = Vault::open_with(&db, source.clone()).unwrap();
-        assert_eq!(vault.get("api_key").unwrap().unwrap(), secret("value-12345678"));
-        assert!(!source.staged_path_for_test().exists(), "the staged key was committed");
+        assert_eq!(
+            vault.get("api_key").unwrap().unwrap(),
+            secret("value-12345678")
+        );
+        assert!(
+            !source.staged_path_for_test().exists(),
+            "the staged key was committed"
+        );
         drop(vault);
         assert!(Vault::open_with(&db, source).is_ok());
     }
@@ -469,11 +532,19 @@ mod tests {
         let mut vault = Vault::open_with(&db, source.clone()).unwrap();
         vault.set("api_key", &secret("value-12345678")).unwrap();
         // Crash after staging, before the rekey.
-        source.stage(&MasterKey::generate(&source).unwrap()).unwrap();
+        source
+            .stage(&MasterKey::generate(&source).unwrap())
+            .unwrap();
         drop(vault);
         let vault = Vault::open_with(&db, source.clone()).unwrap();
-        assert_eq!(vault.get("api_key").unwrap().unwrap(), secret("value-12345678"));
-        assert!(!source.staged_path_for_test().exists(), "the unused staged key was dropped");
+        assert_eq!(
+            vault.get("api_key").unwrap().unwrap(),
+            secret("value-12345678")
+        );
+        assert!(
+            !source.staged_path_for_test().exists(),
+            "the unused staged key was dropped"
+        );
     }
 
     #[test]
@@ -486,7 +557,10 @@ mod tests {
         assert_ne!(std::fs::read(source.path()).unwrap(), before);
         drop(vault);
         let vault = Vault::open_with(&db, source).unwrap();
-        assert_eq!(vault.get("a_key").unwrap().unwrap(), secret("value-aaaaaaaa"));
+        assert_eq!(
+            vault.get("a_key").unwrap().unwrap(),
+            secret("value-aaaaaaaa")
+        );
     }
 
     #[test]
@@ -495,6 +569,9 @@ mod tests {
         let vault = Vault::open_with(&db, source).unwrap();
         assert!(!vault.cipher_version().unwrap().is_empty());
         let head = std::fs::read(&db).unwrap();
-        assert!(!head.starts_with(b"SQLite format 3"), "the file must not have a plaintext header");
+        assert!(
+            !head.starts_with(b"SQLite format 3"),
+            "the file must not have a plaintext header"
+        );
     }
 }

@@ -21,32 +21,61 @@ fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
 
 #[test]
 fn classify_prints_tier_decision_and_reasons() {
-    let out = tenant_agent().args(["classify", "--", "rm", "-rf", "/srv/shop"]).output().unwrap();
+    let out = tenant_agent()
+        .args(["classify", "--", "rm", "-rf", "/srv/shop"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("tier:     red\ndecision: ask (autonomy 1, supervised)\n"), "{text}");
+    assert!(
+        text.starts_with("tier:     red\ndecision: ask (autonomy 1, supervised)\n"),
+        "{text}"
+    );
     assert!(text.contains("[command.rm]"), "{text}");
 }
 
 #[test]
 fn classify_json_and_autonomy() {
-    let out = tenant_agent().args(["classify", "--json", "--autonomy", "2", "--", "git status"]).output().unwrap();
+    let out = tenant_agent()
+        .args(["classify", "--json", "--autonomy", "2", "--", "git status"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["tier"], "green");
     assert_eq!(v["decision"], "run");
     let out = tenant_agent()
-        .args(["classify", "--json", "--autonomy", "3", "--unlocked", "email", "--", "mail -s hi a@example.com < x"])
+        .args([
+            "classify",
+            "--json",
+            "--autonomy",
+            "3",
+            "--unlocked",
+            "email",
+            "--",
+            "mail -s hi a@example.com < x",
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["tier"].as_str(), v["decision"].as_str()), (Some("external"), Some("run")));
+    assert_eq!(
+        (v["tier"].as_str(), v["decision"].as_str()),
+        (Some("external"), Some("run"))
+    );
 }
 
 #[test]
 fn several_words_are_an_argv_and_keep_their_boundaries() {
     // As one argv word the message is data; joined naively it would read as two commands.
     let out = tenant_agent()
-        .args(["classify", "--json", "--", "git", "commit", "-m", "x; rm -rf /"])
+        .args([
+            "classify",
+            "--json",
+            "--",
+            "git",
+            "commit",
+            "-m",
+            "x; rm -rf /",
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -64,9 +93,20 @@ fn stdin_answers_every_line_in_order() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let tiers: Vec<&str> = lines.iter().map(|v| v["tier"].as_str().unwrap()).collect();
-    assert_eq!(tiers, ["green", "external", "critical", "red", "red", "green", "red"]);
-    let decisions: Vec<&str> = lines.iter().map(|v| v["decision"].as_str().unwrap()).collect();
-    assert_eq!(decisions, ["run", "ask", "block", "ask", "ask", "run", "ask"]);
+    assert_eq!(
+        tiers,
+        [
+            "green", "external", "critical", "red", "red", "green", "red"
+        ]
+    );
+    let decisions: Vec<&str> = lines
+        .iter()
+        .map(|v| v["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        decisions,
+        ["run", "ask", "block", "ask", "ask", "run", "ask"]
+    );
     for v in &lines {
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["decision", "reasons", "tier"]);
@@ -78,7 +118,10 @@ fn stdin_answers_every_line_in_order() {
 fn usage_errors_exit_non_zero() {
     let out = tenant_agent().args(["classify"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = tenant_agent().args(["classify", "--autonomy", "4", "--", "ls"]).output().unwrap();
+    let out = tenant_agent()
+        .args(["classify", "--autonomy", "4", "--", "ls"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = run_with_stdin(&["classify", "--stdin", "--", "ls"], b"");
     assert_eq!(out.status.code(), Some(2));
@@ -88,31 +131,69 @@ fn usage_errors_exit_non_zero() {
 fn policy_dir_errors_name_file_line_and_rule() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("settings.toml"), "[settings]\n").unwrap();
-    std::fs::write(dir.path().join("tools.toml"), "# tools\n\n[command.ls]\ntier = \"purpel\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("tools.toml"),
+        "# tools\n\n[command.ls]\ntier = \"purpel\"\n",
+    )
+    .unwrap();
     let out = tenant_agent()
-        .args(["classify", "--policy", dir.path().to_str().unwrap(), "--", "ls"])
+        .args([
+            "classify",
+            "--policy",
+            dir.path().to_str().unwrap(),
+            "--",
+            "ls",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("tools.toml:3: command.ls: unknown tier `purpel`"), "{err}");
+    assert!(
+        err.contains("tools.toml:3: command.ls: unknown tier `purpel`"),
+        "{err}"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let out = tenant_agent()
-        .args(["classify", "--policy", empty.path().to_str().unwrap(), "--", "ls"])
+        .args([
+            "classify",
+            "--policy",
+            empty.path().to_str().unwrap(),
+            "--",
+            "ls",
+        ])
         .output()
         .unwrap();
-    assert!(String::from_utf8(out.stderr).unwrap().contains("holds no policy files"));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("holds no policy files")
+    );
 }
 
 #[test]
 fn a_custom_policy_dir_is_used() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("settings.toml"), "[settings]\nunknown_command = \"red\"\n").unwrap();
-    std::fs::write(dir.path().join("ls.toml"), "[command.ls]\ntier = \"green\"\nreason = \"lists\"\nflags = [\"-l\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("settings.toml"),
+        "[settings]\nunknown_command = \"red\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ls.toml"),
+        "[command.ls]\ntier = \"green\"\nreason = \"lists\"\nflags = [\"-l\"]\n",
+    )
+    .unwrap();
     let classify = |cmd: &str| {
         let out = tenant_agent()
-            .args(["classify", "--json", "--policy", dir.path().to_str().unwrap(), "--", cmd])
+            .args([
+                "classify",
+                "--json",
+                "--policy",
+                dir.path().to_str().unwrap(),
+                "--",
+                cmd,
+            ])
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -128,7 +209,14 @@ fn help_and_version() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("classify"), "{text}");
     let out = tenant_agent().arg("--version").output().unwrap();
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("tenant-agent "));
-    let out = tenant_agent().args(["classify", "--help"]).output().unwrap();
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .starts_with("tenant-agent ")
+    );
+    let out = tenant_agent()
+        .args(["classify", "--help"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains("--stdin"));
 }

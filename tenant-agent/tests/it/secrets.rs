@@ -22,12 +22,20 @@ fn ta(state: &Path, args: &[&str], stdin: &[u8]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpected success: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
@@ -49,17 +57,43 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn no_secret_value_ever_lands_outside_the_vault() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
-    let values = ["sk-live-aZ8xQ2pL9mR4tW7v", "dbpass$word-Q7!zz", "smtp-pass-7Hk2Lm9Qx"];
-    ok(&ta(dir, &["secrets", "set", "openai_api_key"], format!("{}\n", values[0]).as_bytes()));
+    let values = [
+        "sk-live-aZ8xQ2pL9mR4tW7v",
+        "dbpass$word-Q7!zz",
+        "smtp-pass-7Hk2Lm9Qx",
+    ];
+    ok(&ta(
+        dir,
+        &["secrets", "set", "openai_api_key"],
+        format!("{}\n", values[0]).as_bytes(),
+    ));
     let dotenv = dir.join("import.env");
-    std::fs::write(&dotenv, format!("# comment\nexport DB_PASSWORD='{}'\nSMTP_PASSWORD=\"{}\"\n", values[1], values[2])).unwrap();
-    let imported = ok(&ta(dir, &["secrets", "import", dotenv.to_str().unwrap()], b""));
+    std::fs::write(
+        &dotenv,
+        format!(
+            "# comment\nexport DB_PASSWORD='{}'\nSMTP_PASSWORD=\"{}\"\n",
+            values[1], values[2]
+        ),
+    )
+    .unwrap();
+    let imported = ok(&ta(
+        dir,
+        &["secrets", "import", dotenv.to_str().unwrap()],
+        b"",
+    ));
     assert!(imported.contains("db_password (new)"), "{imported}");
     std::fs::remove_file(&dotenv).unwrap();
     let list = ok(&ta(dir, &["secrets", "list"], b""));
     let json = ok(&ta(dir, &["secrets", "list", "--json"], b""));
-    let redacted = ok(&ta(dir, &["redact"], format!("a {} b {} c", values[0], values[1]).as_bytes()));
-    assert_eq!(redacted, "a SECRET_REF(openai_api_key) b SECRET_REF(db_password) c");
+    let redacted = ok(&ta(
+        dir,
+        &["redact"],
+        format!("a {} b {} c", values[0], values[1]).as_bytes(),
+    ));
+    assert_eq!(
+        redacted,
+        "a SECRET_REF(openai_api_key) b SECRET_REF(db_password) c"
+    );
     ok(&ta(dir, &["secrets", "rotate-key"], b""));
     ok(&ta(dir, &["secrets", "rm", "smtp_password"], b""));
     // Wrong-key and bad-input errors must not echo values either.
@@ -70,14 +104,17 @@ fn no_secret_value_ever_lands_outside_the_vault() {
         let forms = [
             value.as_bytes().to_vec(),
             hex::encode(value).into_bytes(),
-            base64::engine::general_purpose::STANDARD.encode(value).into_bytes(),
+            base64::engine::general_purpose::STANDARD
+                .encode(value)
+                .into_bytes(),
         ];
         for file in files(dir) {
             let bytes = std::fs::read(&file).unwrap();
             for form in &forms {
                 assert!(
                     !bytes.windows(form.len()).any(|w| w == form.as_slice()),
-                    "{} holds a secret value", file.display()
+                    "{} holds a secret value",
+                    file.display()
                 );
             }
         }
@@ -85,9 +122,17 @@ fn no_secret_value_ever_lands_outside_the_vault() {
             assert!(!text.contains(value), "output holds a secret value: {text}");
         }
     }
-    let mode = std::fs::metadata(dir.join("vault.db")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(dir.join("vault.db"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    let mode = std::fs::metadata(dir.join("vault.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(dir.join("vault.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 }
 
@@ -97,8 +142,13 @@ fn list_shows_names_and_times_only() {
     let dir = state.path();
     let empty = ok(&ta(dir, &["secrets", "list"], b""));
     assert!(empty.contains("the vault is empty"), "{empty}");
-    ok(&ta(dir, &["secrets", "set", "stripe_key"], b"sk_test_abcdefgh12345678"));
-    let json: serde_json::Value = serde_json::from_str(&ok(&ta(dir, &["secrets", "list", "--json"], b""))).unwrap();
+    ok(&ta(
+        dir,
+        &["secrets", "set", "stripe_key"],
+        b"sk_test_abcdefgh12345678",
+    ));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&ta(dir, &["secrets", "list", "--json"], b""))).unwrap();
     let entry = &json[0];
     assert_eq!(entry["name"], "stripe_key");
     assert!(entry["created_at"].as_str().unwrap().ends_with('Z'));
@@ -111,8 +161,15 @@ fn bad_values_and_names_are_refused_with_clear_errors() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
     let e = err(&ta(dir, &["secrets", "set", "pin"], b"1234"));
-    assert!(e.contains("secret `pin` is 4 bytes; values shorter than 8 bytes cannot be redacted"), "{e}");
-    let e = err(&ta(dir, &["secrets", "set", "Bad Name"], b"long-enough-value"));
+    assert!(
+        e.contains("secret `pin` is 4 bytes; values shorter than 8 bytes cannot be redacted"),
+        "{e}"
+    );
+    let e = err(&ta(
+        dir,
+        &["secrets", "set", "Bad Name"],
+        b"long-enough-value",
+    ));
     assert!(e.contains("invalid secret name `Bad Name`"), "{e}");
     let e = err(&ta(dir, &["secrets", "set", "empty"], b"\n"));
     assert!(e.contains("the value is empty"), "{e}");
@@ -128,17 +185,40 @@ fn import_is_all_or_nothing_and_literal() {
     let dir = state.path();
     let file = dir.join("x.env");
     std::fs::write(&file, "GOOD=long-enough-1\nTOO_SHORT=abc\n").unwrap();
-    let e = err(&ta(dir, &["secrets", "import", file.to_str().unwrap()], b""));
-    assert!(e.contains("nothing imported") && e.contains("line 2") && e.contains("too_short"), "{e}");
+    let e = err(&ta(
+        dir,
+        &["secrets", "import", file.to_str().unwrap()],
+        b"",
+    ));
+    assert!(
+        e.contains("nothing imported") && e.contains("line 2") && e.contains("too_short"),
+        "{e}"
+    );
     assert!(ok(&ta(dir, &["secrets", "list"], b"")).contains("the vault is empty"));
 
-    std::fs::write(&file, "PASS=pa$$word${HOME}x\nQUOTED='single $HOME quoted'\n").unwrap();
-    ok(&ta(dir, &["secrets", "import", file.to_str().unwrap()], b""));
-    let out = ok(&ta(dir, &["redact"], b"pa$$word${HOME}x / single $HOME quoted"));
+    std::fs::write(
+        &file,
+        "PASS=pa$$word${HOME}x\nQUOTED='single $HOME quoted'\n",
+    )
+    .unwrap();
+    ok(&ta(
+        dir,
+        &["secrets", "import", file.to_str().unwrap()],
+        b"",
+    ));
+    let out = ok(&ta(
+        dir,
+        &["redact"],
+        b"pa$$word${HOME}x / single $HOME quoted",
+    ));
     assert_eq!(out, "SECRET_REF(pass) / SECRET_REF(quoted)");
 
     std::fs::write(&file, "NOT VALID LINE\n").unwrap();
-    let e = err(&ta(dir, &["secrets", "import", file.to_str().unwrap()], b""));
+    let e = err(&ta(
+        dir,
+        &["secrets", "import", file.to_str().unwrap()],
+        b"",
+    ));
     assert!(e.contains("line 1"), "{e}");
     let e = err(&ta(dir, &["secrets", "import", "/nonexistent.env"], b""));
     assert!(e.contains("cannot read /nonexistent.env"), "{e}");
@@ -154,16 +234,25 @@ fn a_wrong_key_is_a_clear_error_not_corruption() {
     std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let e = err(&ta(dir, &["secrets", "list"], b""));
-    assert!(e.contains("the vault key does not open") && e.contains("wrong key"), "{e}");
+    assert!(
+        e.contains("the vault key does not open") && e.contains("wrong key"),
+        "{e}"
+    );
     assert!(!e.contains("hmac"), "SQLCipher noise leaked: {e}");
 
     std::fs::write(&key, "not hex\n").unwrap();
     let e = err(&ta(dir, &["secrets", "list"], b""));
-    assert!(e.contains("malformed: expected 64 hexadecimal characters"), "{e}");
+    assert!(
+        e.contains("malformed: expected 64 hexadecimal characters"),
+        "{e}"
+    );
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = err(&ta(dir, &["secrets", "list"], b""));
-    assert!(e.contains("accessible to other users (mode 644)") && e.contains("chmod 600"), "{e}");
+    assert!(
+        e.contains("accessible to other users (mode 644)") && e.contains("chmod 600"),
+        "{e}"
+    );
 
     std::fs::remove_file(&key).unwrap();
     let e = err(&ta(dir, &["secrets", "list"], b""));
@@ -174,10 +263,17 @@ fn a_wrong_key_is_a_clear_error_not_corruption() {
 fn redact_json_mode() {
     let state = tempfile::tempdir().unwrap();
     let dir = state.path();
-    ok(&ta(dir, &["secrets", "set", "openai_api_key"], b"sk-test-QQ12345678abcd"));
+    ok(&ta(
+        dir,
+        &["secrets", "set", "openai_api_key"],
+        b"sk-test-QQ12345678abcd",
+    ));
     let body = br#"{"messages": [{"role": "user", "content": "key: sk-test-QQ12345678abcd"}], "temperature": 0.70}"#;
     let out = ok(&ta(dir, &["redact", "--json"], body));
-    assert_eq!(out, r#"{"messages": [{"role": "user", "content": "key: SECRET_REF(openai_api_key)"}], "temperature": 0.70}"#);
+    assert_eq!(
+        out,
+        r#"{"messages": [{"role": "user", "content": "key: SECRET_REF(openai_api_key)"}], "temperature": 0.70}"#
+    );
     let out = ta(dir, &["redact", "--json"], b"{not json");
     let e = err(&out);
     assert!(e.contains("not valid JSON"), "{e}");
