@@ -195,6 +195,8 @@ fn invalid_json_is_an_error() {
         b"",
         b"[1,]",
         b"\xff",
+        b"\"\xb1L\"",
+        b"{\"k\": \"caf\xc3\"}",
     ] {
         assert!(
             r.redact_json(bad).is_err(),

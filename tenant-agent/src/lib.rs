@@ -5,6 +5,7 @@
 
 pub mod classify_cmd;
 pub mod cli;
+pub mod exec;
 pub mod layout;
 pub mod policy_files;
 pub mod secrets_cmd;

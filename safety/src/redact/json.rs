@@ -21,6 +21,9 @@ pub(crate) fn redact_json<'a>(
     redactor: &Redactor,
     body: &'a [u8],
 ) -> Result<(Cow<'a, [u8]>, RedactionStats), JsonError> {
+    // JSON is UTF-8 (RFC 8259). serde_json skips string contents unchecked when ignoring them,
+    // so check the encoding of the whole body first.
+    std::str::from_utf8(body).map_err(|e| JsonError(format!("not UTF-8: {e}")))?;
     serde_json::from_slice::<IgnoredAny>(body).map_err(|e| JsonError(e.to_string()))?;
     let mut stats = RedactionStats::default();
     let mut out: Option<Vec<u8>> = None;

@@ -1,0 +1,292 @@
+//! Running approved actions with SECRET_REF resolved: real vault, real bash processes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use safety::{Policy, Redactor};
+use tenant_agent::exec::{self, Action, ExecError, ExecOutcome, ExecRequest, Exit};
+use tenant_agent::layout::Layout;
+use tenant_agent::vault::{SecretValue, Vault};
+
+const API_KEY: &str = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+/// Quotes, `$`, spaces, a command substitution and a newline: must reach the process intact
+/// and never run.
+const TRICKY: &str = "p@ss \"word\" $(touch /tmp/ta-exec-injected) 'x' \\ `id`\nline2";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    redactor: Redactor,
+    work: std::path::PathBuf,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let layout = Layout::new(Some(&state));
+    let mut vault = Vault::open(&layout).unwrap();
+    vault
+        .set("api_key", &SecretValue::new(API_KEY.into()))
+        .unwrap();
+    vault
+        .set("tricky", &SecretValue::new(TRICKY.into()))
+        .unwrap();
+    let all = vault.all().unwrap();
+    let pairs: Vec<(&str, &[u8])> = all.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
+    let redactor = Redactor::new(&pairs, Policy::embedded_default().unwrap().redaction()).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    Env {
+        _dir: dir,
+        vault,
+        redactor,
+        work,
+    }
+}
+
+fn request(env: &Env, action: Action) -> ExecRequest {
+    ExecRequest {
+        action,
+        cwd: env.work.clone(),
+        env: vec![("HOME".into(), env.work.display().to_string())],
+        timeout: Duration::from_secs(20),
+        output_limit: 64 * 1024,
+    }
+}
+
+fn run(env: &Env, request: ExecRequest) -> Result<ExecOutcome, ExecError> {
+    let prepared = exec::prepare(&request, |name| env.vault.get(name))?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(exec::run(prepared, &env.redactor))
+}
+
+fn shell(env: &Env, script: &str) -> ExecOutcome {
+    run(env, request(env, Action::Shell(script.into()))).unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+/// The output never holds a value; checked on every outcome.
+fn clean(outcome: &ExecOutcome) {
+    for text in [&outcome.stdout, &outcome.stderr] {
+        assert!(
+            !text.contains(API_KEY) && !text.contains("p@ss"),
+            "a secret value leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn the_process_gets_the_value_and_the_output_gets_the_reference() {
+    let env = env();
+    // The process really sees the value (its hash proves it) ...
+    let o = shell(
+        &env,
+        r#"printf '%s' "SECRET_REF(api_key)" | sha256sum | cut -d' ' -f1"#,
+    );
+    assert_eq!(o.exit, Exit::Code(0), "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), sha256_hex(API_KEY.as_bytes()));
+    assert_eq!(o.secrets_used, ["api_key"]);
+    // ... and what it prints comes back as the reference, in any encoding.
+    for script in [
+        r#"echo "key is SECRET_REF(api_key)""#,
+        "echo SECRET_REF(api_key)",
+        "echo 'SECRET_REF(api_key)'",
+        r#"printf '%s' "SECRET_REF(api_key)" | base64"#,
+        r#"printf '%s' "SECRET_REF(api_key)" | od -An -tx1 | tr -d ' \n'"#,
+        r#"echo "SECRET_REF(api_key)" >&2"#,
+    ] {
+        let o = shell(&env, script);
+        clean(&o);
+        assert!(
+            format!("{}{}", o.stdout, o.stderr).contains("SECRET_REF(api_key)"),
+            "{script}: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn values_are_data_never_code() {
+    let env = env();
+    let _ = std::fs::remove_file("/tmp/ta-exec-injected");
+    for script in [
+        r#"printf '%s' "SECRET_REF(tricky)" | sha256sum | cut -d' ' -f1"#,
+        r#"printf '%s' SECRET_REF(tricky) | sha256sum | cut -d' ' -f1"#,
+        r#"printf '%s' 'SECRET_REF(tricky)' | sha256sum | cut -d' ' -f1"#,
+        "cat <<EOF | head -c -1 | sha256sum | cut -d' ' -f1\nSECRET_REF(tricky)\nEOF",
+    ] {
+        let o = shell(&env, script);
+        assert_eq!(
+            o.stdout.trim(),
+            sha256_hex(TRICKY.as_bytes()),
+            "{script}: {}",
+            o.stderr
+        );
+    }
+    assert!(
+        !std::path::Path::new("/tmp/ta-exec-injected").exists(),
+        "a value ran as code"
+    );
+}
+
+#[test]
+fn children_do_not_inherit_the_values() {
+    let env = env();
+    let o = shell(
+        &env,
+        r#"x="SECRET_REF(api_key)"; env | grep -c -e TA_SECRET -e __ta_secret; bash -c 'echo "child:${__ta_secret_0:-unset}"'"#,
+    );
+    clean(&o);
+    assert_eq!(o.stdout, "0\nchild:unset\n", "{}", o.stderr);
+}
+
+#[test]
+fn the_value_is_not_in_the_shell_command_line() {
+    let env = env();
+    let request = request(&env, Action::Shell(r#"echo "SECRET_REF(api_key)""#.into()));
+    let prepared = exec::prepare(&request, |name| env.vault.get(name)).unwrap();
+    let debug = format!("{prepared:?}");
+    assert!(!debug.contains(API_KEY), "{debug}");
+    // `ps` shows argv to every user: look at the real process's argv from inside.
+    let o = shell(
+        &env,
+        r#"x="SECRET_REF(api_key)"; tr '\0' ' ' < /proc/$$/cmdline | grep -c "sk_li""ve_" || true"#,
+    );
+    assert_eq!(o.stdout.trim(), "0", "{o:?}");
+}
+
+#[test]
+fn argv_and_environment_actions() {
+    let env = env();
+    let mut req = request(&env, Action::Argv(vec!["printenv".into(), "TOKEN".into()]));
+    req.env
+        .push(("TOKEN".into(), "Bearer SECRET_REF(api_key)".into()));
+    let o = run(&env, req).unwrap();
+    clean(&o);
+    assert_eq!(o.stdout, "Bearer SECRET_REF(api_key)\n");
+
+    let req = request(
+        &env,
+        Action::Argv(vec![
+            "sh".into(),
+            "-c".into(),
+            "printf %s \"$1\" | wc -c".into(),
+            "sh".into(),
+            "SECRET_REF(tricky)".into(),
+        ]),
+    );
+    let o = run(&env, req).unwrap();
+    assert_eq!(o.stdout.trim(), TRICKY.len().to_string());
+
+    // Only the given environment, plus a default PATH.
+    let o = run(&env, request(&env, Action::Argv(vec!["env".into()]))).unwrap();
+    let vars: BTreeMap<&str, &str> = o.stdout.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(vars.keys().copied().collect::<Vec<_>>(), ["HOME", "PATH"]);
+}
+
+#[test]
+fn unknown_or_malformed_references_run_nothing() {
+    let env = env();
+    let marker = env.work.join("ran");
+    let script = format!(
+        "touch {}; echo SECRET_REF(no_such_secret)",
+        marker.display()
+    );
+    let err = run(&env, request(&env, Action::Shell(script))).unwrap_err();
+    assert!(
+        err.to_string().contains("SECRET_REF(no_such_secret)"),
+        "{err}"
+    );
+    assert!(!marker.exists());
+
+    for script in [
+        "echo SECRET_REF(Bad Name)",
+        "echo SECRET_REF(unclosed",
+        "cat <<'EOF'\nSECRET_REF(api_key)\nEOF",
+    ] {
+        let err = run(&env, request(&env, Action::Shell(script.into()))).unwrap_err();
+        assert!(!err.to_string().contains(API_KEY), "{err}");
+    }
+    let mut req = request(&env, Action::Argv(vec!["true".into()]));
+    req.env.push(("BAD-NAME".into(), "x".into()));
+    assert!(matches!(run(&env, req), Err(ExecError::EnvName(_))));
+    assert!(matches!(
+        run(&env, request(&env, Action::Argv(vec![]))),
+        Err(ExecError::EmptyArgv)
+    ));
+    let err = run(
+        &env,
+        request(&env, Action::Argv(vec!["/no/such/program".into()])),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+}
+
+#[test]
+fn timeouts_kill_the_whole_process_group() {
+    let env = env();
+    let pidfile = env.work.join("bg.pid");
+    let mut req = request(
+        &env,
+        Action::Shell(format!("sleep 60 & echo $! > {}; wait", pidfile.display())),
+    );
+    req.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let o = run(&env, req).unwrap();
+    assert_eq!(o.exit, Exit::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The background child was in the group and is gone (allow the kernel a moment to reap).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "background child {pid} survived the timeout"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn output_is_capped_and_a_secret_across_the_cut_never_leaks_in_part() {
+    let env = env();
+    let mut req = request(
+        &env,
+        Action::Shell("head -c 100000 /dev/zero | tr '\\0' a".into()),
+    );
+    req.output_limit = 1000;
+    let o = run(&env, req).unwrap();
+    assert!(o.stdout_truncated);
+    assert_eq!(o.stdout.len(), 1000);
+
+    // The value starts 10 bytes before the limit: its first bytes must not show.
+    let mut req = request(&env, Action::Shell(r#"printf 'a%.0s' $(seq 990); printf '%s' "SECRET_REF(api_key)"; printf 'b%.0s' $(seq 100)"#.into()));
+    req.output_limit = 1000;
+    let o = run(&env, req).unwrap();
+    assert!(o.stdout_truncated);
+    assert!(!o.stdout.contains("sk_live"), "{}", &o.stdout[980..]);
+    assert!(o.stdout.ends_with("aSECRET_REF"), "{}", &o.stdout[980..]);
+}
+
+#[test]
+fn a_background_child_holding_the_pipe_does_not_hang_the_action() {
+    let env = env();
+    let started = Instant::now();
+    let o = shell(&env, "echo started; (sleep 30 >/dev/stdout &) ; exit 3");
+    assert_eq!(o.exit, Exit::Code(3));
+    assert!(o.stdout.starts_with("started"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
