@@ -212,3 +212,28 @@ fn debug_output_never_shows_values() {
     let debug = format!("{r:?}");
     assert!(!debug.contains("9Gq2Lx7Vb3nPz4Rw"), "{debug}");
 }
+
+/// Inputs the fuzzer once broke (`safety/tests/data/fuzz-regressions/redact-*`): each must be
+/// redacted idempotently in text and JSON mode.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let redactor = with_secrets(&[("fuzz_secret", "f7Qp2-Lk9xW!3zR")]);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let once = redactor.redact(&input).into_owned();
+        assert_eq!(
+            redactor.redact(&once),
+            once,
+            "{path:?}: text mode not idempotent"
+        );
+        if let Ok((out, _)) = redactor.redact_json(&input) {
+            let (again, _) = redactor.redact_json(&out).unwrap();
+            assert_eq!(again, out, "{path:?}: JSON mode not idempotent");
+        }
+        seen += 1;
+    }
+    assert!(seen > 0);
+}

@@ -66,6 +66,48 @@ pub enum Command {
     ///   tenant-agent redact --json < request.json
     #[command(verbatim_doc_comment)]
     Redact(RedactArgs),
+
+    /// Run the egress proxy in the foreground (the daemon runs it too), or print its token.
+    ///
+    /// Every LLM call of the agent runtime goes through it: the runtime holds only the proxy
+    /// token; the proxy checks it, redacts the JSON body (vault secrets, credential patterns),
+    /// swaps in the real provider key from the vault, streams the answer back unbuffered and
+    /// meters token usage. Providers and limits come from config.toml ([proxy], [providers.*]).
+    ///
+    /// Point the official SDKs at it:
+    ///   OpenAI:    base_url="http://127.0.0.1:8791/openai/v1", api_key=<proxy token>
+    ///   Anthropic: base_url="http://127.0.0.1:8791/anthropic", api_key=<proxy token>
+    ///   Any other configured provider NAME: base_url="http://127.0.0.1:8791/NAME/v1"
+    ///
+    /// Examples:
+    ///   printf '%s' "$OPENAI_KEY" | tenant-agent secrets set openai_api_key
+    ///   tenant-agent proxy
+    ///   tenant-agent proxy token
+    #[command(verbatim_doc_comment)]
+    Proxy(ProxyArgs),
+
+    /// Print the metered LLM usage: requests and tokens per hour, agent, provider and model.
+    ///
+    /// INCOMP counts responses that were cut off (usage is then a lower bound); ERRORS counts
+    /// error responses. SHIPPED says whether the hour was delivered to the hub.
+    Usage {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    #[command(subcommand)]
+    pub command: Option<ProxyCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Print the runtime's proxy token (created on first use). Give it to the agent runtime as
+    /// its API key; it is worthless anywhere but this proxy.
+    Token,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,8 +5,11 @@
 
 pub mod classify_cmd;
 pub mod cli;
+pub mod config;
 pub mod exec;
 pub mod layout;
 pub mod policy_files;
+pub mod proxy;
 pub mod secrets_cmd;
+pub mod usage;
 pub mod vault;

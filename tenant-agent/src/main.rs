@@ -8,9 +8,11 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use safety::{Autonomy, Classifier, Context, Policy};
 use tenant_agent::classify_cmd::{self, ClassifyOptions};
-use tenant_agent::cli::{ClassifyArgs, Cli, Command, SecretsCommand};
+use tenant_agent::cli::{ClassifyArgs, Cli, Command, ProxyCommand, SecretsCommand};
+use tenant_agent::config::Config;
 use tenant_agent::layout::Layout;
-use tenant_agent::{policy_files, secrets_cmd};
+use tenant_agent::usage::{UsageStore, render_table};
+use tenant_agent::{policy_files, proxy, secrets_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -42,8 +44,68 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Redact(args) => {
             secrets_cmd::redact(&layout, args.json, std::io::stdin().lock(), &mut out)?
         }
+        Command::Proxy(args) => match args.command {
+            Some(ProxyCommand::Token) => {
+                writeln!(out, "{}", proxy::load_or_create_token(&layout)?)?;
+            }
+            None => {
+                drop(out);
+                return run_proxy(&layout);
+            }
+        },
+        Command::Usage { json } => {
+            layout.ensure_state_dir()?;
+            let store = UsageStore::open(&layout.state_db())?;
+            let buckets = store.buckets()?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &buckets)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", render_table(&buckets))?;
+            }
+        }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Structured logs on stderr; `RUST_LOG` overrides the default level (info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn run_proxy(layout: &Layout) -> Result<ExitCode> {
+    init_logging();
+    let config = Config::load(&layout.config_file())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let handle = proxy::start(layout, &config).await?;
+        let mut names: Vec<&str> = config.providers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        eprintln!(
+            "tenant-agent proxy listening on http://{} (providers: /{}/); Ctrl-C stops it",
+            handle.local_addr(),
+            names.join("/, /")
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot install the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stopping: finishing open requests and saving usage");
+        handle.shutdown().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

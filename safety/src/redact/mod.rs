@@ -181,6 +181,25 @@ impl Redactor {
                 .replace_entropy(&current, &candidates, &skip, &mut stats)
             {
                 current = Cow::Owned(out);
+                // A value the net rejected as a whole (say, too long and repetitive) can pass
+                // once a nested key's value inside it became a placeholder, which ends it
+                // earlier. Run the net again until nothing changes, so that redacting the
+                // output is a no-op. Each round only turns text into placeholders; the bound
+                // is for pathological input.
+                for _ in 0..ENTROPY_FIXPOINT_ROUNDS {
+                    let again = self.pack.candidates(&current);
+                    if !again.entropy() {
+                        break;
+                    }
+                    let skip = placeholder_spans(&current);
+                    match self
+                        .pack
+                        .replace_entropy(&current, &again, &skip, &mut stats)
+                    {
+                        Some(out) => current = Cow::Owned(out),
+                        None => break,
+                    }
+                }
             }
         }
         (current, stats)
@@ -207,6 +226,9 @@ impl Redactor {
         json::redact_json(self, body)
     }
 }
+
+/// How many extra entropy rounds [`Redactor::redact_with_stats`] runs at most.
+const ENTROPY_FIXPOINT_ROUNDS: usize = 8;
 
 /// Finds registered values (every form of every secret) in text.
 ///

@@ -3,4 +3,5 @@
 
 mod cli;
 mod exec;
+mod proxy;
 mod secrets;

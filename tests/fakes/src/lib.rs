@@ -1,1 +1,534 @@
-//! Fakes of the paid outside services.
+//! Fakes of the paid outside services, as real HTTP servers on loopback that speak the
+//! documented wire formats (see `../shared/reference/`).
+//!
+//! [`FakeLlm`] is one server that answers like both OpenAI (`/v1/chat/completions`,
+//! `/v1/responses`, `/v1/embeddings`, `/v1/models`) and Anthropic (`/v1/messages`,
+//! `/v1/messages/count_tokens`), streaming included, checks the API key like they do, records
+//! every request it received, and can be told to be slow, fail, or cut a stream short.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+/// The text every fake completion answers with (non-ASCII on purpose).
+pub const REPLY: &str = "Hello from the fake upstream: naïve café ✓";
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// How the fake behaves; change it at any time through [`FakeLlm::behave`].
+#[derive(Debug, Clone)]
+pub struct Behavior {
+    /// Delay before the response headers.
+    pub header_delay: Duration,
+    /// Delay between stream events.
+    pub event_delay: Duration,
+    /// Number of content deltas in a stream.
+    pub deltas: usize,
+    /// Answer every request with this error status.
+    pub fail_status: Option<u16>,
+    /// End streams abruptly (no final events, connection reset) after this many deltas.
+    pub cut_after: Option<usize>,
+    /// Keep a copy of every request (turn off for load tests).
+    pub record: bool,
+    /// Pad every non-streaming answer's content to at least this many bytes.
+    pub pad_to: usize,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Behavior {
+            header_delay: Duration::ZERO,
+            event_delay: Duration::ZERO,
+            deltas: 4,
+            fail_status: None,
+            cut_after: None,
+            record: true,
+            pad_to: 0,
+        }
+    }
+}
+
+struct Shared {
+    openai_key: String,
+    anthropic_key: String,
+    behavior: Mutex<Behavior>,
+    requests: Mutex<Vec<Recorded>>,
+    /// Requests whose response the client abandoned before the end.
+    cancelled: AtomicUsize,
+    /// Requests whose response was sent whole.
+    completed: AtomicUsize,
+}
+
+/// A running fake LLM provider.
+#[derive(Clone)]
+pub struct FakeLlm {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl FakeLlm {
+    /// Starts on a free loopback port. Requests must carry `openai_key` (`Authorization:
+    /// Bearer`) on OpenAI routes and `anthropic_key` (`x-api-key`) on Anthropic routes.
+    pub async fn start(openai_key: &str, anthropic_key: &str) -> FakeLlm {
+        let shared = Arc::new(Shared {
+            openai_key: openai_key.to_owned(),
+            anthropic_key: anthropic_key.to_owned(),
+            behavior: Mutex::new(Behavior::default()),
+            requests: Mutex::new(Vec::new()),
+            cancelled: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/responses", post(responses))
+            .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", get(models))
+            .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
+            .fallback(not_found)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeLlm { addr, shared }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn behave(&self, f: impl FnOnce(&mut Behavior)) {
+        f(&mut self.shared.behavior.lock().unwrap());
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.shared.requests.lock().unwrap().clear();
+    }
+
+    pub fn cancelled(&self) -> usize {
+        self.shared.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub fn completed(&self) -> usize {
+        self.shared.completed.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a request as cancelled if dropped before `done()`.
+struct Watch {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Watch {
+    fn new(shared: &Arc<Shared>) -> Watch {
+        Watch {
+            shared: shared.clone(),
+            done: false,
+        }
+    }
+    fn disarm(mut self) {
+        self.done = true;
+    }
+    fn done(mut self) {
+        self.done = true;
+        self.shared.completed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+fn error(dialect: Dialect, status: StatusCode, message: &str) -> Response {
+    let body = match dialect {
+        Dialect::OpenAi => {
+            json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}})
+        }
+        Dialect::Anthropic => {
+            json!({"type": "error", "error": {"type": "authentication_error", "message": message}})
+        }
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Records the request, checks the key, applies the header delay and failure mode.
+async fn admit(
+    shared: &Arc<Shared>,
+    dialect: Dialect,
+    req: Request,
+) -> Result<(Value, Behavior, HeaderMap), Response> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let behavior = shared.behavior.lock().unwrap().clone();
+    if behavior.record {
+        shared.requests.lock().unwrap().push(Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body.to_vec(),
+        });
+    }
+    let authorized = match dialect {
+        Dialect::OpenAi => {
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                == Some(&format!("Bearer {}", shared.openai_key))
+        }
+        Dialect::Anthropic => {
+            parts.headers.get("x-api-key").and_then(|v| v.to_str().ok())
+                == Some(shared.anthropic_key.as_str())
+        }
+    };
+    if !authorized {
+        return Err(error(
+            dialect,
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided",
+        ));
+    }
+    if !behavior.header_delay.is_zero() {
+        let watch = Watch::new(shared);
+        tokio::time::sleep(behavior.header_delay).await;
+        // Not `done()`: completion is counted when the body is sent.
+        watch.disarm();
+    }
+    if let Some(status) = behavior.fail_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Err(error(dialect, status, "the fake upstream was told to fail"));
+    }
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(error(
+                    dialect,
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad JSON: {e}"),
+                ));
+            }
+        }
+    };
+    Ok((json, behavior, parts.headers))
+}
+
+fn model_of(v: &Value) -> String {
+    v.get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model")
+        .to_owned()
+}
+
+fn pieces(n: usize) -> Vec<String> {
+    let chars: Vec<char> = REPLY.chars().collect();
+    let n = n.clamp(1, chars.len());
+    let size = chars.len().div_ceil(n);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+fn padded(behavior: &Behavior) -> String {
+    let mut s = REPLY.to_owned();
+    while s.len() < behavior.pad_to {
+        s.push_str(" lorem ipsum dolor sit amet");
+    }
+    s
+}
+
+/// A streaming body fed event by event from a task, which notices when the client is gone.
+fn sse(
+    shared: &Arc<Shared>,
+    behavior: Behavior,
+    events: Vec<(Option<String>, String)>,
+    final_events: usize,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let watch = Watch::new(shared);
+    tokio::spawn(async move {
+        let total = events.len();
+        for (i, (event, data)) in events.into_iter().enumerate() {
+            // Deltas are every event but the last `final_events`.
+            if let Some(cut) = behavior.cut_after
+                && i >= cut
+                && i < total - final_events
+            {
+                let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+                drop(watch);
+                return;
+            }
+            if i > 0 && !behavior.event_delay.is_zero() {
+                tokio::time::sleep(behavior.event_delay).await;
+            }
+            let frame = match event {
+                Some(e) => format!("event: {e}\ndata: {data}\n\n"),
+                None => format!("data: {data}\n\n"),
+            };
+            if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+                drop(watch); // the client went away
+                return;
+            }
+        }
+        watch.done();
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn json_ok(shared: &Arc<Shared>, v: Value) -> Response {
+    Watch::new(shared).done();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+async fn chat(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (body, behavior, _) = match admit(&shared, Dialect::OpenAi, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let model = model_of(&body);
+    let usage = json!({"prompt_tokens": 31, "completion_tokens": 9, "total_tokens": 40,
+        "prompt_tokens_details": {"cached_tokens": 11}});
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_ok(
+            &shared,
+            json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_800_000_000, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": padded(&behavior), "refusal": null},
+                             "logprobs": null, "finish_reason": "stop"}],
+                "usage": usage,
+            }),
+        );
+    }
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_800_000_000, "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        "usage": null,
+    }).to_string()
+    };
+    let mut events = vec![(
+        None,
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+    )];
+    for p in pieces(behavior.deltas) {
+        events.push((None, chunk(json!({"content": p}), Value::Null)));
+    }
+    events.push((None, chunk(json!({}), json!("stop"))));
+    let mut finals = 2;
+    if include_usage {
+        events.push((None, json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_800_000_000,
+            "model": model, "choices": [], "usage": usage}).to_string()));
+        finals += 1;
+    }
+    events.push((None, "[DONE]".to_owned()));
+    sse(&shared, behavior, events, finals)
+}
+
+async fn responses(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (body, behavior, _) = match admit(&shared, Dialect::OpenAi, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let model = model_of(&body);
+    let usage = json!({"input_tokens": 52, "input_tokens_details": {"cached_tokens": 2},
+        "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 60});
+    let response = |status: &str, usage: Value| {
+        json!({
+            "id": "resp_fake", "object": "response", "created_at": 1_800_000_000, "status": status, "model": model,
+            "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": REPLY, "annotations": []}]}],
+            "usage": usage,
+        })
+    };
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_ok(&shared, response("completed", usage));
+    }
+    let mut events = vec![(Some("response.created".to_owned()),
+        json!({"type": "response.created", "sequence_number": 0, "response": response("in_progress", Value::Null)}).to_string())];
+    for (i, p) in pieces(behavior.deltas).into_iter().enumerate() {
+        events.push((Some("response.output_text.delta".to_owned()), json!({"type": "response.output_text.delta",
+            "sequence_number": i + 1, "item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": p}).to_string()));
+    }
+    events.push((Some("response.completed".to_owned()),
+        json!({"type": "response.completed", "sequence_number": 99, "response": response("completed", usage)}).to_string()));
+    sse(&shared, behavior, events, 1)
+}
+
+async fn embeddings(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (body, _, _) = match admit(&shared, Dialect::OpenAi, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    json_ok(
+        &shared,
+        json!({"object": "list", "model": model_of(&body),
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]}],
+        "usage": {"prompt_tokens": 6, "total_tokens": 6}}),
+    )
+}
+
+async fn models(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    if let Err(r) = admit(&shared, Dialect::OpenAi, req).await {
+        return r;
+    }
+    json_ok(
+        &shared,
+        json!({"object": "list", "data": [
+        {"id": "gpt-fake", "object": "model", "created": 1_800_000_000, "owned_by": "fake"}]}),
+    )
+}
+
+async fn messages(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (body, behavior, _) = match admit(&shared, Dialect::Anthropic, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let model = model_of(&body);
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return json_ok(
+            &shared,
+            json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": padded(&behavior)}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 21, "output_tokens": 7, "cache_read_input_tokens": 100,
+                          "cache_creation_input_tokens": 4},
+            }),
+        );
+    }
+    let mut events = vec![
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 21, "output_tokens": 1, "cache_read_input_tokens": 100,
+                      "cache_creation_input_tokens": 4}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+        ("ping", json!({"type": "ping"})),
+    ];
+    for p in pieces(behavior.deltas) {
+        events.push((
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": p}}),
+        ));
+    }
+    events.push((
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    // Two cumulative deltas: a meter that adds instead of overwriting counts 12 + 15.
+    events.push((
+        "message_delta",
+        json!({"type": "message_delta",
+        "delta": {"stop_reason": null, "stop_sequence": null}, "usage": {"output_tokens": 12}}),
+    ));
+    events.push(("message_delta", json!({"type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 15}})));
+    events.push(("message_stop", json!({"type": "message_stop"})));
+    let events = events
+        .into_iter()
+        .map(|(e, d)| (Some(e.to_owned()), d.to_string()))
+        .collect();
+    sse(&shared, behavior, events, 4)
+}
+
+async fn count_tokens(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    if let Err(r) = admit(&shared, Dialect::Anthropic, req).await {
+        return r;
+    }
+    json_ok(&shared, json!({"input_tokens": 17}))
+}
+
+async fn not_found(req: Request) -> Response {
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": {"message": format!("no route {}", req.uri().path()), "type": "invalid_request_error"}}).to_string())
+        .into_response()
+}

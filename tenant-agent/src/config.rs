@@ -1,0 +1,378 @@
+//! `config.toml`: what operators set. Everything has a default, so a missing file is a valid,
+//! empty configuration; an unknown key or a bad value is an error that names it.
+//!
+//! ```toml
+//! [proxy]
+//! listen = "127.0.0.1:8791"
+//! max_body_bytes = 8388608
+//!
+//! [providers.openai]
+//! upstream = "https://api.openai.com"
+//! key_secret = "openai_api_key"
+//!
+//! [providers.groq]                      # any OpenAI-compatible provider
+//! upstream = "https://api.groq.com/openai"
+//! key_secret = "groq_api_key"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// Providers by route name (`/<name>/...`). `openai` and `anthropic` are always present
+    /// (with their public upstreams) unless the file overrides them.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Loopback address the proxy listens on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted (bigger ones are refused with 413).
+    pub max_body_bytes: usize,
+    /// Seconds to establish an upstream connection (TCP and TLS).
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for the upstream's response headers (a non-streaming completion can
+    /// take minutes).
+    pub response_timeout_secs: u64,
+    /// Seconds a response body may stay silent before the upstream is given up.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8791)),
+            max_body_bytes: 8 * 1024 * 1024,
+            connect_timeout_secs: 10,
+            response_timeout_secs: 600,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+impl ProxyConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_secs(self.response_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// Which API dialect a provider speaks: how the key is sent, how errors and usage look.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible API (Groq, Mistral, OpenRouter, vLLM, Ollama).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// `[providers.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Base URL requests are forwarded to: `https://...`, or `http://` to a loopback address
+    /// (a local vLLM or Ollama, or a test server).
+    pub upstream: String,
+    /// Vault secret holding the provider's real API key; none for a keyless local server.
+    #[serde(default)]
+    pub key_secret: Option<String>,
+    /// API dialect; defaults to `anthropic` for the provider named `anthropic`, else `openai`.
+    #[serde(default)]
+    pub kind: Option<ProviderKind>,
+    /// Extra PEM file of CA certificates to trust for this upstream (beside the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ProviderConfig {
+    /// The dialect, with the default for the route name applied.
+    pub fn kind_for(&self, name: &str) -> ProviderKind {
+        self.kind.unwrap_or(if name == "anthropic" {
+            ProviderKind::Anthropic
+        } else {
+            ProviderKind::Openai
+        })
+    }
+}
+
+/// Reading or validating `config.toml` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Config {
+            proxy: ProxyConfig::default(),
+            providers: BTreeMap::new(),
+        };
+        config.add_default_providers();
+        config
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file is the default configuration.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: shown,
+                    source,
+                });
+            }
+        };
+        Config::parse(&text, &shown)
+    }
+
+    /// Parses and validates the text of a config file (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.add_default_providers();
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn add_default_providers(&mut self) {
+        for (name, upstream, key) in [
+            ("openai", "https://api.openai.com", "openai_api_key"),
+            (
+                "anthropic",
+                "https://api.anthropic.com",
+                "anthropic_api_key",
+            ),
+        ] {
+            self.providers
+                .entry(name.to_owned())
+                .or_insert_with(|| ProviderConfig {
+                    upstream: upstream.to_owned(),
+                    key_secret: Some(key.to_owned()),
+                    kind: None,
+                    ca_file: None,
+                });
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.proxy.listen.ip().is_loopback() {
+            return Err(format!(
+                "[proxy] listen = \"{}\": the proxy must listen on a loopback address \
+                 (127.0.0.1 or ::1); it holds the real provider keys",
+                self.proxy.listen
+            ));
+        }
+        if self.proxy.max_body_bytes == 0 {
+            return Err("[proxy] max_body_bytes must be at least 1".to_owned());
+        }
+        for (field, value) in [
+            ("connect_timeout_secs", self.proxy.connect_timeout_secs),
+            ("response_timeout_secs", self.proxy.response_timeout_secs),
+            ("idle_timeout_secs", self.proxy.idle_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("[proxy] {field} must be at least 1"));
+            }
+        }
+        for (name, provider) in &self.providers {
+            let valid_name = !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !valid_name {
+                return Err(format!(
+                    "[providers.{name}]: a provider name is 1 to 32 characters of a-z, 0-9, `-` \
+                     and `_` (it is the first path segment clients use)"
+                ));
+            }
+            check_upstream(&provider.upstream).map_err(|m| {
+                format!("[providers.{name}] upstream = {:?}: {m}", provider.upstream)
+            })?;
+            if let Some(secret) = &provider.key_secret
+                && !safety::secret_ref::is_valid_name(secret)
+            {
+                return Err(format!(
+                    "[providers.{name}] key_secret = {secret:?} is not a valid secret name \
+                     (1 to 64 characters of a-z, 0-9, `_`, `.` and `-`)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upstream base URL: `https://host[:port][/prefix]`, or `http://` only to loopback.
+fn check_upstream(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+    let scheme = uri
+        .scheme_str()
+        .ok_or("the URL needs a scheme (https://)")?;
+    let host = uri.host().ok_or("the URL needs a host")?;
+    if uri.query().is_some() {
+        return Err("the URL must not have a query".to_owned());
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(
+                    "plain http is allowed only to a loopback address; the real API key \
+                     would cross the network in clear"
+                        .to_owned(),
+                )
+            }
+        }
+        other => Err(format!("unsupported scheme `{other}` (use https)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[track_caller]
+    fn check(text: &str, expected: Result<&str, &str>) {
+        match (Config::parse(text, "config.toml"), expected) {
+            (Ok(config), Ok(summary)) => {
+                let got: Vec<String> = config
+                    .providers
+                    .iter()
+                    .map(|(n, p)| format!("{n}={}:{}", p.kind_for(n).as_str(), p.upstream))
+                    .collect();
+                assert_eq!(got.join(" "), summary, "{text}");
+            }
+            (Err(e), Err(needle)) => {
+                let e = e.to_string();
+                assert!(e.contains(needle), "error {e:?} lacks {needle:?}");
+            }
+            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    const DEFAULTS: &str =
+        "anthropic=anthropic:https://api.anthropic.com openai=openai:https://api.openai.com";
+
+    #[test]
+    fn configs() {
+        check("", Ok(DEFAULTS));
+        check("[proxy]\nlisten = \"127.0.0.1:9000\"\n", Ok(DEFAULTS));
+        check(
+            "[providers.openai]\nupstream = \"http://127.0.0.1:4000\"\nkey_secret = \"k_1\"\n",
+            Ok("anthropic=anthropic:https://api.anthropic.com openai=openai:http://127.0.0.1:4000"),
+        );
+        check(
+            "[providers.groq]\nupstream = \"https://api.groq.com/openai\"\nkey_secret = \"groq\"\n",
+            Ok(&format!(
+                "{} groq=openai:https://api.groq.com/openai {}",
+                "anthropic=anthropic:https://api.anthropic.com",
+                "openai=openai:https://api.openai.com"
+            )),
+        );
+        check(
+            "[providers.ollama]\nupstream = \"http://localhost:11434\"\n",
+            Ok(&format!(
+                "{} ollama=openai:http://localhost:11434 {}",
+                "anthropic=anthropic:https://api.anthropic.com",
+                "openai=openai:https://api.openai.com"
+            )),
+        );
+        check("[proxy]\nlisten = \"0.0.0.0:8791\"\n", Err("loopback"));
+        check("[proxy]\nlisten = \"nonsense\"\n", Err("config.toml"));
+        check(
+            "[proxy]\nlisten = \"127.0.0.1:1\"\nport = 3\n",
+            Err("unknown field `port`"),
+        );
+        check("[proxy]\nmax_body_bytes = 0\n", Err("max_body_bytes"));
+        check("[proxy]\nmax_body_bytes = -1\n", Err("config.toml"));
+        check(
+            "[providers.x]\nupstream = \"http://10.0.0.5:8000\"\n",
+            Err("loopback"),
+        );
+        check(
+            "[providers.x]\nupstream = \"ftp://h\"\n",
+            Err("unsupported scheme"),
+        );
+        check("[providers.x]\nupstream = \"api.example\"\n", Err("scheme"));
+        check(
+            "[providers.x]\nupstream = \"https://h/?a=1\"\n",
+            Err("query"),
+        );
+        check(
+            "[providers.X]\nupstream = \"https://h\"\n",
+            Err("provider name"),
+        );
+        check(
+            "[providers.x]\nupstream = \"https://h\"\nkey_secret = \"Bad Name\"\n",
+            Err("key_secret"),
+        );
+        check(
+            "[providers.x]\nkey_secret = \"k\"\n",
+            Err("missing field `upstream`"),
+        );
+        check(
+            "[providers.x]\nupstream = \"https://h\"\nkind = \"cohere\"\n",
+            Err("config.toml"),
+        );
+        check("[proxy\n", Err("config.toml"));
+    }
+
+    #[test]
+    fn a_missing_file_is_the_default() {
+        let config = Config::load(Path::new("/nonexistent/config.toml")).unwrap();
+        assert_eq!(config, Config::default());
+    }
+}
