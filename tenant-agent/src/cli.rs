@@ -95,6 +95,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+
+    /// Print the nftables egress lock for the agent runtime's user.
+    ///
+    /// The runtime's uid may then reach only the egress proxy on loopback (the port from
+    /// config.toml) and any --allow-port; everything else it sends is rejected. Root and other
+    /// users are untouched. The installer applies it; by hand:
+    ///
+    ///   tenant-agent egress-rules --user openclaw | nft -f -
+    #[command(verbatim_doc_comment)]
+    EgressRules(EgressArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["uid", "user"])))]
+pub struct EgressArgs {
+    /// The agent runtime's uid.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// The agent runtime's user name (looked up in the passwd database).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Another loopback TCP port the runtime may reach, besides the proxy's (repeatable).
+    #[arg(long = "allow-port", value_name = "PORT")]
+    pub allow_ports: Vec<u16>,
 }
 
 #[derive(Debug, Args)]

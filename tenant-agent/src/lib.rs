@@ -6,6 +6,7 @@
 pub mod classify_cmd;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod exec;
 pub mod layout;
 pub mod policy_files;

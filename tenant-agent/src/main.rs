@@ -53,6 +53,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return run_proxy(&layout);
             }
         },
+        Command::EgressRules(args) => {
+            let uid = match (args.uid, &args.user) {
+                (Some(uid), _) => uid,
+                (None, Some(name)) => nix::unistd::User::from_name(name)
+                    .with_context(|| format!("cannot look up user {name}"))?
+                    .with_context(|| format!("no such user: {name}"))?
+                    .uid
+                    .as_raw(),
+                (None, None) => anyhow::bail!("give --uid or --user"),
+            };
+            let config = Config::load(&layout.config_file())?;
+            let mut ports = args.allow_ports;
+            ports.push(config.proxy.listen.port());
+            let lock = tenant_agent::egress::EgressLock {
+                runtime_uid: uid,
+                allowed_ports: ports,
+            };
+            write!(out, "{}", tenant_agent::egress::ruleset(&lock))?;
+        }
         Command::Usage { json } => {
             layout.ensure_state_dir()?;
             let store = UsageStore::open(&layout.state_db())?;

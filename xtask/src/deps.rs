@@ -5,10 +5,14 @@ use std::process::Command;
 
 /// Debian packages the tests use: nftables and iproute2 (egress lock in a network namespace),
 /// chromium and its driver (the approval app in a real browser), libssl-dev and pkg-config
-/// (SQLCipher links the system libcrypto), systemd for `systemd-analyze`.
+/// (SQLCipher links the system libcrypto), systemd for `systemd-analyze`, Debian's python3 and
+/// util-linux's setpriv (egress probes run as an unprivileged uid, which cannot use a root-owned
+/// Python install).
 const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "iproute2",
+    "python3",
+    "util-linux",
     "chromium",
     "chromium-driver",
     "libssl-dev",

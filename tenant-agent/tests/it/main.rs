@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod egress;
 mod exec;
 mod proxy;
+mod sdk;
 mod secrets;

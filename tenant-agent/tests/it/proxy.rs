@@ -146,6 +146,10 @@ fn encodings(secret: &str) -> Vec<String> {
 
 /// The upstream must never see a business secret, in any encoding, or the proxy token.
 fn assert_clean(fake: &FakeLlm, token: &str) {
+    assert_clean_of(fake, token, &[DB_PASSWORD, SMTP_PASSWORD]);
+}
+
+pub(crate) fn assert_clean_of(fake: &FakeLlm, token: &str, secrets: &[&str]) {
     let requests = fake.requests();
     assert!(!requests.is_empty());
     for r in requests {
@@ -154,7 +158,7 @@ fn assert_clean(fake: &FakeLlm, token: &str) {
         collect_strings(&r.json(), &mut texts);
         texts.extend(r.headers.iter().map(|(_, v)| v.clone()));
         texts.push(r.query.clone().unwrap_or_default());
-        for secret in [DB_PASSWORD, SMTP_PASSWORD] {
+        for secret in secrets {
             for form in encodings(secret) {
                 for text in &texts {
                     assert!(
