@@ -664,7 +664,7 @@ async fn events_are_forwarded_as_they_arrive() {
         );
         for pair in chunks.windows(2) {
             assert!(
-                pair[1].0 - pair[0].0 >= Duration::from_millis(100),
+                pair[1].0 - pair[0].0 >= Duration::from_millis(50),
                 "{path}: coalesced: {chunks:?}"
             );
         }
