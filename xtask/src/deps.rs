@@ -37,8 +37,11 @@ pub(crate) fn test_env(root: &Path) -> Vec<(&'static str, String)> {
     )]
 }
 
+/// Debian packages needed just to build (SQLCipher links the system libcrypto).
+pub(crate) const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config"];
+
 pub(crate) fn install_test_deps(root: &Path) -> Result<(), String> {
-    install_debian_packages()?;
+    install_debian_packages(DEBIAN_PACKAGES)?;
     install_python_venv(root)
 }
 
@@ -50,7 +53,7 @@ fn installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn install_debian_packages() -> Result<(), String> {
+pub(crate) fn install_debian_packages(packages: &[&str]) -> Result<(), String> {
     if Command::new("dpkg-query")
         .arg("--version")
         .output()
@@ -58,17 +61,13 @@ fn install_debian_packages() -> Result<(), String> {
     {
         eprintln!(
             "==> not a Debian system: install {} yourself",
-            DEBIAN_PACKAGES.join(", ")
+            packages.join(", ")
         );
         return Ok(());
     }
-    let missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(p))
-        .collect();
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
-        eprintln!("==> Debian packages present: {}", DEBIAN_PACKAGES.join(" "));
+        eprintln!("==> Debian packages present: {}", packages.join(" "));
         return Ok(());
     }
     let is_root = Command::new("id")

