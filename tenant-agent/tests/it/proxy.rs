@@ -852,3 +852,58 @@ async fn the_token_file_is_private() {
     assert!(env.token.starts_with("tap_") && env.token.len() > 40);
     env.stop().await;
 }
+
+/// Upstream TLS for real: a fake provider behind a certificate from a test CA. Trusted through
+/// the provider's `ca_file`, requests go through; without it, the proxy refuses the unknown
+/// issuer (502) and sends nothing in clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_tls_is_verified() {
+    let fake = FakeLlm::start_tls(OPENAI_KEY, ANTHROPIC_KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(Some(&dir.path().join("state")));
+    Vault::open(&layout)
+        .unwrap()
+        .set("openai_api_key", &SecretValue::new(OPENAI_KEY.into()))
+        .unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, fake.ca_pem().unwrap()).unwrap();
+    std::fs::write(
+        layout.config_file(),
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n\
+             [providers.openai]\nupstream = \"{url}\"\nkey_secret = \"openai_api_key\"\nca_file = \"{ca}\"\n\
+             [providers.untrusted]\nupstream = \"{url}\"\nkey_secret = \"openai_api_key\"\n",
+            url = fake.url(),
+            ca = ca.display()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&layout.config_file()).unwrap();
+    let handle = proxy::start(&layout, &config).await.unwrap();
+    let token = proxy::load_or_create_token(&layout).unwrap();
+    let http = reqwest::Client::new();
+    let get = |provider: &str| {
+        http.get(format!(
+            "http://{}/{provider}/v1/models",
+            handle.local_addr()
+        ))
+        .bearer_auth(&token)
+        .send()
+    };
+    let ok = get("openai").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.json::<Value>().await.unwrap()["data"][0]["id"],
+        "gpt-fake"
+    );
+    let refused = get("untrusted").await.unwrap();
+    assert_eq!(refused.status(), 502);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("certificate") || body.contains("UnknownIssuer"),
+        "{body}"
+    );
+    assert!(!body.contains(OPENAI_KEY));
+    assert_eq!(fake.requests().len(), 1, "only the trusted request arrived");
+    handle.shutdown().await.unwrap();
+}

@@ -94,12 +94,89 @@ struct Shared {
 pub struct FakeLlm {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    /// The CA's PEM, for the TLS variant.
+    tls: Option<String>,
 }
 
 impl FakeLlm {
     /// Starts on a free loopback port. Requests must carry `openai_key` (`Authorization:
     /// Bearer`) on OpenAI routes and `anthropic_key` (`x-api-key`) on Anthropic routes.
     pub async fn start(openai_key: &str, anthropic_key: &str) -> FakeLlm {
+        let (shared, app) = Self::app(openai_key, anthropic_key);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Like a real provider: no Nagle delay on small frames (else the first event of a
+        // stream waits ~40 ms for a delayed ACK, direct or proxied alike).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeLlm {
+            addr,
+            shared,
+            tls: None,
+        }
+    }
+
+    /// The same over TLS, with a certificate for `localhost` issued by a fresh test CA.
+    /// [`FakeLlm::ca_pem`] gives the CA to trust; the URL is `https://localhost:PORT`.
+    pub async fn start_tls(openai_key: &str, anthropic_key: &str) -> FakeLlm {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "fakes test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (shared, app) = Self::app(openai_key, anthropic_key);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that rejects the certificate ends the handshake: fine.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        FakeLlm {
+            addr,
+            shared,
+            tls: Some(ca.pem()),
+        }
+    }
+
+    fn app(openai_key: &str, anthropic_key: &str) -> (Arc<Shared>, Router) {
         let shared = Arc::new(Shared {
             openai_key: openai_key.to_owned(),
             anthropic_key: anthropic_key.to_owned(),
@@ -117,22 +194,20 @@ impl FakeLlm {
             .route("/v1/messages/count_tokens", post(count_tokens))
             .fallback(not_found)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        // Like a real provider: no Nagle delay on small frames (else the first event of a
-        // stream waits ~40 ms for a delayed ACK, direct or proxied alike).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        FakeLlm { addr, shared }
+        (shared, app)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// The PEM of the CA that issued the TLS fake's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_deref()
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` for the TLS variant.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     pub fn behave(&self, f: impl FnOnce(&mut Behavior)) {
