@@ -38,7 +38,7 @@ pub enum AdminError {
 fn db_err(db: &Db) -> impl Fn(rusqlite::Error) -> AdminError + '_ {
     move |source| {
         AdminError::Db(DbError::Sqlite {
-            path: format!("{db:?}"),
+            path: db.path().to_owned(),
             source,
         })
     }

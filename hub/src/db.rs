@@ -107,6 +107,11 @@ impl Db {
         Ok((db, applied))
     }
 
+    /// The database file, as shown in errors.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> DbError + '_ {
         |source| DbError::Sqlite {
             path: self.path.clone(),
