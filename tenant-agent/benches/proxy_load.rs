@@ -54,24 +54,12 @@ fn chat_body(size: usize, stream: bool) -> Vec<u8> {
     .unwrap()
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field("VmHWM:")
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -235,7 +223,7 @@ async fn run() {
     let startup_ms = started.elapsed().as_secs_f64() * 1000.0;
     let pid = proxy.id();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let idle_rss = vm_rss_kib(pid);
+    let idle_rss = status_kib(pid, "VmRSS:");
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
@@ -351,7 +339,7 @@ async fn run() {
     }
     let mut peak_during = 0;
     while !tasks.iter().all(|t| t.is_finished()) {
-        peak_during = peak_during.max(vm_rss_kib(pid));
+        peak_during = peak_during.max(status_kib(pid, "VmRSS:"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut complete = 0;
@@ -361,7 +349,7 @@ async fn run() {
         }
     }
     let held = t.elapsed();
-    let hwm = vm_hwm_kib(pid);
+    let hwm = status_kib(pid, "VmHWM:");
     println!(
         "\n500 concurrent streams (43 events, 50 ms apart): {complete}/500 complete in {:.2} s (ideal {:.2} s); \
          proxy RSS during streams max {:.1} MiB",

@@ -223,13 +223,20 @@ pub fn rotate_key(layout: &Layout, out: &mut impl Write) -> Result<(), SecretsCm
 /// Builds the redactor of a layout: the vault's secrets and the active policy's pattern pack.
 pub fn redactor(layout: &Layout) -> Result<safety::Redactor, SecretsCmdError> {
     let policy = policy_files::active_policy(layout)?;
-    let vault = Vault::open(layout)?;
-    let secrets = vault.all()?;
+    let secrets = Vault::open(layout)?.all()?;
+    Ok(redactor_for(&secrets, policy.redaction())?)
+}
+
+/// A redactor for these vault entries and a pattern pack.
+pub fn redactor_for(
+    secrets: &[(String, SecretValue)],
+    pack: std::sync::Arc<safety::redact::PatternPack>,
+) -> Result<safety::Redactor, safety::redact::RedactError> {
     let pairs: Vec<(&str, &[u8])> = secrets
         .iter()
         .map(|(n, v)| (n.as_str(), v.expose()))
         .collect();
-    Ok(safety::Redactor::new(&pairs, policy.redaction())?)
+    safety::Redactor::new(&pairs, pack)
 }
 
 pub fn redact(

@@ -135,8 +135,7 @@ impl Snapshot {
     ) -> Result<Self, ProxyError> {
         let vault = Vault::open(layout)?;
         let all = vault.all()?;
-        let pairs: Vec<(&str, &[u8])> = all.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
-        let redactor = Arc::new(Redactor::new(&pairs, pack.clone())?);
+        let redactor = Arc::new(crate::secrets_cmd::redactor_for(&all, pack.clone())?);
         let keys = all
             .into_iter()
             .filter(|(name, _)| needed.contains(name))
