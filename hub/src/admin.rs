@@ -4,7 +4,7 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::db::{Db, DbError, now};
@@ -27,6 +27,8 @@ pub enum AdminError {
     AccountExists(String),
     #[error("a tenant name is 1 to 64 characters of a-z, 0-9 and `-` (got {0:?})")]
     BadTenantName(String),
+    #[error("no account with the email {0}; the customer signs up first")]
+    NoSuchAccount(String),
     #[error("no tenant named {0}")]
     NoSuchTenant(String),
     #[error("password hashing failed: {0}")]
@@ -58,24 +60,22 @@ pub fn hash_password(password: &str) -> Result<String, AdminError> {
         .map_err(|e| AdminError::Hash(e.to_string()))
 }
 
-/// Creates an account with the admin role.
-pub fn create_admin(db: &Db, email: &str, password: &str) -> Result<i64, AdminError> {
+/// Whether `email` looks like an email address (one `@`, a dotted host, no spaces).
+pub fn valid_email(email: &str) -> bool {
     let email = email.trim();
-    let valid = email.len() <= 254
+    email.len() <= 254
         && email.split_once('@').is_some_and(|(user, host)| {
-            !user.is_empty() && host.contains('.') && !host.starts_with('.')
+            !user.is_empty() && host.contains('.') && !host.starts_with('.') && !host.contains('@')
         })
-        && !email.contains(char::is_whitespace);
-    if !valid {
-        return Err(AdminError::BadEmail(email.to_owned()));
-    }
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(AdminError::WeakPassword);
-    }
-    let hash = hash_password(password)?;
+        && !email.contains(char::is_whitespace)
+}
+
+/// Inserts an account with a computed password hash.
+pub fn insert_account(db: &Db, email: &str, hash: &str, role: &str) -> Result<i64, AdminError> {
+    let email = email.trim();
     match db.conn.execute(
-        "INSERT INTO accounts (email, password_hash, role, created_at) VALUES (?1, ?2, 'admin', ?3)",
-        params![email, hash, now()],
+        "INSERT INTO accounts (email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![email, hash, role, now()],
     ) {
         Ok(_) => Ok(db.conn.last_insert_rowid()),
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -85,6 +85,19 @@ pub fn create_admin(db: &Db, email: &str, password: &str) -> Result<i64, AdminEr
         }
         Err(e) => Err(db_err(db)(e)),
     }
+}
+
+/// Creates an account with the admin role.
+pub fn create_admin(db: &Db, email: &str, password: &str) -> Result<i64, AdminError> {
+    let email = email.trim();
+    if !valid_email(email) {
+        return Err(AdminError::BadEmail(email.to_owned()));
+    }
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AdminError::WeakPassword);
+    }
+    let hash = hash_password(password)?;
+    insert_account(db, email, &hash, "admin")
 }
 
 /// A new enrollment token: shown once, stored only as its SHA-256.
@@ -99,6 +112,7 @@ pub struct EnrollmentToken {
 pub fn create_enrollment_token(
     db: &Db,
     tenant: &str,
+    owner: Option<&str>,
     ttl_secs: i64,
 ) -> Result<EnrollmentToken, AdminError> {
     let valid = !tenant.is_empty()
@@ -129,6 +143,24 @@ pub fn create_enrollment_token(
     let id = db
         .tenant_id(tenant)?
         .ok_or_else(|| AdminError::NoSuchTenant(tenant.to_owned()))?;
+    if let Some(owner) = owner {
+        let owner_id: Option<i64> = db
+            .conn
+            .query_row(
+                "SELECT id FROM accounts WHERE email = ?1",
+                [owner.trim()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err(db))?;
+        let owner_id = owner_id.ok_or_else(|| AdminError::NoSuchAccount(owner.to_owned()))?;
+        db.conn
+            .execute(
+                "UPDATE tenants SET owner_id = ?2 WHERE id = ?1",
+                params![id, owner_id],
+            )
+            .map_err(db_err(db))?;
+    }
     db.conn
         .execute(
             "INSERT INTO enrollment_tokens (token_hash, tenant_id, expires_at, created_at)
@@ -143,39 +175,37 @@ pub fn create_enrollment_token(
     })
 }
 
-/// One tenant in the fleet view.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TenantRow {
-    pub name: String,
-    /// `pending` (not enrolled), `healthy`, or `stale` (no heartbeat for `stale_after`).
-    pub health: String,
-    pub enrolled_at: Option<i64>,
-    pub last_heartbeat_at: Option<i64>,
+/// One audit entry.
+#[derive(Debug, Serialize)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub tenant: Option<String>,
+    pub action: String,
+    pub detail: serde_json::Value,
 }
 
-/// The fleet, by name.
-pub fn list_tenants(db: &Db, stale_after_secs: i64) -> Result<Vec<TenantRow>, AdminError> {
+/// The audit log, newest first, optionally for one tenant.
+pub fn audit(db: &Db, tenant: Option<&str>, limit: i64) -> Result<Vec<AuditRow>, AdminError> {
     let mut stmt = db
         .conn
-        .prepare("SELECT name, enrolled_at, last_heartbeat_at FROM tenants ORDER BY name")
+        .prepare(
+            "SELECT a.at, a.actor, t.name, a.action, a.detail FROM audit a
+             LEFT JOIN tenants t ON t.id = a.tenant_id
+             WHERE ?1 IS NULL OR t.name = ?1 ORDER BY a.id DESC LIMIT ?2",
+        )
         .map_err(db_err(db))?;
-    let now = now();
     let rows = stmt
-        .query_map([], |r| {
-            let enrolled_at: Option<i64> = r.get(1)?;
-            let last: Option<i64> = r.get(2)?;
-            let health = match (enrolled_at, last) {
-                (None, _) => "pending",
-                (Some(_), Some(t)) if now - t <= stale_after_secs => "healthy",
-                (Some(_), _) => "stale",
-            };
-            Ok(TenantRow {
-                name: r.get(0)?,
-                health: health.to_owned(),
-                enrolled_at,
-                last_heartbeat_at: last,
+        .query_map(params![tenant, limit.clamp(1, 10_000)], |r| {
+            let detail: String = r.get(4)?;
+            Ok(AuditRow {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                tenant: r.get(2)?,
+                action: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
             })
         })
         .map_err(db_err(db))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(db_err(db))
+    rows.collect::<Result<_, _>>().map_err(db_err(db))
 }

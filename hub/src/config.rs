@@ -15,8 +15,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The database file; defaults to `data_dir/hub.db`.
     pub db: Option<PathBuf>,
+    /// The hub's Ed25519 signing key; defaults to `hub-signing.key` next to the database.
+    pub signing_key: Option<PathBuf>,
     /// A tenant without a heartbeat for this long is shown as stale.
     pub stale_after_secs: i64,
+    /// Mark the session cookie `Secure`. Browsers treat http://localhost as secure, so leave
+    /// this on unless the hub is reached over plain HTTP on another name.
+    pub cookie_secure: bool,
 }
 
 impl Default for Config {
@@ -25,7 +30,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8790)),
             data_dir: PathBuf::from("hub-data"),
             db: None,
+            signing_key: None,
             stale_after_secs: 180,
+            cookie_secure: true,
         }
     }
 }
@@ -53,6 +60,16 @@ impl Config {
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: shown,
             message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// The signing key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.signing_key.clone().unwrap_or_else(|| {
+            self.db_path().parent().map_or_else(
+                || PathBuf::from("hub-signing.key"),
+                |d| d.join("hub-signing.key"),
+            )
         })
     }
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Migrations, in order. A released migration is never edited: add a new one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts, tenants, enrollment tokens",
-    "
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts, tenants, enrollment tokens",
+        "
     CREATE TABLE accounts (
         id INTEGER PRIMARY KEY,
         email TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -34,7 +35,78 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
         created_at INTEGER NOT NULL
     );
     ",
-)];
+    ),
+    (
+        2,
+        "sessions, heartbeats, approvals, grants, policy bundles, commands, audit",
+        "
+    ALTER TABLE tenants ADD COLUMN hostname TEXT;
+    ALTER TABLE tenants ADD COLUMN agent_version TEXT;
+    ALTER TABLE tenants ADD COLUMN policy_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tenants ADD COLUMN heartbeat TEXT;
+    CREATE INDEX tenants_owner ON tenants(owner_id);
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        agent TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        action TEXT NOT NULL,
+        action_hash TEXT NOT NULL,
+        tenant_created_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by TEXT,
+        decided_at INTEGER,
+        scope TEXT,
+        reason TEXT
+    );
+    CREATE INDEX approvals_tenant_status ON approvals(tenant_id, status, received_at);
+    CREATE INDEX approvals_pending_expiry ON approvals(status, expires_at);
+    CREATE TABLE grants (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        request_id TEXT NOT NULL UNIQUE REFERENCES approvals(id),
+        signed TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX grants_tenant_seq ON grants(tenant_id, seq);
+    CREATE TABLE policy_bundles (
+        version INTEGER PRIMARY KEY,
+        bundle TEXT NOT NULL,
+        published_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        acked_at INTEGER
+    );
+    CREATE INDEX commands_open ON commands(tenant_id, acked_at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        tenant_id INTEGER,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_tenant ON audit(tenant_id, id);
+    ",
+    ),
+];
 
 /// A database operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +242,32 @@ impl Db {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(self.err())
+    }
+
+    /// Appends to the audit log. `detail` is JSON and never holds a secret value (the hub
+    /// never has one) nor a credential of its own.
+    pub fn audit(
+        &self,
+        actor: &str,
+        tenant_id: Option<i64>,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "INSERT INTO audit (at, actor, tenant_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now(), actor, tenant_id, action, detail.to_string()],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// Maps a rusqlite error to this database's error.
+    pub fn sql(&self, source: rusqlite::Error) -> DbError {
+        DbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Looks up one value (helper for admin commands).

@@ -1,11 +1,13 @@
-//! `hub`: the central service. The binary (`src/main.rs`) parses arguments; everything it runs
-//! lives here so that tests drive the same code.
-//!
-//! Today: the service skeleton (`hub serve` with `/healthz`, `/metrics`, `/openapi.json`),
-//! the versioned SQLite schema, and the admin commands for accounts, enrollment tokens and the
-//! fleet list. Enrollment, signed requests, heartbeats, policy bundles and approvals follow.
+//! The hub: accounts, tenant enrollment, the fleet, signed policy bundles and the approval
+//! inbox. The binary (`main.rs`) only parses arguments; everything is here so tests drive it.
 
+pub mod accounts;
 pub mod admin;
+pub mod approvals;
 pub mod config;
 pub mod db;
+pub mod error;
+pub mod fleet;
+pub mod keys;
+pub mod policies;
 pub mod server;

@@ -3,28 +3,30 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use hub::approvals::{self, DecisionInput, Filter};
 use hub::config::Config;
 use hub::db::Db;
-use hub::{admin, server};
+use hub::{admin, fleet, keys, policies, server};
+use shared::{Decision, Scope};
 
 /// The central service: accounts, tenant enrollment, the fleet, signed policy bundles and the
 /// approval inbox that pushes risky agent actions to the owner's phone.
 ///
-/// With nothing configured, `hub serve` keeps its SQLite database under ./hub-data and listens
-/// on 127.0.0.1:8790. Settings come from a TOML file (--config), then HUB_* environment
-/// variables, then these options.
+/// With nothing configured, `hub serve` keeps its SQLite database and signing key under
+/// ./hub-data and listens on 127.0.0.1:8790. Settings come from a TOML file (--config), then
+/// HUB_* environment variables, then these options.
 #[derive(Debug, Parser)]
 #[command(name = "hub", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
-    /// TOML config file (keys: listen, data_dir, db, stale_after_secs).
+    /// TOML config file (keys: listen, data_dir, db, signing_key, stale_after_secs,
+    /// cookie_secure).
     #[arg(long, global = true, value_name = "FILE", env = "HUB_CONFIG")]
     config: Option<PathBuf>,
-    /// The SQLite database file (default: DATA_DIR/hub.db).
+    /// The SQLite database file (default: DATA_DIR/hub.db). The signing key lives next to it.
     #[arg(long, global = true, value_name = "PATH", env = "HUB_DB")]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -33,7 +35,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service (migrations are applied at start).
+    /// Run the service (migrations are applied and the signing key made at start).
     ///
     /// Example: hub serve --listen 0.0.0.0:8790 --db /var/lib/hub/hub.db
     Serve {
@@ -57,13 +59,16 @@ enum AdminCommand {
         email: String,
     },
     /// Create a single-use enrollment token for a tenant (creating the tenant record). Give it
-    /// to `tenant-agent install --hub URL --enroll-token TOKEN` on the tenant's VPS.
+    /// to `tenant-agent enroll --hub URL --token TOKEN` on the tenant's VPS.
     ///
-    /// Example: hub admin enroll-token --tenant bakery-42 --ttl 30m
+    /// Example: hub admin enroll-token --tenant bakery-42 --owner anna@bakery.example --ttl 30m
     EnrollToken {
         /// Tenant name: a-z, 0-9 and `-`, up to 64 characters.
         #[arg(long)]
         tenant: String,
+        /// The customer account that owns the tenant (sees its approvals).
+        #[arg(long, value_name = "EMAIL")]
+        owner: Option<String>,
         /// How long the token stays valid.
         #[arg(long, default_value = "60m", value_parser = humantime_secs)]
         ttl: i64,
@@ -71,12 +76,102 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List tenants with their health (pending, healthy, stale).
+    /// List tenants with their health (pending, healthy, unhealthy, stale).
     Tenants {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Print the fingerprint of the hub's signing key, for `tenant-agent enroll --fingerprint`.
+    Fingerprint,
+    /// Signed policy bundles.
+    #[command(subcommand)]
+    Policies(PolicyCommand),
+    /// List approval requests.
+    Approvals {
+        #[arg(long, value_enum, default_value = "pending")]
+        status: StatusArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide an approval request (the tenant learns of it within a second).
+    ///
+    /// Example: hub admin decide req-4f2a9c01 deny --reason "not during opening hours"
+    Decide {
+        /// The request id (from `hub admin approvals`).
+        id: String,
+        #[arg(value_enum)]
+        decision: DecisionArg,
+        /// `once` (this request) or `24h` (this exact action for 24 hours).
+        #[arg(long, value_enum, default_value = "once")]
+        scope: ScopeArg,
+        /// Why (passed back to the agent on a denial).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who decides, as recorded in the grant and the audit log.
+        #[arg(long = "as", value_name = "WHO", default_value = "admin (hub CLI)")]
+        who: String,
+    },
+    /// Queue a command for a tenant, delivered with its next heartbeat answer.
+    ///
+    /// Example: hub admin command --tenant bakery-42 restart-runtime
+    Command {
+        #[arg(long)]
+        tenant: String,
+        /// One of: restart-runtime.
+        kind: String,
+    },
+    /// Show the audit log, newest first.
+    Audit {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Compile, sign and publish the `*.toml` files of DIR as the next version; tenants pick it
+    /// up with their next heartbeat and refuse anything unsigned, tampered or older.
+    ///
+    /// Example: hub admin policies publish ./policies/default
+    Publish {
+        dir: PathBuf,
+        /// The bundle version (default: one more than the newest); must be newer than the
+        /// newest.
+        #[arg(long = "bundle-version", value_name = "N")]
+        bundle_version: Option<i64>,
+    },
+    /// List published versions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Pending,
+    Decided,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DecisionArg {
+    Approve,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Once,
+    #[value(name = "24h")]
+    Day,
 }
 
 fn humantime_secs(s: &str) -> Result<i64, String> {
@@ -98,6 +193,15 @@ fn main() -> ExitCode {
     }
 }
 
+fn ago(t: i64) -> String {
+    let d = hub::db::now() - t;
+    match d {
+        ..60 => format!("{d}s ago"),
+        60..3600 => format!("{}m ago", d / 60),
+        _ => format!("{}h ago", d / 3600),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -106,62 +210,208 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(db) = cli.db {
         config.db = Some(db);
     }
-    match cli.command {
+    let cmd = match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            serve(config)
+            return serve(config);
         }
-        Command::Admin(cmd) => {
-            let (db, _) = Db::open(&config.db_path())?;
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            match cmd {
-                AdminCommand::CreateAdmin { email } => {
-                    let password = read_password()?;
-                    admin::create_admin(&db, &email, &password)?;
-                    writeln!(out, "created admin account {email}")?;
-                }
-                AdminCommand::EnrollToken { tenant, ttl, json } => {
-                    let token = admin::create_enrollment_token(&db, &tenant, ttl)?;
-                    if json {
-                        writeln!(out, "{}", serde_json::to_string(&token)?)?;
-                    } else {
-                        writeln!(
-                            out,
-                            "enrollment token for tenant {tenant} (single use, valid {} min; shown once):\n{}\n\n\
-                             On the tenant's VPS, as root:\n  tenant-agent install --hub <HUB URL> --enroll-token {}",
-                            ttl / 60,
-                            token.token,
-                            token.token
-                        )?;
-                    }
-                }
-                AdminCommand::Tenants { json } => {
-                    let rows = admin::list_tenants(&db, config.stale_after_secs)?;
-                    if json {
-                        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
-                    } else if rows.is_empty() {
-                        writeln!(
-                            out,
-                            "no tenants yet; create one with `hub admin enroll-token --tenant NAME`"
-                        )?;
-                    } else {
-                        writeln!(out, "{:<32} {:<8} LAST HEARTBEAT", "TENANT", "HEALTH")?;
-                        for r in rows {
-                            let last = r.last_heartbeat_at.map_or_else(
-                                || "never".to_owned(),
-                                |t| format!("{}s ago", hub::db::now() - t),
-                            );
-                            writeln!(out, "{:<32} {:<8} {last}", r.name, r.health)?;
-                        }
-                    }
+        Command::Admin(cmd) => cmd,
+    };
+    let (mut db, _) = Db::open(&config.db_path())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let key = || -> Result<shared::SigningKey> { Ok(keys::load_or_create(&config.key_path())?.0) };
+    match cmd {
+        AdminCommand::CreateAdmin { email } => {
+            let password = read_password()?;
+            admin::create_admin(&db, &email, &password)?;
+            writeln!(out, "created admin account {email}")?;
+        }
+        AdminCommand::EnrollToken {
+            tenant,
+            owner,
+            ttl,
+            json,
+        } => {
+            let token = admin::create_enrollment_token(&db, &tenant, owner.as_deref(), ttl)?;
+            let fingerprint = key()?.public_key().fingerprint();
+            if json {
+                let mut v = serde_json::to_value(&token)?;
+                v["hub_key_fingerprint"] = fingerprint.into();
+                writeln!(out, "{v}")?;
+            } else {
+                writeln!(
+                    out,
+                    "enrollment token for tenant {tenant} (single use, valid {} min; shown once):\n{}\n\n\
+                     On the tenant's VPS:\n  tenant-agent enroll --hub <HUB URL> --token {} --fingerprint {fingerprint}",
+                    ttl / 60,
+                    token.token,
+                    token.token
+                )?;
+            }
+        }
+        AdminCommand::Tenants { json } => {
+            let rows = fleet::list(&db, None, config.stale_after_secs)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no tenants yet; create one with `hub admin enroll-token --tenant NAME`"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<10} {:<16} {:>7} {:>8}  OWNER",
+                    "TENANT", "HEALTH", "LAST HEARTBEAT", "POLICY", "PENDING"
+                )?;
+                for r in rows {
+                    let last = r.last_heartbeat_at.map_or_else(|| "never".to_owned(), ago);
+                    writeln!(
+                        out,
+                        "{:<24} {:<10} {:<16} {:>7} {:>8}  {}",
+                        r.name,
+                        r.health,
+                        last,
+                        r.policy_version,
+                        r.pending_approvals,
+                        r.owner.as_deref().unwrap_or("-")
+                    )?;
                 }
             }
-            Ok(())
+        }
+        AdminCommand::Fingerprint => {
+            writeln!(out, "{}", key()?.public_key().fingerprint())?;
+        }
+        AdminCommand::Policies(PolicyCommand::Publish {
+            dir,
+            bundle_version,
+        }) => {
+            let bundle = policies::publish(&db, &key()?, &dir, bundle_version, "admin (hub CLI)")?;
+            writeln!(
+                out,
+                "published policy bundle version {} ({} files: {}); tenants install it after their next heartbeat",
+                bundle.manifest.version,
+                bundle.files.len(),
+                bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+            )?;
+        }
+        AdminCommand::Policies(PolicyCommand::List { json }) => {
+            let rows = policies::list(&db)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no policy bundle published yet; tenants use the default compiled into tenant-agent"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>8} {:>6} {:<16} BY",
+                    "VERSION", "FILES", "PUBLISHED"
+                )?;
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:>8} {:>6} {:<16} {}",
+                        r.version,
+                        r.files,
+                        ago(r.created_at),
+                        r.published_by
+                    )?;
+                }
+            }
+        }
+        AdminCommand::Approvals { status, json } => {
+            let filter = match status {
+                StatusArg::Pending => Filter::Pending,
+                StatusArg::Decided => Filter::Decided,
+                StatusArg::All => Filter::All,
+            };
+            let rows = approvals::list(&db, None, filter, 200)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(out, "no {status:?} approval requests", status = filter)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<16} {:<9} {:<9} {:<10} SUMMARY",
+                    "ID", "TENANT", "TIER", "STATUS", "RECEIVED"
+                )?;
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:<24} {:<16} {:<9} {:<9} {:<10} {}",
+                        r.id,
+                        r.tenant,
+                        r.tier,
+                        r.status,
+                        ago(r.received_at),
+                        r.summary
+                    )?;
+                }
+            }
+        }
+        AdminCommand::Decide {
+            id,
+            decision,
+            scope,
+            reason,
+            who,
+        } => {
+            let input = DecisionInput {
+                decision: match decision {
+                    DecisionArg::Approve => Decision::Approve,
+                    DecisionArg::Deny => Decision::Deny,
+                },
+                scope: match scope {
+                    ScopeArg::Once => Scope::Once,
+                    ScopeArg::Day => Scope::Action24h,
+                },
+                reason,
+            };
+            let (_, g) = approvals::decide(&mut db, &key()?, None, &who, &id, &input)?;
+            writeln!(
+                out,
+                "{id}: {:?} ({:?}); signed grant #{} expires at {}; the tenant is told within a second if `hub serve` runs",
+                g.signed.grant.decision, g.signed.grant.scope, g.seq, g.signed.grant.expires_at
+            )?;
+        }
+        AdminCommand::Command { tenant, kind } => {
+            let id = fleet::queue_command(&db, &tenant, &kind, "admin (hub CLI)")?;
+            writeln!(
+                out,
+                "queued command #{id} ({kind}) for {tenant}; it is delivered with the next heartbeat answer"
+            )?;
+        }
+        AdminCommand::Audit {
+            tenant,
+            limit,
+            json,
+        } => {
+            let rows = admin::audit(&db, tenant.as_deref(), limit)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:<10} {:<20} {:<20} {:<16} {}",
+                        ago(r.at),
+                        r.action,
+                        r.actor,
+                        r.tenant.as_deref().unwrap_or("-"),
+                        r.detail
+                    )?;
+                }
+            }
         }
     }
+    Ok(())
 }
 
 fn read_password() -> Result<String> {
@@ -190,6 +440,12 @@ fn serve(config: Config) -> Result<()> {
     if !applied.is_empty() {
         tracing::info!(db = %db_path.display(), migrations = ?applied, "database migrated");
     }
+    let key_path = config.key_path();
+    let (key, created) = keys::load_or_create(&key_path)?;
+    let fingerprint = key.public_key().fingerprint();
+    if created {
+        tracing::info!(path = %key_path.display(), %fingerprint, "created the hub signing key");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -199,13 +455,13 @@ fn serve(config: Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(server::AppState {
-            db: Mutex::new(db),
-            started: Instant::now(),
-            requests: Mutex::new(Default::default()),
-        });
+        let settings = server::Settings {
+            stale_after_secs: config.stale_after_secs,
+            cookie_secure: config.cookie_secure,
+        };
+        let state = Arc::new(server::AppState::new(db, key, settings));
         eprintln!(
-            "hub listening on http://{addr} (database {}); Ctrl-C stops it",
+            "hub listening on http://{addr} (database {}, signing key {fingerprint}); Ctrl-C stops it",
             db_path.display()
         );
         let shutdown = async {
@@ -226,4 +482,12 @@ fn serve(config: Config) -> Result<()> {
         eprintln!("hub stopped");
         Ok::<_, anyhow::Error>(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -105,6 +105,42 @@ pub enum Command {
     ///   tenant-agent egress-rules --user openclaw | nft -f -
     #[command(verbatim_doc_comment)]
     EgressRules(EgressArgs),
+
+    /// Enroll this VPS with the hub: generate the tenant's own Ed25519 key (it never leaves
+    /// this machine), spend the single-use token, and pin the hub's signing key, which every
+    /// later grant and policy bundle must verify against.
+    ///
+    /// Example:
+    ///   tenant-agent enroll --hub https://hub.example.com --token hte_... \
+    ///       --fingerprint SHA256:3q2+7w...
+    ///
+    /// The token and fingerprint come from `hub admin enroll-token`. Re-running with a new
+    /// token re-enrolls (a new key replaces the old one).
+    #[command(verbatim_doc_comment)]
+    Enroll(EnrollArgs),
+
+    /// Talk to the hub once: send a heartbeat, show the desired state, and install a newer
+    /// signed policy bundle if there is one (verified against the pinned hub key; unsigned,
+    /// tampered or older bundles are refused and the installed policy stays).
+    Sync {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The hub's base URL (https://; plain http only for localhost).
+    #[arg(long, value_name = "URL", env = "TENANT_AGENT_HUB")]
+    pub hub: String,
+    /// The single-use enrollment token (`hte_...`).
+    #[arg(long, value_name = "TOKEN", env = "TENANT_AGENT_ENROLL_TOKEN")]
+    pub token: String,
+    /// Refuse the hub unless its signing key has this fingerprint (`SHA256:...`, from
+    /// `hub admin fingerprint`).
+    #[arg(long, value_name = "FP")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,21 @@ impl Layout {
         self.etc_dir.join("policies")
     }
 
+    /// The tenant's Ed25519 key for signing hub requests (PKCS#8, 0600).
+    pub fn tenant_key(&self) -> PathBuf {
+        self.state_dir.join("tenant.key")
+    }
+
+    /// The enrollment record: hub URL, tenant name, the pinned hub key.
+    pub fn hub_file(&self) -> PathBuf {
+        self.state_dir.join("hub.json")
+    }
+
+    /// The manifest of the installed signed policy bundle.
+    pub fn policy_manifest(&self) -> PathBuf {
+        self.state_dir.join("policy-manifest.json")
+    }
+
     /// The local safety API socket.
     pub fn api_socket(&self) -> PathBuf {
         self.run_dir.join("api.sock")

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod egress;
 pub mod exec;
+pub mod hub_client;
 pub mod layout;
 pub mod policy_files;
 pub mod proxy;

@@ -12,7 +12,7 @@ use tenant_agent::cli::{ClassifyArgs, Cli, Command, ProxyCommand, SecretsCommand
 use tenant_agent::config::Config;
 use tenant_agent::layout::Layout;
 use tenant_agent::usage::{UsageStore, render_table};
-use tenant_agent::{policy_files, proxy, secrets_cmd};
+use tenant_agent::{hub_client, policy_files, proxy, secrets_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -72,6 +72,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             write!(out, "{}", tenant_agent::egress::ruleset(&lock))?;
         }
+        Command::Enroll(args) => {
+            let enrollment = runtime()?.block_on(hub_client::enroll(
+                &layout,
+                &args.hub,
+                &args.token,
+                args.fingerprint.as_deref(),
+            ))?;
+            writeln!(
+                out,
+                "enrolled as tenant {} with {}\npinned hub signing key {}{}\nnext: `tenant-agent sync` checks the connection",
+                enrollment.tenant,
+                enrollment.hub_url,
+                enrollment.hub_key_fingerprint,
+                if args.fingerprint.is_some() {
+                    " (matches --fingerprint)"
+                } else {
+                    " (not checked: pass --fingerprint to check it)"
+                }
+            )?;
+        }
+        Command::Sync { json } => {
+            let report = runtime()?.block_on(sync_once(&layout))?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "heartbeat ok: tenant {} at {}",
+                    report.tenant, report.hub_url
+                )?;
+                writeln!(
+                    out,
+                    "policy: installed version {}, hub has version {}{}",
+                    report.installed_policy_version,
+                    report.desired.policy_version,
+                    match &report.policy_update {
+                        Some(Ok(v)) => format!("; installed version {v} now"),
+                        Some(Err(e)) => format!("; update refused: {e}"),
+                        None => String::new(),
+                    }
+                )?;
+                for c in &report.desired.commands {
+                    writeln!(out, "command #{} from the hub: {}", c.id, c.kind)?;
+                }
+            }
+            if let Some(Err(_)) = report.policy_update {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Usage { json } => {
             layout.ensure_state_dir()?;
             let store = UsageStore::open(&layout.state_db())?;
@@ -86,6 +136,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SyncReport {
+    tenant: String,
+    hub_url: String,
+    installed_policy_version: i64,
+    desired: shared::wire::DesiredState,
+    policy_update: Option<std::result::Result<i64, String>>,
+}
+
+async fn sync_once(layout: &Layout) -> Result<SyncReport> {
+    let client = hub_client::HubClient::load(layout)?;
+    let installed = hub_client::installed_policy_version(layout);
+    let (free, total) = nix::sys::statvfs::statvfs(&layout.state_dir)
+        .map(|s| {
+            let frag = s.fragment_size();
+            (s.blocks_available() * frag, s.blocks() * frag)
+        })
+        .unwrap_or((0, 0));
+    let hb = shared::wire::Heartbeat {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        runtime_kind: "none".into(),
+        runtime_health: shared::wire::RuntimeHealth::Stopped,
+        disk_free_bytes: free,
+        disk_total_bytes: total,
+        policy_version: installed,
+        ..Default::default()
+    };
+    let answer = client.heartbeat(&hb).await?;
+    let policy_update = if answer.desired.policy_version > installed {
+        Some(match client.policy().await {
+            Ok(bundle) => hub_client::install_policy(layout, client.hub_key(), &bundle)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        })
+    } else {
+        None
+    };
+    Ok(SyncReport {
+        tenant: client.enrollment.tenant.clone(),
+        hub_url: client.enrollment.hub_url.clone(),
+        installed_policy_version: installed,
+        desired: answer.desired,
+        policy_update,
+    })
 }
 
 /// Structured logs on stderr; `RUST_LOG` overrides the default level (info).

@@ -4,6 +4,7 @@
 mod cli;
 mod egress;
 mod exec;
+mod hub;
 mod proxy;
 mod sdk;
 mod secrets;

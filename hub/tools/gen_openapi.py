@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Writes hub/openapi.json. Edit this file, run it, commit both; a test checks that every
+route the router serves is documented and every documented route exists."""
+import json, pathlib
+
+def ref(name): return {"$ref": f"#/components/schemas/{name}"}
+def js(schema): return {"application/json": {"schema": schema}}
+def ok(desc, schema=None):
+    r = {"description": desc}
+    if schema: r["content"] = js(schema)
+    return r
+ERR = lambda d: {"description": d, "content": js(ref("Error"))}
+COMMON = {"400": ERR("Malformed JSON or invalid fields"), "413": ERR("Body over 256 KiB"),
+          "415": ERR("Content-Type is not application/json")}
+SESSION = [{"session": []}]
+SESSION_CSRF = [{"session": [], "csrf": []}]
+TENANT = [{"tenantSignature": []}]
+
+def op(summary, security=None, body=None, responses=None, params=None, desc=None):
+    o = {"summary": summary, "responses": responses or {}}
+    if desc: o["description"] = desc
+    if security is not None: o["security"] = security
+    if body: o["requestBody"] = {"required": True, "content": js(body)}
+    if params: o["parameters"] = params
+    return o
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}}
+auth401 = {"401": ERR("Not logged in, or the session ended")}
+tenant401 = {"401": ERR("Missing, forged, skewed (over 300 s) or replayed signature; unknown tenant")}
+
+paths = {
+ "/healthz": {"get": op("Liveness and database check", [], responses={
+     "200": ok("Serving", ref("Health")), "503": ok("The database is unavailable", ref("Health"))})},
+ "/metrics": {"get": op("Prometheus text metrics", [], responses={"200": {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
+ "/openapi.json": {"get": op("This document", [], responses={"200": ok("The OpenAPI document", {"type": "object"})})},
+ "/v1/signup": {"post": op("Create a customer account and log in", [], ref("Credentials"), {
+     "201": {"description": "Created; sets the session cookie", "content": js(ref("SessionInfo")), "headers": {"Set-Cookie": {"schema": {"type": "string"}, "description": "hub_session; HttpOnly; SameSite=Strict; Secure"}}},
+     "409": ERR("An account with this email exists (account_exists)"), "429": ERR("Too many sign-ups from this address"), **COMMON})},
+ "/v1/login": {"post": op("Log in", [], ref("Credentials"), {
+     "200": {"description": "Logged in; sets the session cookie", "content": js(ref("SessionInfo"))},
+     "401": ERR("Wrong email or password (bad_credentials)"),
+     "429": {"description": "Five failed log-ins for this email (or twenty from this address) in 15 minutes; Retry-After says when to try again", "content": js(ref("Error"))}, **COMMON})},
+ "/v1/logout": {"post": op("End the session", SESSION_CSRF, responses={"204": ok("Logged out; the cookie is cleared"), **auth401, "403": ERR("Missing or wrong x-csrf-token")})},
+ "/v1/session": {"get": op("Who is logged in, and the CSRF token for state-changing requests", SESSION, responses={"200": ok("The session", ref("SessionInfo")), **auth401})},
+ "/v1/tenants": {"get": op("The tenants this account may see (its own; all for admins), with health", SESSION, responses={"200": ok("Tenants", {"type": "object", "properties": {"tenants": {"type": "array", "items": ref("TenantView")}}}), **auth401})},
+ "/v1/approvals": {"get": op("Approval requests of this account's tenants, newest first", SESSION, params=[
+     {"name": "status", "in": "query", "schema": {"enum": ["pending", "decided", "all"], "default": "pending"}},
+     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+     responses={"200": ok("Approvals", {"type": "object", "properties": {"approvals": {"type": "array", "items": ref("Approval")}}}), "400": ERR("Bad query"), **auth401})},
+ "/v1/approvals/{id}": {"get": op("One approval request", SESSION, params=[ID], responses={"200": ok("The approval", ref("Approval")), **auth401, "404": ERR("No such approval, or not this account's")})},
+ "/v1/approvals/{id}/decision": {"post": op("Approve or deny; the hub signs a grant and the tenant learns of it within a second", SESSION_CSRF, ref("DecisionInput"), params=[ID], responses={
+     "200": ok("Decided", {"type": "object", "properties": {"grant": ref("SignedGrant")}}), **auth401,
+     "403": ERR("Missing or wrong x-csrf-token"), "404": ERR("No such approval, or not this account's"),
+     "409": ERR("Already decided (already_decided)"), "410": ERR("Expired unanswered (expired)"), **COMMON})},
+ "/v1/enroll": {"post": op("Enroll a tenant with a single-use token and its own Ed25519 key", [], ref("EnrollRequest"), {
+     "201": ok("Enrolled; pin hub_public_key", ref("EnrollResponse")),
+     "401": ERR("Unknown (token_invalid) or expired (token_expired) token"), "409": ERR("Token already used (token_used)"), **COMMON})},
+ "/v1/tenant/heartbeat": {"post": op("Report health; the answer carries the desired state", TENANT, ref("Heartbeat"), {
+     "200": ok("Desired state", ref("HeartbeatResponse")), **tenant401, **COMMON})},
+ "/v1/tenant/approvals": {"post": op("Submit an action for the owner's decision (idempotent by id)", TENANT, ref("ApprovalRequest"), {
+     "201": ok("Stored", ref("SubmitResponse")), "200": ok("Already stored: its current state", ref("SubmitResponse")),
+     **tenant401, "409": ERR("The id exists with different content (id_conflict)"), **COMMON})},
+ "/v1/tenant/approvals/{id}": {"get": op("The state of one of this tenant's requests", TENANT, params=[ID], responses={
+     "200": ok("State", ref("SubmitResponse")), **tenant401, "404": ERR("Not this tenant's request")})},
+ "/v1/tenant/decisions": {"get": op("Long-poll for signed grants after a cursor", TENANT, params=[
+     {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}, "description": "The cursor from the previous answer"},
+     {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 30, "default": 25}, "description": "Seconds to wait when nothing is there yet"}],
+     desc="Answers as soon as a grant newer than `after` exists (within milliseconds of the decision), or with an empty list after `wait` seconds. Verify every grant with the hub key pinned at enrollment and against the action held locally.",
+     responses={"200": ok("Grants (possibly none)", ref("DecisionsResponse")), **tenant401, "400": ERR("Bad query")})},
+ "/v1/tenant/policy": {"get": op("The newest signed policy bundle", TENANT, responses={
+     "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},
+}
+
+S = lambda props, req=None, **kw: {"type": "object", "properties": props, **({"required": req} if req else {}), **kw}
+str_ = {"type": "string"}; int_ = {"type": "integer"}
+schemas = {
+ "Error": S({"error": S({"code": str_, "message": str_}, ["code", "message"])}, ["error"]),
+ "Health": S({"status": str_, "version": str_, "uptime_secs": {"type": "integer", "minimum": 0}, "hub_key_fingerprint": str_}, ["status", "version", "uptime_secs"]),
+ "Credentials": S({"email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 12}}, ["email", "password"], additionalProperties=False),
+ "SessionInfo": S({"email": str_, "role": {"enum": ["customer", "admin"]}, "csrf_token": str_, "expires_at": int_}, ["email", "role", "csrf_token"]),
+ "TenantView": S({"name": str_, "owner": {"type": ["string", "null"]}, "health": {"enum": ["pending", "healthy", "unhealthy", "stale"]},
+     "enrolled_at": {"type": ["integer", "null"]}, "last_heartbeat_at": {"type": ["integer", "null"]}, "hostname": {"type": ["string", "null"]},
+     "agent_version": {"type": ["string", "null"]}, "policy_version": int_, "pending_approvals": int_, "heartbeat": {"oneOf": [ref("Heartbeat"), {"type": "null"}]}}),
+ "Action": {"oneOf": [
+     S({"kind": {"const": "command"}, "argv": {"type": "array", "items": str_, "minItems": 1}, "cwd": str_, "secret_refs": {"type": "array", "items": str_}}, ["kind", "argv", "cwd"]),
+     S({"kind": {"const": "tool"}, "tool": str_, "args": {}, "cwd": {"type": ["string", "null"]}, "secret_refs": {"type": "array", "items": str_}}, ["kind", "tool", "args"])],
+     "description": "Exactly what will run. Secrets appear only as names (secret_refs, SECRET_REF(name)), never as values."},
+ "ApprovalRequest": S({"id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}, "agent": str_, "tier": {"enum": ["green", "yellow", "external", "red", "critical"]},
+     "reasons": {"type": "array", "items": str_, "maxItems": 20}, "summary": {"type": "string", "maxLength": 500}, "action": ref("Action"),
+     "action_hash": {"type": "string", "description": "Lowercase hex SHA-256 of the RFC 8785 canonical JSON of the action with secret_refs sorted and de-duplicated"},
+     "created_at": int_}, ["id", "agent", "tier", "reasons", "summary", "action", "action_hash", "created_at"], additionalProperties=False),
+ "Approval": S({"id": str_, "tenant": str_, "agent": str_, "tier": str_, "reasons": {"type": "array", "items": str_}, "summary": str_,
+     "action": ref("Action"), "action_hash": str_, "received_at": int_, "expires_at": int_, "status": {"enum": ["pending", "approved", "denied", "expired"]},
+     "decided_by": {"type": ["string", "null"]}, "decided_at": {"type": ["integer", "null"]}, "scope": {"enum": ["once", "action24h", None]}, "reason": {"type": ["string", "null"]}}),
+ "DecisionInput": S({"decision": {"enum": ["approve", "deny"]}, "scope": {"enum": ["once", "action24h"], "default": "once"}, "reason": {"type": "string", "maxLength": 500}}, ["decision"], additionalProperties=False),
+ "Grant": S({"tenant": str_, "request_id": str_, "action_hash": str_, "decision": {"enum": ["approve", "deny"]}, "scope": {"enum": ["once", "action24h"]},
+     "decided_by": str_, "decided_at": int_, "expires_at": int_, "reason": str_}, ["tenant", "request_id", "action_hash", "decision", "scope", "decided_by", "decided_at", "expires_at"], additionalProperties=False),
+ "SignedGrant": S({"grant": ref("Grant"), "signature": {"type": "string", "description": "Ed25519 by the hub key over \"tenant-agent-grant-v1\\n\" + RFC 8785 canonical JSON of grant; base64url"}}, ["grant", "signature"]),
+ "DecisionsResponse": S({"grants": {"type": "array", "items": {"allOf": [ref("SignedGrant"), S({"seq": int_}, ["seq"])]}}, "cursor": int_}, ["grants", "cursor"]),
+ "SubmitResponse": S({"id": str_, "status": {"enum": ["pending", "approved", "denied", "expired"]}, "expires_at": int_}, ["id", "status", "expires_at"]),
+ "EnrollRequest": S({"token": str_, "public_key": {"type": "string", "description": "Ed25519, 32 bytes, base64url"}, "hostname": str_, "agent_version": str_}, ["token", "public_key"], additionalProperties=False),
+ "EnrollResponse": S({"tenant": str_, "hub_public_key": str_, "hub_key_fingerprint": {"type": "string", "description": "SHA256:<base64 of SHA-256 of the raw key>"}}, ["tenant", "hub_public_key", "hub_key_fingerprint"]),
+ "Heartbeat": S({"agent_version": str_, "runtime_kind": str_, "runtime_version": {"type": ["string", "null"]},
+     "runtime_health": {"enum": ["healthy", "starting", "unhealthy", "failed", "stopped"]}, "uptime_secs": int_, "disk_free_bytes": int_, "disk_total_bytes": int_,
+     "pending_approvals": int_, "last_backup_at": {"type": ["integer", "null"]}, "policy_version": int_, "acked_commands": {"type": "array", "items": int_}}),
+ "HeartbeatResponse": S({"server_time": int_, "desired": S({"policy_version": int_, "commands": {"type": "array", "items": S({"id": int_, "kind": {"enum": ["restart-runtime"]}})}})}, ["server_time", "desired"]),
+ "PolicyBundle": S({"manifest": S({"version": int_, "created_at": int_, "files": {"type": "object", "additionalProperties": {"type": "string"}}}),
+     "files": {"type": "object", "additionalProperties": str_}, "signature": {"type": "string", "description": "Ed25519 over \"tenant-agent-policy-v1\\n\" + canonical JSON of manifest"}}, ["manifest", "files", "signature"]),
+}
+
+doc = {
+ "openapi": "3.1.0",
+ "info": {"title": "hub", "version": "0.1.0", "description":
+   "The central service: accounts, tenant enrollment, fleet sync, signed policies and approvals. "
+   "Customers use cookie sessions (state-changing requests also send x-csrf-token). Tenants sign every request after enrollment: "
+   "x-tenant, x-timestamp (unix seconds, within 300 s of the hub's clock), x-nonce (16+ random bytes, base64url, never reused) and "
+   "x-signature = base64url Ed25519 over \"tenant-agent-request-v1\\nMETHOD\\nPATH?QUERY\\nTENANT\\nTIMESTAMP\\nNONCE\\nhex(SHA-256(body))\". "
+   "Every error is JSON: {\"error\": {\"code\", \"message\"}}."},
+ "paths": paths,
+ "components": {"schemas": schemas, "securitySchemes": {
+   "session": {"type": "apiKey", "in": "cookie", "name": "hub_session"},
+   "csrf": {"type": "apiKey", "in": "header", "name": "x-csrf-token"},
+   "tenantSignature": {"type": "apiKey", "in": "header", "name": "x-signature", "description": "With x-tenant, x-timestamp and x-nonce; see info.description"}}},
+}
+out = pathlib.Path(__file__).resolve().parent.parent / "openapi.json"
+out.write_text(json.dumps(doc, indent=2) + "\n")

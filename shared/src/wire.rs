@@ -1,0 +1,218 @@
+//! The JSON bodies of the hub's tenant API (`/v1/enroll` and `/v1/tenant/...`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, action_hash};
+use crate::grant::SignedGrant;
+use crate::keys::PublicKey;
+
+/// Longest summary, reason or argument list the hub accepts in an approval request.
+pub const MAX_SUMMARY_CHARS: usize = 500;
+pub const MAX_REASONS: usize = 20;
+pub const MAX_REASON_CHARS: usize = 300;
+
+/// `POST /v1/enroll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// The tenant's own Ed25519 public key; its private half never leaves the VPS.
+    pub public_key: PublicKey,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub tenant: String,
+    /// The key the hub signs grants and policy bundles with; the tenant pins it.
+    pub hub_public_key: PublicKey,
+    pub hub_key_fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeHealth {
+    Healthy,
+    #[default]
+    Starting,
+    Unhealthy,
+    /// Parked after a crash loop.
+    Failed,
+    Stopped,
+}
+
+/// `POST /v1/tenant/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Heartbeat {
+    pub agent_version: String,
+    pub runtime_kind: String,
+    pub runtime_version: Option<String>,
+    pub runtime_health: RuntimeHealth,
+    pub uptime_secs: u64,
+    pub disk_free_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub pending_approvals: u32,
+    /// Unix seconds of the last good backup.
+    pub last_backup_at: Option<i64>,
+    pub policy_version: i64,
+    /// Commands (from earlier answers) the tenant has carried out.
+    pub acked_commands: Vec<i64>,
+}
+
+/// What the hub wants the tenant to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DesiredState {
+    /// The newest published policy bundle (0: none); fetch it from `/v1/tenant/policy` when
+    /// it is newer than the installed one.
+    pub policy_version: i64,
+    pub commands: Vec<HubCommand>,
+}
+
+/// A command for the tenant; unknown kinds are reported back, not guessed at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubCommand {
+    pub id: i64,
+    /// e.g. [`RESTART_RUNTIME`].
+    pub kind: String,
+}
+
+pub const RESTART_RUNTIME: &str = "restart-runtime";
+pub const COMMAND_KINDS: &[&str] = &[RESTART_RUNTIME];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub server_time: i64,
+    pub desired: DesiredState,
+}
+
+/// `POST /v1/tenant/approvals`: an action held for the owner's decision. Idempotent by `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// Chosen by the tenant: 8-64 of `A-Za-z0-9_-` (a UUID or random token).
+    pub id: String,
+    /// Which agent proposed it.
+    pub agent: String,
+    /// A tier name as in `safety::Tier`.
+    pub tier: String,
+    /// Why it was classified so (the classifier's reasons).
+    pub reasons: Vec<String>,
+    /// One line for humans (already redacted by the tenant).
+    pub summary: String,
+    pub action: Action,
+    pub action_hash: String,
+    /// Unix seconds, by the tenant's clock.
+    pub created_at: i64,
+}
+
+/// An approval request the hub must refuse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("id must be 8 to 64 characters of A-Z, a-z, 0-9, `_` and `-`")]
+    Id,
+    #[error("unknown tier {0:?}")]
+    Tier(String),
+    #[error("{0} is too long")]
+    TooLong(&'static str),
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("action_hash does not match the action")]
+    ActionHash,
+}
+
+/// A valid request id (also used for hub-side ids in URLs).
+pub fn valid_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl ApprovalRequest {
+    /// Checks shape, sizes, the tier name and that `action_hash` is the action's hash.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if !valid_id(&self.id) {
+            return Err(RequestError::Id);
+        }
+        if self.tier.parse::<safety::Tier>().is_err() {
+            return Err(RequestError::Tier(self.tier.clone()));
+        }
+        if self.agent.is_empty() {
+            return Err(RequestError::Empty("agent"));
+        }
+        if self.agent.chars().count() > 64 {
+            return Err(RequestError::TooLong("agent"));
+        }
+        if self.summary.trim().is_empty() {
+            return Err(RequestError::Empty("summary"));
+        }
+        if self.summary.chars().count() > MAX_SUMMARY_CHARS {
+            return Err(RequestError::TooLong("summary"));
+        }
+        if self.reasons.len() > MAX_REASONS
+            || self
+                .reasons
+                .iter()
+                .any(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(RequestError::TooLong("reasons"));
+        }
+        match &self.action {
+            Action::Command { argv, .. } if argv.is_empty() => {
+                return Err(RequestError::Empty("action.argv"));
+            }
+            Action::Tool { tool, .. } if tool.is_empty() => {
+                return Err(RequestError::Empty("action.tool"));
+            }
+            _ => {}
+        }
+        match action_hash(&self.action) {
+            Ok(h) if h == self.action_hash => Ok(()),
+            _ => Err(RequestError::ActionHash),
+        }
+    }
+}
+
+/// The answer to a submitted approval request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub id: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    pub expires_at: i64,
+}
+
+/// One decision delivered to a tenant; `seq` orders them and is the cursor for the next poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredGrant {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub signed: SignedGrant,
+}
+
+/// `GET /v1/tenant/decisions?after=SEQ&wait=SECS`: returns as soon as a decision newer than
+/// `after` exists, or empty after `wait` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionsResponse {
+    pub grants: Vec<DeliveredGrant>,
+    /// Pass as `after` next time.
+    pub cursor: i64,
+}
+
+/// The body of every error the hub answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `token_used`.
+    pub code: String,
+    /// A sentence for humans.
+    pub message: String,
+}
