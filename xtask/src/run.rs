@@ -62,7 +62,24 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             return Err(e);
         }
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the hub accepts connections (migrations and key creation come first).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(HUB_LISTEN).is_err() {
+        if std::time::Instant::now() > deadline || hub.try_wait().ok().flatten().is_some() {
+            let _ = hub.kill();
+            let _ = proxy.kill();
+            return Err(format!("the hub did not start listening on {HUB_LISTEN}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let enrolled = match enroll_local_tenant(&bin, &hub_db, &tenant) {
+        Ok(line) => line,
+        Err(e) => {
+            let _ = hub.kill();
+            let _ = proxy.kill();
+            return Err(e);
+        }
+    };
     let ta = format!("target/debug/tenant-agent --state-dir {}", tenant.display());
     eprintln!(
         "
@@ -71,6 +88,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
                   database {db}
                   admin CLI: target/debug/hub --db {db} admin --help
   local tenant:   state dir {tenant}
+                  {enrolled}
+    sync:         {ta} sync   (heartbeat; installs a newer signed policy bundle)
     egress proxy: http://127.0.0.1:8791/openai/v1 and /anthropic, API key (proxy token):
                   {token}
     add real keys: printf '%s' \"$OPENAI_API_KEY\" | {ta} secrets set openai_api_key
@@ -95,6 +114,61 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Enrolls the local tenant with the hub once (a token from `hub admin enroll-token`, the
+/// fingerprint from `hub admin fingerprint`), then sends one heartbeat.
+fn enroll_local_tenant(bin: &Path, hub_db: &Path, tenant: &Path) -> Result<String, String> {
+    let run = |cmd: &mut Command| -> Result<String, String> {
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{:?} failed: {}",
+                cmd.get_args().collect::<Vec<_>>(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let hub = |args: &[&str]| {
+        run(Command::new(bin.join("hub"))
+            .arg("--db")
+            .arg(hub_db)
+            .arg("admin")
+            .args(args))
+    };
+    let agent = |args: &[&str]| {
+        run(Command::new(bin.join("tenant-agent"))
+            .arg("--state-dir")
+            .arg(tenant)
+            .args(args))
+    };
+    let status = if tenant.join("hub.json").exists() {
+        "enrolled earlier as tenant `local`".to_owned()
+    } else {
+        let token = hub(&["enroll-token", "--tenant", "local", "--ttl", "5m", "--json"])?;
+        let token = token
+            .split("\"token\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .ok_or_else(|| format!("unexpected enroll-token output: {token}"))?
+            .to_owned();
+        let fingerprint = hub(&["fingerprint"])?;
+        agent(&[
+            "enroll",
+            "--hub",
+            &format!("http://{HUB_LISTEN}"),
+            "--token",
+            &token,
+            "--fingerprint",
+            &fingerprint,
+        ])?;
+        format!("enrolled now as tenant `local` (hub key {fingerprint})")
+    };
+    agent(&["sync"])?;
+    Ok(status)
 }
 
 fn spawn(cmd: &mut Command) -> Result<Child, String> {
