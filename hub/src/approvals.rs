@@ -394,8 +394,8 @@ pub fn grants_after(
     Ok(out)
 }
 
-/// Marks pending requests past their expiry as expired (and audits each). Returns how many.
-pub fn expire(db: &mut Db) -> Result<usize, HubError> {
+/// Marks pending requests past their expiry as expired (and audits each). Returns their ids.
+pub fn expire(db: &mut Db) -> Result<Vec<String>, HubError> {
     let t = now();
     let tx = db.conn.transaction().map_err(internal)?;
     let expired: Vec<(String, i64)> = {
@@ -418,7 +418,7 @@ pub fn expire(db: &mut Db) -> Result<usize, HubError> {
         .map_err(internal)?;
     }
     tx.commit().map_err(internal)?;
-    Ok(expired.len())
+    Ok(expired.into_iter().map(|(id, _)| id).collect())
 }
 
 /// The highest grant sequence number (0 when none).

@@ -22,6 +22,13 @@ pub struct Config {
     /// Mark the session cookie `Secure`. Browsers treat http://localhost as secure, so leave
     /// this on unless the hub is reached over plain HTTP on another name.
     pub cookie_secure: bool,
+    /// Contact the push services are given in VAPID tokens (`mailto:` or `https:`; Apple
+    /// refuses `localhost` addresses).
+    pub push_contact: String,
+    /// A pending approval not opened this long after its push is pushed once more.
+    pub repush_after_secs: i64,
+    /// Accept `http://` push endpoints on loopback (tests and local fakes only).
+    pub push_allow_http_loopback: bool,
 }
 
 impl Default for Config {
@@ -33,6 +40,9 @@ impl Default for Config {
             signing_key: None,
             stale_after_secs: 180,
             cookie_secure: true,
+            push_contact: "mailto:admin@example.com".into(),
+            repush_after_secs: 600,
+            push_allow_http_loopback: false,
         }
     }
 }
@@ -71,6 +81,13 @@ impl Config {
                 |d| d.join("hub-signing.key"),
             )
         })
+    }
+
+    /// The VAPID key file (next to the database).
+    pub fn vapid_path(&self) -> PathBuf {
+        self.db_path()
+            .parent()
+            .map_or_else(|| PathBuf::from("vapid.key"), |d| d.join("vapid.key"))
     }
 
     /// The database file.

@@ -106,6 +106,30 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX audit_tenant ON audit(tenant_id, id);
     ",
     ),
+    (
+        3,
+        "web push subscriptions, approval push state",
+        "
+    CREATE TABLE push_subscriptions (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh BLOB NOT NULL,
+        auth BLOB NOT NULL,
+        user_agent TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_error TEXT,
+        last_error_at INTEGER,
+        sent INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX push_subscriptions_account ON push_subscriptions(account_id);
+    ALTER TABLE approvals ADD COLUMN opened_at INTEGER;
+    ALTER TABLE approvals ADD COLUMN pushed_at INTEGER;
+    ALTER TABLE approvals ADD COLUMN repushed_at INTEGER;
+    ",
+    ),
 ];
 
 /// A database operation failed.

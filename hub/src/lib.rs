@@ -3,11 +3,14 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod app;
 pub mod approvals;
 pub mod config;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod fleet;
 pub mod keys;
 pub mod policies;
+pub mod push;
 pub mod server;

@@ -23,7 +23,7 @@ use shared::{Decision, Scope};
 #[command(name = "hub", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     /// TOML config file (keys: listen, data_dir, db, signing_key, stale_after_secs,
-    /// cookie_secure).
+    /// cookie_secure, push_contact, repush_after_secs, push_allow_http_loopback).
     #[arg(long, global = true, value_name = "FILE", env = "HUB_CONFIG")]
     config: Option<PathBuf>,
     /// The SQLite database file (default: DATA_DIR/hub.db). The signing key lives next to it.
@@ -121,6 +121,12 @@ enum AdminCommand {
         tenant: String,
         /// One of: restart-runtime.
         kind: String,
+    },
+    /// List the owners' devices with push delivery health (last success, last error).
+    Devices {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the audit log, newest first.
     Audit {
@@ -388,6 +394,36 @@ fn run(cli: Cli) -> Result<()> {
                 "queued command #{id} ({kind}) for {tenant}; it is delivered with the next heartbeat answer"
             )?;
         }
+        AdminCommand::Devices { json } => {
+            let rows = hub::devices::list(&db, None)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(out, "no devices have enabled push yet")?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>4} {:<28} {:<32} {:>5} {:>6} {:<12} LAST ERROR",
+                    "ID", "ACCOUNT", "PUSH SERVICE", "SENT", "FAILED", "LAST OK"
+                )?;
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:>4} {:<28} {:<32} {:>5} {:>6} {:<12} {}",
+                        r.id,
+                        r.account,
+                        r.push_service,
+                        r.sent,
+                        r.failed,
+                        r.last_success_at.map_or_else(|| "never".to_owned(), ago),
+                        match (&r.last_error, r.last_error_at) {
+                            (Some(e), Some(t)) => format!("{} ({e})", ago(t)),
+                            _ => "-".to_owned(),
+                        }
+                    )?;
+                }
+            }
+        }
         AdminCommand::Audit {
             tenant,
             limit,
@@ -458,8 +494,11 @@ fn serve(config: Config) -> Result<()> {
         let settings = server::Settings {
             stale_after_secs: config.stale_after_secs,
             cookie_secure: config.cookie_secure,
+            repush_after_secs: config.repush_after_secs,
+            push_allow_http_loopback: config.push_allow_http_loopback,
         };
-        let state = Arc::new(server::AppState::new(db, key, settings));
+        let vapid = hub::push::Vapid::load_or_create(&config.vapid_path(), &config.push_contact)?;
+        let state = Arc::new(server::AppState::new(db, key, vapid, settings));
         eprintln!(
             "hub listening on http://{addr} (database {}, signing key {fingerprint}); Ctrl-C stops it",
             db_path.display()

@@ -24,9 +24,11 @@ use shared::wire::{
 use crate::accounts::{self, Account, RateLimiter};
 use crate::approvals::{self, DecisionInput, Filter, Notifier};
 use crate::db::{Db, now};
+use crate::devices::{self, SubscriptionInput};
 use crate::error::HubError;
 use crate::fleet::{self, NonceStore, TenantAuth};
 use crate::policies;
+use crate::push::Vapid;
 
 /// The OpenAPI description of the HTTP API (checked in; served at `/openapi.json`).
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -41,6 +43,10 @@ pub struct Settings {
     pub stale_after_secs: i64,
     /// Mark the session cookie `Secure` (turn off only for plain-HTTP development).
     pub cookie_secure: bool,
+    /// A pending approval not opened this long after its push is pushed once more.
+    pub repush_after_secs: i64,
+    /// Accept `http://` push endpoints on loopback (tests and local fakes only).
+    pub push_allow_http_loopback: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +54,8 @@ impl Default for Settings {
         Settings {
             stale_after_secs: 180,
             cookie_secure: true,
+            repush_after_secs: 600,
+            push_allow_http_loopback: false,
         }
     }
 }
@@ -56,6 +64,9 @@ impl Default for Settings {
 pub struct AppState {
     pub db: Mutex<Db>,
     pub key: SigningKey,
+    pub vapid: Vapid,
+    /// The client for push services (no redirects).
+    pub push_http: reqwest::Client,
     pub settings: Settings,
     pub started: Instant,
     /// Unix seconds at start: tenant requests signed earlier are refused (the nonce store is
@@ -69,10 +80,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: Db, key: SigningKey, settings: Settings) -> AppState {
+    pub fn new(db: Db, key: SigningKey, vapid: Vapid, settings: Settings) -> AppState {
+        let push_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("hub/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
         AppState {
             db: Mutex::new(db),
             key,
+            vapid,
+            push_http,
             settings,
             started: Instant::now(),
             started_unix: now(),
@@ -106,12 +125,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}", get(get_approval))
         .route("/v1/approvals/{id}/decision", post(decide))
+        .route("/v1/push/key", get(push_key))
+        .route("/v1/push/subscriptions", post(push_subscribe))
+        .route("/v1/push/unsubscribe", post(push_unsubscribe))
+        .route("/v1/devices", get(list_devices))
         .route("/v1/enroll", post(enroll))
         .route("/v1/tenant/heartbeat", post(heartbeat))
         .route("/v1/tenant/approvals", post(submit_approval))
         .route("/v1/tenant/approvals/{id}", get(tenant_approval))
         .route("/v1/tenant/decisions", get(decisions))
         .route("/v1/tenant/policy", get(policy))
+        .merge(crate::app::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -537,7 +561,9 @@ async fn get_approval(
 ) -> Result<Response, HubError> {
     let account = customer(&state, &headers, false)?;
     check_id(&id)?;
-    let view = approvals::get(&*state.db()?, Some(&account), &id)?;
+    let db = state.db()?;
+    let view = approvals::get(&db, Some(&account), &id)?;
+    devices::mark_opened(&db, &id)?;
     Ok(axum::Json(view).into_response())
 }
 
@@ -562,7 +588,116 @@ async fn decide(
         )?
     };
     state.notifier.notify(tenant_id, delivered.seq);
+    spawn_push(&state, id, "withdrawn", "normal", 3600);
     Ok(axum::Json(json!({ "grant": delivered.signed })).into_response())
+}
+
+// ---- devices and push ---------------------------------------------------------------------
+
+/// Pushes `kind` for approval `id` to its owner's devices in the background, recording each
+/// device's outcome.
+pub fn spawn_push(
+    state: &Arc<AppState>,
+    id: String,
+    kind: &'static str,
+    urgency: &'static str,
+    ttl: i64,
+) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let found = state.db().and_then(|db| devices::targets(&db, &id, kind));
+        let (targets, payload) = match found {
+            Ok((t, Some(p))) => (t, p),
+            Ok((_, None)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, %id, "cannot look up devices to push to");
+                return;
+            }
+        };
+        for target in &targets {
+            let outcome = devices::send(
+                &state.push_http,
+                &state.vapid,
+                target,
+                &payload,
+                urgency,
+                ttl,
+            )
+            .await;
+            match &outcome {
+                devices::Outcome::Delivered => {}
+                devices::Outcome::Gone(status) => {
+                    tracing::info!(
+                        device = target.device,
+                        status,
+                        "push subscription gone; removed"
+                    )
+                }
+                devices::Outcome::Failed(e) => {
+                    tracing::warn!(device = target.device, error = %e, "push delivery failed")
+                }
+            }
+            if let Ok(db) = state.db() {
+                let _ = devices::record(&db, target.device, &outcome);
+            }
+        }
+        if kind == "approval"
+            && let Ok(db) = state.db()
+        {
+            let _ = devices::mark_pushed(&db, &id);
+        }
+    });
+}
+
+async fn push_key(State(state): St) -> Response {
+    axum::Json(json!({ "public_key": state.vapid.public_key_b64() })).into_response()
+}
+
+async fn push_subscribe(
+    State(state): St,
+    headers: HeaderMap,
+    body: Result<axum::Json<SubscriptionInput>, JsonRejection>,
+) -> Result<Response, HubError> {
+    let account = customer(&state, &headers, true)?;
+    let axum::Json(input) = body.map_err(json_err)?;
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let id = devices::subscribe(
+        &*state.db()?,
+        &account,
+        &input,
+        ua,
+        state.settings.push_allow_http_loopback,
+    )?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "device": id }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unsubscribe {
+    endpoint: String,
+}
+
+async fn push_unsubscribe(
+    State(state): St,
+    headers: HeaderMap,
+    body: Result<axum::Json<Unsubscribe>, JsonRejection>,
+) -> Result<Response, HubError> {
+    let account = customer(&state, &headers, true)?;
+    let axum::Json(input) = body.map_err(json_err)?;
+    if devices::unsubscribe(&*state.db()?, &account, &input.endpoint)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(HubError::NotFound("subscription".into()))
+    }
+}
+
+async fn list_devices(State(state): St, headers: HeaderMap) -> Result<Response, HubError> {
+    let account = customer(&state, &headers, false)?;
+    let rows = devices::list(&*state.db()?, Some(&account))?;
+    Ok(axum::Json(json!({ "devices": rows })).into_response())
 }
 
 // ---- tenants ------------------------------------------------------------------------------
@@ -622,6 +757,18 @@ async fn submit_approval(
     let (resp, created) = approvals::submit(&*state.db()?, &tenant, &req)?;
     if created {
         tracing::info!(tenant = %tenant.name, id = %req.id, tier = %req.tier, "approval requested");
+        let urgency = if matches!(req.tier.as_str(), "red" | "critical") {
+            "high"
+        } else {
+            "normal"
+        };
+        spawn_push(
+            &state,
+            req.id.clone(),
+            "approval",
+            urgency,
+            resp.expires_at - now(),
+        );
     }
     let status = if created {
         StatusCode::CREATED
@@ -725,16 +872,31 @@ pub async fn background(state: Arc<AppState>) {
             state.notifier.notify(tenant_id, seq);
             last_seq = last_seq.max(seq);
         }
+        if n.is_multiple_of(10) {
+            let due = state
+                .db()
+                .and_then(|db| devices::due_reminders(&db, state.settings.repush_after_secs));
+            match due {
+                Ok(ids) => {
+                    for id in ids {
+                        spawn_push(&state, id, "approval", "high", 3600);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot find approvals to remind of"),
+            }
+        }
         if n.is_multiple_of(60) {
-            let expired = state
-                .db
-                .lock()
-                .ok()
-                .map(|mut db| approvals::expire(&mut db));
+            let expired = state.db().and_then(|mut db| approvals::expire(&mut db));
             match expired {
-                Some(Ok(k)) if k > 0 => tracing::info!(count = k, "approval requests expired"),
-                Some(Err(e)) => tracing::warn!(error = %e, "cannot expire approval requests"),
-                _ => {}
+                Ok(ids) => {
+                    if !ids.is_empty() {
+                        tracing::info!(count = ids.len(), "approval requests expired");
+                    }
+                    for id in ids {
+                        spawn_push(&state, id, "withdrawn", "normal", 3600);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot expire approval requests"),
             }
         }
     }

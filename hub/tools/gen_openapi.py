@@ -28,6 +28,9 @@ ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string",
 auth401 = {"401": ERR("Not logged in, or the session ended")}
 tenant401 = {"401": ERR("Missing, forged, skewed (over 300 s) or replayed signature; unknown tenant")}
 
+S = lambda props, req=None, **kw: {"type": "object", "properties": props, **({"required": req} if req else {}), **kw}
+str_ = {"type": "string"}; int_ = {"type": "integer"}
+
 paths = {
  "/healthz": {"get": op("Liveness and database check", [], responses={
      "200": ok("Serving", ref("Health")), "503": ok("The database is unavailable", ref("Health"))})},
@@ -52,6 +55,13 @@ paths = {
      "200": ok("Decided", {"type": "object", "properties": {"grant": ref("SignedGrant")}}), **auth401,
      "403": ERR("Missing or wrong x-csrf-token"), "404": ERR("No such approval, or not this account's"),
      "409": ERR("Already decided (already_decided)"), "410": ERR("Expired unanswered (expired)"), **COMMON})},
+ "/v1/push/key": {"get": op("The hub's VAPID public key (applicationServerKey for PushManager.subscribe)", [], responses={"200": ok("The key", S({"public_key": {"type": "string", "description": "Uncompressed P-256 point, base64url"}}))})},
+ "/v1/push/subscriptions": {"post": op("Register this device's push subscription (PushSubscription.toJSON())", SESSION_CSRF, ref("PushSubscription"), {
+     "201": ok("Stored", S({"device": int_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
+     "400": ERR("Not an https push endpoint (bad_endpoint) or keys that are not a P-256 point and a 16-byte secret (bad_keys)"), "413": ERR("Body over 256 KiB")})},
+ "/v1/push/unsubscribe": {"post": op("Remove one of this account's push subscriptions", SESSION_CSRF, S({"endpoint": str_}, ["endpoint"]), {
+     "204": ok("Removed"), **auth401, "403": ERR("Missing or wrong x-csrf-token"), "404": ERR("No such subscription of this account")})},
+ "/v1/devices": {"get": op("Push devices with delivery health (own; all for admins)", SESSION, responses={"200": ok("Devices", S({"devices": {"type": "array", "items": ref("Device")}})), **auth401})},
  "/v1/enroll": {"post": op("Enroll a tenant with a single-use token and its own Ed25519 key", [], ref("EnrollRequest"), {
      "201": ok("Enrolled; pin hub_public_key", ref("EnrollResponse")),
      "401": ERR("Unknown (token_invalid) or expired (token_expired) token"), "409": ERR("Token already used (token_used)"), **COMMON})},
@@ -74,6 +84,11 @@ paths = {
 S = lambda props, req=None, **kw: {"type": "object", "properties": props, **({"required": req} if req else {}), **kw}
 str_ = {"type": "string"}; int_ = {"type": "integer"}
 schemas = {
+ "PushSubscription": S({"endpoint": {"type": "string", "format": "uri"}, "expirationTime": {"type": ["integer", "null"]},
+     "keys": S({"p256dh": str_, "auth": str_}, ["p256dh", "auth"])}, ["endpoint", "keys"]),
+ "Device": S({"id": int_, "account": str_, "push_service": str_, "user_agent": str_, "created_at": int_,
+     "last_success_at": {"type": ["integer", "null"]}, "last_error": {"type": ["string", "null"]}, "last_error_at": {"type": ["integer", "null"]},
+     "sent": int_, "failed": int_}),
  "Error": S({"error": S({"code": str_, "message": str_}, ["code", "message"])}, ["error"]),
  "Health": S({"status": str_, "version": str_, "uptime_secs": {"type": "integer", "minimum": 0}, "hub_key_fingerprint": str_}, ["status", "version", "uptime_secs"]),
  "Credentials": S({"email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 12}}, ["email", "password"], additionalProperties=False),

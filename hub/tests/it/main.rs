@@ -25,7 +25,19 @@ impl Drop for Served {
 }
 
 fn serve(db: &Path) -> Served {
-    let mut child = Command::new(BIN)
+    serve_with(db, None)
+}
+
+/// Starts `hub serve` on `db`, with a config file holding `config` (TOML) when given.
+fn serve_with(db: &Path, config: Option<&str>) -> Served {
+    let mut cmd = Command::new(BIN);
+    if let Some(config) = config {
+        let path = db.with_extension("toml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, config).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd
         .arg("--db")
         .arg(db)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -307,6 +319,7 @@ fn admin_commands() {
 }
 
 mod api;
+mod push;
 
 #[test]
 fn help_teaches_and_version_prints() {
