@@ -18,9 +18,13 @@ struct Hub {
 async fn start_hub() -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = Db::open(&dir.path().join("hub.db")).unwrap();
+    let vapid =
+        hub::push::Vapid::load_or_create(&dir.path().join("vapid.key"), "mailto:t@example.com")
+            .unwrap();
     let state = Arc::new(AppState::new(
         db,
         SigningKey::generate().unwrap(),
+        vapid,
         Settings::default(),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
