@@ -68,15 +68,24 @@ function withSecrets(text) {
   let last = 0; let m;
   while ((m = re.exec(text)) !== null) {
     if (m.index > last) out.push(text.slice(last, m.index));
-    out.push(el('span', { class: 'secret', title: 'A stored credential, by name; its value is never shown' }, `🔑 ${m[1]}`));
+    out.push(secretPill(m[1]));
     last = m.index + m[0].length;
   }
   if (last < text.length) out.push(text.slice(last));
   return out;
 }
 
+// Quotes an argument the way a shell would need it; a `SECRET_REF(name)` inside counts as a
+// plain word (it is shown as a credential pill, not as the characters it is made of).
+// A stored credential, shown by name only (its value never reaches the hub).
+function secretPill(name) {
+  return el('span', { class: 'secret', title: 'A stored credential, by name; its value is never shown' },
+    el('small', {}, 'SECRET'), ` ${name}`);
+}
+
 function shellQuote(arg) {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+  const bare = arg.replace(/SECRET_REF\([A-Za-z0-9_.-]{1,64}\)/g, 'X');
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(bare) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 function tierChip(tier) {
@@ -176,7 +185,8 @@ function commandView(action) {
     const parts = [];
     action.argv.forEach((arg, i) => {
       if (i) parts.push(' ');
-      parts.push(el('span', { class: 'arg' }, withSecrets(shellQuote(arg))));
+      // Short words stay whole (no break inside `--charge`); long ones may wrap anywhere.
+      parts.push(el('span', { class: arg.length < 40 ? 'arg whole' : 'arg' }, withSecrets(shellQuote(arg))));
     });
     return el('div', {}, el('div', { class: 'cmd', id: 'command' }, '$ ', parts),
       el('dl', { class: 'kv' }, el('dt', {}, 'in folder'), el('dd', {}, action.cwd)));
@@ -232,21 +242,21 @@ async function detailPage(id) {
     el('div', { class: 'row' },
       el('button', { class: 'deny', id: 'deny', onclick: () => confirmDeny(a) }, 'Deny'),
       el('button', { class: 'approve', id: 'approve', onclick: () => confirmApprove(a, day.checked) }, 'Approve'))) : null;
-  main().replaceChildren(
+  main().replaceChildren(...[
     el('div', { class: `tierbar t-${a.tier}` }, `${a.tier.toUpperCase()}`, el('small', {}, TIERS[a.tier] || '')),
     el('h1', {}, withSecrets(a.summary)),
     el('div', { class: 'meta' }, `Proposed by agent ${a.agent} on ${a.tenant} · ${ago(a.received_at)}`),
     decidedView(a),
-    el('h2', {}, 'What would run'),
+    el('h2', {}, a.status === 'pending' ? 'What would run' : 'The action'),
     el('div', { class: 'block' }, commandView(a.action)),
     secrets.length ? el('h2', {}, 'Credentials it would use') : null,
-    secrets.length ? el('div', { class: 'block', id: 'secrets' }, secrets.map((s) => el('span', { class: 'secret' }, `🔑 ${s}`)).reduce((acc, x) => acc.concat(acc.length ? [' ', x] : [x]), []),
+    secrets.length ? el('div', { class: 'block', id: 'secrets' }, secrets.map((s) => secretPill(s)).reduce((acc, x) => acc.concat(acc.length ? [' ', x] : [x]), []),
       el('p', { class: 'meta' }, 'Only the names are shown; the values stay on your server.')) : null,
     el('h2', {}, 'Why it asks you'),
     el('div', { class: 'block' }, el('ul', { class: 'reasons' }, a.reasons.map((r) => el('li', {}, withSecrets(r))))),
     actions,
     el('p', {}, el('a', { href: '#/' }, '← All approvals')),
-  );
+  ].filter(Boolean));
 }
 
 async function route() {

@@ -319,6 +319,7 @@ fn admin_commands() {
 }
 
 mod api;
+mod browser;
 mod push;
 
 #[test]
