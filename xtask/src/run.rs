@@ -72,19 +72,24 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let enrolled = match enroll_local_tenant(&bin, &hub_db, &tenant) {
-        Ok(line) => line,
+    let enrolled = match enroll_local_tenant(&bin, &hub_db, &tenant)
+        .and_then(|e| dev_admin(&bin, &hub_db).map(|a| (e, a)))
+    {
+        Ok(both) => both,
         Err(e) => {
             let _ = hub.kill();
             let _ = proxy.kill();
             return Err(e);
         }
     };
+    let (enrolled, (admin_email, admin_password)) = enrolled;
     let ta = format!("target/debug/tenant-agent --state-dir {}", tenant.display());
     eprintln!(
         "
 ==> running (Ctrl-C stops everything)
   hub:            http://{HUB_LISTEN}  (health: /healthz, metrics: /metrics, API: /openapi.json)
+  approval app:   http://{app}/app/  (log in as {admin_email} / {admin_password},
+                  or create a customer account there)
                   database {db}
                   admin CLI: target/debug/hub --db {db} admin --help
   local tenant:   state dir {tenant}
@@ -98,6 +103,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
 ",
         db = hub_db.display(),
         tenant = tenant.display(),
+        app = HUB_LISTEN.replace("127.0.0.1", "localhost"),
     );
     // Wait until either stops (Ctrl-C reaches both: they are in the terminal's foreground
     // process group), then stop the other.
@@ -169,6 +175,53 @@ fn enroll_local_tenant(bin: &Path, hub_db: &Path, tenant: &Path) -> Result<Strin
     };
     agent(&["sync"])?;
     Ok(status)
+}
+
+/// The development admin account (sees every tenant's approvals in the app): made once, its
+/// password kept in `.dev/hub/admin-password` (0600).
+fn dev_admin(bin: &Path, hub_db: &Path) -> Result<(String, String), String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let email = "admin@example.com".to_owned();
+    let file = hub_db.with_file_name("admin-password");
+    if let Ok(pw) = std::fs::read_to_string(&file) {
+        return Ok((email, pw.trim().to_owned()));
+    }
+    let mut raw = [0u8; 12];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new(bin.join("hub"))
+        .arg("--db")
+        .arg(hub_db)
+        .args(["admin", "create-admin", "--email", &email])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run hub: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(password.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "hub admin create-admin failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    f.write_all(password.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok((email, password))
 }
 
 fn spawn(cmd: &mut Command) -> Result<Child, String> {
