@@ -8,3 +8,4 @@ mod hub;
 mod proxy;
 mod sdk;
 mod secrets;
+mod units;
