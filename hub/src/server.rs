@@ -908,13 +908,18 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let bg = tokio::spawn(background(state.clone()));
-    let result = axum::serve(
+    /// Stops the background task however `serve` ends (also when its future is dropped).
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _bg = AbortOnDrop(tokio::spawn(background(state.clone())));
+    axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await;
-    bg.abort();
-    result
+    .await
 }

@@ -119,6 +119,19 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Enroll(EnrollArgs),
 
+    /// Run the daemon: the local safety API (unix socket, for the runtime's plugin), the egress
+    /// proxy and the hub sync, in one process. Held actions survive restarts in state.db.
+    ///
+    /// The runtime asks over the socket (DIR/run/api.sock, or /run/tenant-agent/api.sock):
+    ///   POST /v1/actions {"command": "git push", "cwd": "/srv/app"}   -> run | block | ask
+    ///   GET  /v1/actions/ID?wait=30                                 -> the decision, the outcome
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// A uid besides root and this user that may use the local API (the runtime's).
+        #[arg(long = "runtime-uid", value_name = "UID")]
+        runtime_uids: Vec<u32>,
+    },
+
     /// Talk to the hub once: send a heartbeat, show the desired state, and install a newer
     /// signed policy bundle if there is one (verified against the pinned hub key; unsigned,
     /// tampered or older bundles are refused and the installed policy stays).

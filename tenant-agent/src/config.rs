@@ -32,6 +32,33 @@ pub struct Config {
     /// (with their public upstreams) unless the file overrides them.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub gate: GateConfig,
+}
+
+/// `[gate]`: how the daemon judges and runs the agent's actions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Autonomy level: 1 supervised, 2 trusted, 3 autonomous (product spec section 4).
+    pub autonomy: u8,
+    /// External channels unlocked at level 3.
+    pub unlocked: Vec<String>,
+    /// Seconds an action may run before its process group is killed.
+    pub exec_timeout_secs: u64,
+    /// Bytes of stdout and of stderr kept per action.
+    pub output_limit: usize,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            autonomy: 1,
+            unlocked: Vec::new(),
+            exec_timeout_secs: 300,
+            output_limit: 64 * 1024,
+        }
+    }
 }
 
 /// `[proxy]`.
@@ -142,6 +169,7 @@ impl Default for Config {
         let mut config = Config {
             proxy: ProxyConfig::default(),
             providers: BTreeMap::new(),
+            gate: GateConfig::default(),
         };
         config.add_default_providers();
         config

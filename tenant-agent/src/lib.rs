@@ -6,8 +6,10 @@
 pub mod classify_cmd;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod egress;
 pub mod exec;
+pub mod gate;
 pub mod hub_client;
 pub mod layout;
 pub mod policy_files;

@@ -92,6 +92,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             )?;
         }
+        Command::Run { runtime_uids } => {
+            drop(out);
+            init_logging();
+            let config = Config::load(&layout.config_file())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(tenant_agent::daemon::run(&layout, &config, runtime_uids))?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Sync { json } => {
             let report = runtime()?.block_on(sync_once(&layout))?;
             if json {

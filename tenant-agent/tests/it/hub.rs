@@ -9,13 +9,15 @@ use hub::db::Db;
 use hub::server::{AppState, Settings};
 use shared::SigningKey;
 
-struct Hub {
-    url: String,
-    state: Arc<AppState>,
+pub(crate) struct Hub {
+    pub(crate) url: String,
+    pub(crate) state: Arc<AppState>,
+    /// The serving task (abort it to take the hub away).
+    pub(crate) server: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
     _dir: tempfile::TempDir,
 }
 
-async fn start_hub() -> Hub {
+pub(crate) async fn start_hub() -> Hub {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = Db::open(&dir.path().join("hub.db")).unwrap();
     let vapid =
@@ -29,7 +31,7 @@ async fn start_hub() -> Hub {
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hub::server::serve(
+    let server = tokio::spawn(hub::server::serve(
         listener,
         state.clone(),
         std::future::pending(),
@@ -37,24 +39,25 @@ async fn start_hub() -> Hub {
     Hub {
         url,
         state,
+        server: std::sync::Mutex::new(Some(server)),
         _dir: dir,
     }
 }
 
 impl Hub {
-    fn token(&self, tenant: &str) -> String {
+    pub(crate) fn token(&self, tenant: &str) -> String {
         let db = self.state.db.lock().unwrap();
         hub::admin::create_enrollment_token(&db, tenant, None, 3600)
             .unwrap()
             .token
     }
 
-    fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         self.state.key.public_key().fingerprint()
     }
 }
 
-fn agent(state: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn agent(state: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tenant-agent"))
         .arg("--state-dir")
         .arg(state)

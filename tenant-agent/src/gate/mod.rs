@@ -1,0 +1,485 @@
+//! The gate: the daemon's answer to the runtime's "may I?". Every command and tool call is
+//! classified with the active policy and the configured autonomy; green (or allowed) commands
+//! run at once, blocked ones are refused with a reason phrased for the agent, and the rest are
+//! held in `state.db`, sent to the hub for the owner's decision, and run only when a grant
+//! signed by the pinned hub key names exactly this action. Output is redacted before it leaves.
+//!
+//! Fails closed throughout: an unparsable request is an error, an unknown tool is classified
+//! (and held) like anything else risky, a grant that does not verify runs nothing, and with the
+//! hub away held actions simply wait.
+
+pub mod api;
+pub mod store;
+pub mod sync;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use safety::{Autonomy, Classifier, Context, Decision};
+use serde::{Deserialize, Serialize};
+use shared::wire::ApprovalRequest;
+use shared::{Action, SignedGrant, action_hash};
+use tokio::sync::watch;
+
+use crate::config::GateConfig;
+use crate::exec;
+use crate::layout::Layout;
+use crate::vault::Vault;
+use store::{Held, Store, StoreError};
+
+/// The shell used for command strings (the same the classifier reads them as).
+pub const SHELL: &str = "/bin/bash";
+
+/// A request from the runtime.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Which agent proposes it.
+    #[serde(default = "default_agent")]
+    pub agent: String,
+    /// A shell command line.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// A tool call: the tool's name ...
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// ... and its arguments.
+    #[serde(default)]
+    pub args: Option<serde_json::Value>,
+    /// Working directory.
+    pub cwd: String,
+}
+
+fn default_agent() -> String {
+    "main".into()
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActionResponse {
+    /// `run`, `ask` or `block`.
+    pub decision: String,
+    /// `ran`, `failed`, `allowed` (a tool call the runtime may now make), `blocked`,
+    /// `pending`, `denied`, `expired`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub tier: String,
+    pub reasons: Vec<String>,
+    /// A sentence for the agent.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("give exactly one of `command` or `tool` (with `args`)")]
+    Shape,
+    #[error("the command is empty")]
+    Empty,
+    #[error("cwd must be an absolute path")]
+    Cwd,
+    #[error("no action {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The gate, shared by the local API and the hub sync.
+pub struct Gate {
+    classifier: Classifier,
+    autonomy: Autonomy,
+    unlocked: BTreeSet<String>,
+    config: GateConfig,
+    layout: Layout,
+    store: Mutex<Store>,
+    /// Bumped whenever a held action changes state; waiters re-read.
+    changed: watch::Sender<u64>,
+    /// The tenant name and pinned hub key, once enrolled.
+    pub enrollment: Option<crate::hub_client::Enrollment>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
+fn reason_lines(v: &safety::Verdict) -> Vec<String> {
+    v.reason_lines()
+}
+
+impl Gate {
+    pub fn open(layout: &Layout, config: &GateConfig) -> Result<Arc<Gate>, GateError> {
+        let policy = crate::policy_files::active_policy(layout)
+            .map_err(|e| GateError::Internal(e.to_string()))?;
+        layout
+            .ensure_state_dir()
+            .map_err(|e| GateError::Internal(e.to_string()))?;
+        let store = Store::open(&layout.state_db())?;
+        let enrollment = crate::hub_client::HubClient::load(layout)
+            .ok()
+            .map(|c| c.enrollment);
+        Ok(Arc::new(Gate {
+            classifier: Classifier::new(policy),
+            autonomy: Autonomy::from_level(config.autonomy).unwrap_or_default(),
+            unlocked: config.unlocked.iter().cloned().collect(),
+            config: config.clone(),
+            layout: layout.clone(),
+            store: Mutex::new(store),
+            changed: watch::channel(0).0,
+            enrollment,
+        }))
+    }
+
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, GateError> {
+        self.store
+            .lock()
+            .map_err(|_| GateError::Internal("state lock poisoned".into()))
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Judges a request: runs it, refuses it, or holds it for approval.
+    pub async fn submit(self: &Arc<Self>, req: ActionRequest) -> Result<ActionResponse, GateError> {
+        if !req.cwd.starts_with('/') {
+            return Err(GateError::Cwd);
+        }
+        let ctx = Context {
+            cwd: Some(req.cwd.clone()),
+            home: None,
+        };
+        let (verdict, action) = match (&req.command, &req.tool) {
+            (Some(cmd), None) => {
+                if cmd.trim().is_empty() {
+                    return Err(GateError::Empty);
+                }
+                let refs = safety::secret_ref::references(cmd)
+                    .map(|r| r.into_iter().map(str::to_owned).collect())
+                    .unwrap_or_default();
+                (
+                    self.classifier.classify_shell(cmd, &ctx),
+                    Action::Command {
+                        argv: vec![SHELL.into(), "-c".into(), cmd.clone()],
+                        cwd: req.cwd.clone(),
+                        secret_refs: refs,
+                    },
+                )
+            }
+            (None, Some(tool)) => {
+                let args = req.args.clone().unwrap_or(serde_json::Value::Null);
+                let text = args.to_string();
+                let refs = safety::secret_ref::references(&text)
+                    .map(|r| r.into_iter().map(str::to_owned).collect())
+                    .unwrap_or_default();
+                (
+                    self.classifier.classify_tool(tool, &args, &ctx),
+                    Action::Tool {
+                        tool: tool.clone(),
+                        args,
+                        cwd: Some(req.cwd.clone()),
+                        secret_refs: refs,
+                    },
+                )
+            }
+            _ => return Err(GateError::Shape),
+        };
+        let tier = verdict.tier.as_str().to_owned();
+        let reasons = reason_lines(&verdict);
+        match verdict.decide(self.autonomy, &self.unlocked) {
+            Decision::Block => Ok(ActionResponse {
+                decision: "block".into(),
+                status: "blocked".into(),
+                id: None,
+                message: format!(
+                    "Blocked ({tier}): {}. This cannot be approved; do it another way or ask the owner.",
+                    reasons
+                        .first()
+                        .map_or("not allowed by policy", String::as_str)
+                ),
+                tier,
+                reasons,
+                outcome: None,
+            }),
+            Decision::Run => match &action {
+                Action::Tool { .. } => Ok(ActionResponse {
+                    decision: "run".into(),
+                    status: "allowed".into(),
+                    id: None,
+                    message: "Allowed.".into(),
+                    tier,
+                    reasons,
+                    outcome: None,
+                }),
+                Action::Command { .. } => {
+                    let outcome = self.execute(&action).await;
+                    let (status, outcome) = outcome_json(outcome);
+                    Ok(ActionResponse {
+                        decision: "run".into(),
+                        message: if status == "ran" {
+                            "Ran.".into()
+                        } else {
+                            "Could not run it; see outcome.".into()
+                        },
+                        status,
+                        id: None,
+                        tier,
+                        reasons,
+                        outcome: Some(outcome),
+                    })
+                }
+            },
+            Decision::Ask => {
+                let id = new_id()?;
+                let hash = action_hash(&action).map_err(|e| GateError::Internal(e.to_string()))?;
+                let summary = self.summary(&action);
+                let held = Held {
+                    id: id.clone(),
+                    agent: req.agent.chars().take(64).collect(),
+                    action: action.clone(),
+                    action_hash: hash.clone(),
+                    tier: tier.clone(),
+                    reasons: reasons.clone(),
+                    summary: summary.clone(),
+                    status: "pending".into(),
+                    reason: None,
+                    outcome: None,
+                    created_at: store::now(),
+                };
+                let request = ApprovalRequest {
+                    id: id.clone(),
+                    agent: held.agent.clone(),
+                    tier: tier.clone(),
+                    reasons: reasons
+                        .iter()
+                        .take(20)
+                        .map(|r| r.chars().take(300).collect())
+                        .collect(),
+                    summary,
+                    action,
+                    action_hash: hash,
+                    created_at: held.created_at,
+                };
+                let body = serde_json::to_string(&request)
+                    .map_err(|e| GateError::Internal(e.to_string()))?;
+                self.store()?.hold(&held, &body)?;
+                tracing::info!(%id, %tier, "action held for the owner's approval");
+                Ok(ActionResponse {
+                    decision: "ask".into(),
+                    status: "pending".into(),
+                    id: Some(id.clone()),
+                    message: format!(
+                        "Waiting for the owner's approval (request {id}); ask again with GET /v1/actions/{id}?wait=SECONDS."
+                    ),
+                    tier,
+                    reasons,
+                    outcome: None,
+                })
+            }
+        }
+    }
+
+    /// One line for the owner, redacted (the hub never gets a secret value).
+    fn summary(&self, action: &Action) -> String {
+        let text = match action {
+            Action::Command { argv, .. } => argv.last().cloned().unwrap_or_default(),
+            Action::Tool { tool, args, .. } => format!("{tool} {args}"),
+        };
+        let redacted = crate::secrets_cmd::redactor(&self.layout)
+            .map(|r| r.redact_str(&text).into_owned())
+            .unwrap_or_else(|_| "(summary withheld: the redactor is unavailable)".into());
+        let mut s: String = redacted.chars().take(200).collect();
+        if redacted.chars().count() > 200 {
+            s.push('…');
+        }
+        s
+    }
+
+    /// Runs a command action exactly as held, secrets resolved into its process only, output
+    /// redacted.
+    async fn execute(&self, action: &Action) -> Result<exec::ExecOutcome, String> {
+        let Action::Command { argv, cwd, .. } = action else {
+            return Err("tool calls are carried out by the runtime".into());
+        };
+        let exec_action = match argv.as_slice() {
+            [shell, c, script] if shell == SHELL && c == "-c" => {
+                exec::Action::Shell(script.clone())
+            }
+            _ => exec::Action::Argv(argv.clone()),
+        };
+        let request = exec::ExecRequest {
+            action: exec_action,
+            cwd: PathBuf::from(cwd),
+            env: Vec::new(),
+            timeout: Duration::from_secs(self.config.exec_timeout_secs),
+            output_limit: self.config.output_limit,
+        };
+        let vault = Vault::open(&self.layout).map_err(|e| e.to_string())?;
+        let redactor = crate::secrets_cmd::redactor(&self.layout).map_err(|e| e.to_string())?;
+        let prepared =
+            exec::prepare(&request, |name| vault.get(name)).map_err(|e| e.to_string())?;
+        let used: Vec<String> = prepared.secrets().to_vec();
+        let outcome = exec::run(prepared, &redactor)
+            .await
+            .map_err(|e| e.to_string())?;
+        let names: Vec<&str> = used.iter().map(String::as_str).collect();
+        let _ = vault.mark_used(&names);
+        Ok(outcome)
+    }
+
+    /// The state of a held action; with `wait`, returns as soon as it is no longer pending or
+    /// running.
+    pub async fn status(&self, id: &str, wait: Duration) -> Result<ActionResponse, GateError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.changed.subscribe();
+        loop {
+            let held = self
+                .store()?
+                .get(id)?
+                .ok_or_else(|| GateError::NotFound(id.to_owned()))?;
+            let settled = !matches!(held.status.as_str(), "pending" | "running");
+            if settled || tokio::time::Instant::now() >= deadline {
+                return Ok(response_for(&held));
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                let held = self
+                    .store()?
+                    .get(id)?
+                    .ok_or_else(|| GateError::NotFound(id.to_owned()))?;
+                return Ok(response_for(&held));
+            }
+        }
+    }
+
+    /// Acts on a grant from the hub: verifies it against the pinned hub key, this tenant, the
+    /// held request and its exact action hash, then runs (approve) or closes (deny) the action.
+    /// Returns false when the grant was refused.
+    pub async fn apply_grant(&self, signed: &SignedGrant) -> Result<bool, GateError> {
+        let Some(enrollment) = &self.enrollment else {
+            return Ok(false);
+        };
+        let id = signed.grant.request_id.clone();
+        let Some(held) = self.store()?.get(&id)? else {
+            tracing::warn!(%id, "grant for an unknown request; ignored");
+            return Ok(false);
+        };
+        let verified = signed.verify(
+            &enrollment.hub_public_key,
+            &enrollment.tenant,
+            &held.id,
+            &held.action_hash,
+            store::now(),
+        );
+        let grant = match verified {
+            Ok(g) => g.clone(),
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "grant refused; nothing runs");
+                return Ok(false);
+            }
+        };
+        let grant_json =
+            serde_json::to_string(signed).map_err(|e| GateError::Internal(e.to_string()))?;
+        match grant.decision {
+            shared::Decision::Deny => {
+                let reason = grant
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "denied by the owner".into());
+                if self.store()?.transition(
+                    &id,
+                    "pending",
+                    "denied",
+                    Some(&reason),
+                    Some(&grant_json),
+                )? {
+                    tracing::info!(%id, "denied by the owner");
+                    self.bump();
+                }
+                Ok(true)
+            }
+            shared::Decision::Approve => {
+                // Compare-and-set: only the first delivery of a grant runs the action.
+                if !self
+                    .store()?
+                    .transition(&id, "pending", "running", None, Some(&grant_json))?
+                {
+                    return Ok(true);
+                }
+                self.bump();
+                tracing::info!(%id, by = %grant.decided_by, "approved; running it");
+                let outcome = self.execute(&held.action).await;
+                let (status, outcome) = outcome_json(outcome);
+                self.store()?.finish(&id, &status, &outcome)?;
+                self.bump();
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn pending_count(&self) -> u32 {
+        self.store()
+            .ok()
+            .and_then(|s| s.pending_count().ok())
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, GateError> {
+        Ok(f(&*self.store()?)?)
+    }
+}
+
+fn outcome_json(outcome: Result<exec::ExecOutcome, String>) -> (String, serde_json::Value) {
+    match outcome {
+        Ok(o) => {
+            let status = if o.exit.success() { "ran" } else { "failed" };
+            (
+                status.into(),
+                serde_json::to_value(&o).unwrap_or(serde_json::Value::Null),
+            )
+        }
+        Err(e) => ("failed".into(), serde_json::json!({ "error": e })),
+    }
+}
+
+fn response_for(held: &Held) -> ActionResponse {
+    let message = match held.status.as_str() {
+        "pending" => "Still waiting for the owner's approval.".to_owned(),
+        "running" => "Approved; running now.".to_owned(),
+        "ran" => "Approved by the owner and ran.".to_owned(),
+        "failed" => "Approved by the owner, but it failed; see outcome.".to_owned(),
+        "denied" => format!(
+            "The owner denied this: {}. Do not retry it unchanged.",
+            held.reason.as_deref().unwrap_or("no reason given")
+        ),
+        other => format!("Not run ({other})."),
+    };
+    ActionResponse {
+        decision: "ask".into(),
+        status: held.status.clone(),
+        id: Some(held.id.clone()),
+        tier: held.tier.clone(),
+        reasons: held.reasons.clone(),
+        message,
+        outcome: held.outcome.clone(),
+    }
+}
+
+fn new_id() -> Result<String, GateError> {
+    let mut raw = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| GateError::Internal("no system randomness".into()))?;
+    Ok(format!("act-{}", hex::encode(raw)))
+}

@@ -1,0 +1,308 @@
+//! The gate's durable state in `state.db`: every held action, and the outbox of what must reach
+//! the hub. A held action and its outbox entry are written in one transaction, so a SIGKILL at
+//! any moment loses neither; the outbox is keyed, so a resend after a crash is the same request
+//! (the hub is idempotent by request id) and nothing is counted twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("state database {path}: {message}")]
+pub struct StoreError {
+    pub path: String,
+    pub message: String,
+}
+
+/// One held (or finished) action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub id: String,
+    pub agent: String,
+    pub action: shared::Action,
+    pub action_hash: String,
+    pub tier: String,
+    pub reasons: Vec<String>,
+    pub summary: String,
+    /// `pending`, `running`, `ran`, `failed`, `denied`, `expired`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub outcome: Option<serde_json::Value>,
+    pub created_at: i64,
+}
+
+/// One message waiting for the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub seq: i64,
+    pub kind: String,
+    pub key: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS gate_actions (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    action TEXT NOT NULL,
+    action_hash TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    outcome TEXT,
+    grant_json TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gate_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL DEFAULT 0,
+    sent_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS gate_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let err = |e: rusqlite::Error| StoreError {
+            path: shown.clone(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store { conn, path: shown })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |e| StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn json<T: Serialize>(&self, v: &T) -> Result<String, StoreError> {
+        serde_json::to_string(v).map_err(|e| StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Holds an action and queues its approval request for the hub, atomically.
+    pub fn hold(&mut self, held: &Held, request_body: &str) -> Result<(), StoreError> {
+        let action = self.json(&held.action)?;
+        let reasons = self.json(&held.reasons)?;
+        let path = self.path.clone();
+        let err = move |e: rusqlite::Error| StoreError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "INSERT INTO gate_actions (id, agent, action, action_hash, tier, reasons, summary, status,
+                created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+            params![held.id, held.agent, action, held.action_hash, held.tier, reasons, held.summary, held.created_at],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO gate_outbox (kind, key, body, created_at) VALUES ('approval', ?1, ?2, ?3)",
+            params![
+                format!("approval:{}", held.id),
+                request_body,
+                held.created_at
+            ],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Held>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, agent, action, action_hash, tier, reasons, summary, status, reason, outcome, created_at
+                 FROM gate_actions WHERE id = ?1",
+                [id],
+                |r| {
+                    let action: String = r.get(2)?;
+                    let reasons: String = r.get(5)?;
+                    let outcome: Option<String> = r.get(9)?;
+                    let bad = |e: serde_json::Error| {
+                        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+                    };
+                    Ok(Held {
+                        id: r.get(0)?,
+                        agent: r.get(1)?,
+                        action: serde_json::from_str(&action).map_err(bad)?,
+                        action_hash: r.get(3)?,
+                        tier: r.get(4)?,
+                        reasons: serde_json::from_str(&reasons).map_err(bad)?,
+                        summary: r.get(6)?,
+                        status: r.get(7)?,
+                        reason: r.get(8)?,
+                        outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
+                        created_at: r.get(10)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    /// Moves `id` from `from` to `to` (a compare-and-set: only one caller wins the move from
+    /// `pending` to `running`, so a grant cannot run an action twice).
+    pub fn transition(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        reason: Option<&str>,
+        grant: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE gate_actions SET status = ?3, reason = COALESCE(?4, reason),
+                    grant_json = COALESCE(?5, grant_json), updated_at = ?6
+                 WHERE id = ?1 AND status = ?2",
+                params![id, from, to, reason, grant, now()],
+            )
+            .map_err(self.err())?;
+        Ok(n == 1)
+    }
+
+    /// Records what running an action produced (already redacted).
+    pub fn finish(
+        &self,
+        id: &str,
+        status: &str,
+        outcome: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE gate_actions SET status = ?2, outcome = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, status, outcome.to_string(), now()],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    pub fn pending_count(&self) -> Result<u32, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM gate_actions WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())
+    }
+
+    /// Outbox entries due now, oldest first.
+    pub fn due(&self, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, kind, key, body, attempts FROM gate_outbox
+                 WHERE sent_at IS NULL AND next_at <= ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![now(), limit], |r| {
+                Ok(Outgoing {
+                    seq: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    body: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    pub fn sent(&self, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE gate_outbox SET sent_at = ?2 WHERE seq = ?1",
+                params![seq, now()],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// Schedules a retry with exponential backoff (2 s doubling, capped at 5 minutes).
+    pub fn retry(&self, seq: i64, attempts: i64) -> Result<(), StoreError> {
+        let delay = 2i64
+            .saturating_pow(u32::try_from(attempts.clamp(0, 8)).unwrap_or(8))
+            .min(300);
+        self.conn
+            .execute(
+                "UPDATE gate_outbox SET attempts = attempts + 1, next_at = ?2 WHERE seq = ?1",
+                params![seq, now() + delay],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    pub fn unsent(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM gate_outbox WHERE sent_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())
+    }
+
+    pub fn get_kv(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM gate_kv WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
+    pub fn set_kv(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO gate_kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+}
