@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_rustls::HttpsConnector;
@@ -636,10 +636,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ProxyBody> {
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let raw = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(_) => {
+    let raw = match read_capped(body, limit).await {
+        Ok(raw) => raw,
+        Err(BodyRead::TooLarge) => return too_large(),
+        Err(BodyRead::Broken) => {
             return error_response(
                 kind,
                 StatusCode::BAD_REQUEST,
@@ -1018,4 +1018,40 @@ mod tests {
             "an Authorization that is not Bearer wins and fails"
         );
     }
+}
+
+/// Why a request body could not be taken whole.
+enum BodyRead {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a request body of at most `limit` bytes. Past the limit the rest is read and thrown
+/// away for a bounded time (1 s, 8 × the limit) before the 413 goes out: a client still
+/// writing when the server answers and closes gets a broken pipe instead of the answer.
+async fn read_capped<B>(mut body: B, limit: usize) -> Result<Bytes, BodyRead>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyRead::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                let mut drained = buf.len() + data.len();
+                let drain = async {
+                    while drained <= limit.saturating_mul(8) {
+                        match body.frame().await {
+                            Some(Ok(f)) => drained += f.data_ref().map_or(0, |d| d.len()),
+                            _ => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                return Err(BodyRead::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
 }

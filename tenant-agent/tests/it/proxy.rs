@@ -62,7 +62,12 @@ impl Env {
             proxy: None,
             token: String::new(),
             base: String::new(),
-            http: reqwest::Client::new(),
+            // No idle connections: a connection the proxy closed after a cut stream must not be
+            // reused by the next request (a client-side race, not what is under test).
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
         };
         env.restart().await;
         env
