@@ -45,13 +45,7 @@ pub fn check_endpoint(endpoint: &str, allow_http_loopback: bool) -> Result<reqwe
         return Err(bad());
     }
     let url = reqwest::Url::parse(endpoint).map_err(|_| bad())?;
-    let loopback = url.host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|a| a.is_loopback())
-    });
+    let loopback = url.host_str().is_some_and(shared::is_loopback_host);
     match url.scheme() {
         "https" if url.username().is_empty() && url.password().is_none() => Ok(url),
         "http" if allow_http_loopback && loopback => Ok(url),

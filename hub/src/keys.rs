@@ -1,6 +1,6 @@
-//! The hub's Ed25519 signing key: made once, kept in a 0600 file next to the database, and
-//! used to sign approval grants and policy bundles. Only its public half and fingerprint are
-//! ever shown or logged.
+//! The hub's private key files: the Ed25519 signing key (grants, policy bundles) and the VAPID
+//! key (Web Push), each made once and kept in a 0600 file next to the database. Only public
+//! halves and fingerprints are ever shown or logged.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -10,29 +10,32 @@ use shared::SigningKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("cannot read the hub signing key {path}: {source}")]
+    #[error("cannot read the key file {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write the hub signing key {path}: {source}")]
+    #[error("cannot write the key file {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "the hub signing key {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
+    #[error("the key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
     Permissions { path: PathBuf, mode: u32 },
-    #[error("{path} is not an Ed25519 PKCS#8 key")]
-    Invalid { path: PathBuf },
+    #[error("{path} is not {what}")]
+    Invalid { path: PathBuf, what: &'static str },
     #[error("no system randomness")]
     Random,
 }
 
-/// Reads the key at `path`, creating it (0600, parent 0700) when it does not exist yet.
-/// Returns the key and whether it was created.
-pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
+/// The bytes of the private key file at `path`, creating it with `generate()` (0600, parent
+/// 0700) when it does not exist yet; a group- or world-readable file is refused. Returns the
+/// bytes and whether they were created now. Two processes starting at once cannot both write:
+/// the file is linked into place only if absent.
+pub fn read_or_create(
+    path: &Path,
+    generate: impl FnOnce() -> Option<Vec<u8>>,
+) -> Result<(Vec<u8>, bool), KeyFileError> {
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -46,13 +49,10 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
                 path: path.to_owned(),
                 source,
             })?;
-            let key = SigningKey::from_pkcs8(&bytes).map_err(|_| KeyFileError::Invalid {
-                path: path.to_owned(),
-            })?;
-            Ok((key, false))
+            Ok((bytes, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate().map_err(|_| KeyFileError::Random)?;
+            let bytes = generate().ok_or(KeyFileError::Random)?;
             let werr = |source| KeyFileError::Write {
                 path: path.to_owned(),
                 source,
@@ -67,7 +67,6 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
                     .create(dir)
                     .map_err(werr)?;
             }
-            // create_new: two hubs starting at once cannot both write a key.
             let tmp = path.with_extension("tmp");
             let _ = std::fs::remove_file(&tmp);
             let mut f = std::fs::OpenOptions::new()
@@ -76,17 +75,19 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(werr)?;
-            f.write_all(key.pkcs8()).map_err(werr)?;
+            f.write_all(&bytes).map_err(werr)?;
             f.sync_all().map_err(werr)?;
-            match std::fs::hard_link(&tmp, path) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    Ok((key, true))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let _ = std::fs::remove_file(&tmp);
-                    load_or_create(path)
-                }
+            let linked = std::fs::hard_link(&tmp, path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok((bytes, true)),
+                // Another process won the race: use its key.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
+                    .map(|b| (b, false))
+                    .map_err(|source| KeyFileError::Read {
+                        path: path.to_owned(),
+                        source,
+                    }),
                 Err(e) => Err(werr(e)),
             }
         }
@@ -95,4 +96,16 @@ pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
             source,
         }),
     }
+}
+
+/// The hub's Ed25519 signing key at `path` (created when missing) and whether it was created.
+pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
+    let (bytes, created) = read_or_create(path, || {
+        SigningKey::generate().ok().map(|k| k.pkcs8().to_vec())
+    })?;
+    let key = SigningKey::from_pkcs8(&bytes).map_err(|_| KeyFileError::Invalid {
+        path: path.to_owned(),
+        what: "an Ed25519 PKCS#8 key",
+    })?;
+    Ok((key, created))
 }

@@ -5,8 +5,6 @@
 //! The payload a device gets is only `{type, id, title, tier, summary, url}`: the summary is the
 //! tenant's already-redacted one line, and the hub never holds a secret value to leak.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -161,38 +159,21 @@ impl std::fmt::Debug for Vapid {
 impl Vapid {
     /// Reads the key at `path`, creating it (0600) when missing.
     pub fn load_or_create(path: &Path, subject: &str) -> Result<Vapid, PushError> {
-        let err = |message: String| PushError::Key {
-            path: path.to_owned(),
-            message,
-        };
         let rng = SystemRandom::new();
-        let pkcs8 = match std::fs::metadata(path) {
-            Ok(meta) => {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(err(format!(
-                        "readable by others; run `chmod 600 {}`",
-                        path.display()
-                    )));
-                }
-                std::fs::read(path).map_err(|e| err(e.to_string()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| err("cannot generate".into()))?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(|e| err(e.to_string()))?;
-                f.write_all(doc.as_ref()).map_err(|e| err(e.to_string()))?;
-                f.sync_all().map_err(|e| err(e.to_string()))?;
-                doc.as_ref().to_vec()
-            }
-            Err(e) => return Err(err(e.to_string())),
-        };
+        let (pkcs8, _) = crate::keys::read_or_create(path, || {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .ok()
+                .map(|doc| doc.as_ref().to_vec())
+        })
+        .map_err(|e| PushError::Key {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
-            .map_err(|_| err("not an ECDSA P-256 PKCS#8 key".into()))?;
+            .map_err(|_| PushError::Key {
+                path: path.to_owned(),
+                message: "not an ECDSA P-256 PKCS#8 key".into(),
+            })?;
         Ok(Vapid {
             pair,
             subject: subject.to_owned(),

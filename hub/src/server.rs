@@ -273,12 +273,7 @@ fn tenant_auth(
         &db,
         &state.nonces,
         state.started_unix,
-        |h| {
-            headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        },
+        |h| headers.get(h).and_then(|v| v.to_str().ok()),
         method.as_str(),
         path,
         body,

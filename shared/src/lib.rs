@@ -33,6 +33,16 @@ pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
     base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s).ok()
 }
 
+/// Whether a URL host (`localhost`, an IP, or a bracketed IPv6) is the loopback: the only place
+/// plain `http://` is allowed for anything carrying credentials.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))

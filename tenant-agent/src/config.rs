@@ -288,12 +288,7 @@ fn check_upstream(url: &str) -> Result<(), String> {
     match scheme {
         "https" => Ok(()),
         "http" => {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback {
+            if shared::is_loopback_host(host) {
                 Ok(())
             } else {
                 Err(

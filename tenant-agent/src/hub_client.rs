@@ -16,6 +16,7 @@ use shared::wire::{
 use shared::{PolicyBundle, PolicyManifest, PublicKey, SigningKey};
 
 use crate::layout::{Layout, create_private_dir};
+use crate::usage::unix_now as now;
 
 /// Talking to the hub failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +65,6 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> HubClientError {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Writes `bytes` to `path` through a 0600 temporary file and a rename.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubClientError> {
     let tmp = path.with_extension("tmp");
@@ -89,13 +83,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubClientError> {
 /// Checks the hub URL: https, or http to a loopback host. Returns it without a trailing `/`.
 pub fn check_hub_url(url: &str) -> Result<String, HubClientError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| HubClientError::Url(url.to_owned()))?;
-    let host = parsed.host_str().unwrap_or("");
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback());
+    let loopback = shared::is_loopback_host(parsed.host_str().unwrap_or(""));
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}

@@ -93,6 +93,8 @@ pub enum GateError {
 /// The gate, shared by the local API and the hub sync.
 pub struct Gate {
     classifier: Classifier,
+    /// The credential pattern pack of the policy in force, compiled once.
+    pack: Arc<safety::redact::PatternPack>,
     autonomy: Autonomy,
     unlocked: BTreeSet<String>,
     config: GateConfig,
@@ -126,6 +128,7 @@ impl Gate {
             .ok()
             .map(|c| c.enrollment);
         Ok(Arc::new(Gate {
+            pack: policy.redaction(),
             classifier: Classifier::new(policy),
             autonomy: Autonomy::from_level(config.autonomy).unwrap_or_default(),
             unlocked: config.unlocked.iter().cloned().collect(),
@@ -292,7 +295,9 @@ impl Gate {
             Action::Command { argv, .. } => argv.last().cloned().unwrap_or_default(),
             Action::Tool { tool, args, .. } => format!("{tool} {args}"),
         };
-        let redacted = crate::secrets_cmd::redactor(&self.layout)
+        let redacted = Vault::open(&self.layout)
+            .map_err(|e| e.to_string())
+            .and_then(|v| self.redactor(&v))
             .map(|r| r.redact_str(&text).into_owned())
             .unwrap_or_else(|_| "(summary withheld: the redactor is unavailable)".into());
         let mut s: String = redacted.chars().take(200).collect();
@@ -322,7 +327,7 @@ impl Gate {
             output_limit: self.config.output_limit,
         };
         let vault = Vault::open(&self.layout).map_err(|e| e.to_string())?;
-        let redactor = crate::secrets_cmd::redactor(&self.layout).map_err(|e| e.to_string())?;
+        let redactor = self.redactor(&vault)?;
         let prepared =
             exec::prepare(&request, |name| vault.get(name)).map_err(|e| e.to_string())?;
         let used: Vec<String> = prepared.secrets().to_vec();
@@ -332,6 +337,13 @@ impl Gate {
         let names: Vec<&str> = used.iter().map(String::as_str).collect();
         let _ = vault.mark_used(&names);
         Ok(outcome)
+    }
+
+    /// A redactor over the vault's current secrets and the compiled pattern pack (the vault is
+    /// read per action, so a secret added a moment ago is redacted too).
+    fn redactor(&self, vault: &Vault) -> Result<safety::Redactor, String> {
+        let secrets = vault.all().map_err(|e| e.to_string())?;
+        crate::secrets_cmd::redactor_for(&secrets, self.pack.clone()).map_err(|e| e.to_string())
     }
 
     /// The state of a held action; with `wait`, returns as soon as it is no longer pending or

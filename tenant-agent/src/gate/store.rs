@@ -84,12 +84,7 @@ CREATE TABLE IF NOT EXISTS gate_outbox (
 CREATE TABLE IF NOT EXISTS gate_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::usage::unix_now as now;
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
