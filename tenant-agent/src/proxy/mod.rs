@@ -931,6 +931,42 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Why a request body could not be taken whole.
+enum BodyRead {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a request body of at most `limit` bytes. Past the limit the rest is read and thrown
+/// away for a bounded time (1 s, 8 × the limit) before the 413 goes out: a client still
+/// writing when the server answers and closes gets a broken pipe instead of the answer.
+async fn read_capped<B>(mut body: B, limit: usize) -> Result<Bytes, BodyRead>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyRead::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                let mut drained = buf.len() + data.len();
+                let drain = async {
+                    while drained <= limit.saturating_mul(8) {
+                        match body.frame().await {
+                            Some(Ok(f)) => drained += f.data_ref().map_or(0, |d| d.len()),
+                            _ => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                return Err(BodyRead::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1018,40 +1054,4 @@ mod tests {
             "an Authorization that is not Bearer wins and fails"
         );
     }
-}
-
-/// Why a request body could not be taken whole.
-enum BodyRead {
-    TooLarge,
-    Broken,
-}
-
-/// Reads a request body of at most `limit` bytes. Past the limit the rest is read and thrown
-/// away for a bounded time (1 s, 8 × the limit) before the 413 goes out: a client still
-/// writing when the server answers and closes gets a broken pipe instead of the answer.
-async fn read_capped<B>(mut body: B, limit: usize) -> Result<Bytes, BodyRead>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-{
-    let mut buf = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| BodyRead::Broken)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                let mut drained = buf.len() + data.len();
-                let drain = async {
-                    while drained <= limit.saturating_mul(8) {
-                        match body.frame().await {
-                            Some(Ok(f)) => drained += f.data_ref().map_or(0, |d| d.len()),
-                            _ => break,
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-                return Err(BodyRead::TooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(buf))
 }
