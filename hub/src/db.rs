@@ -130,6 +130,30 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE approvals ADD COLUMN repushed_at INTEGER;
     ",
     ),
+    (
+        4,
+        "usage shipped by tenants, outcomes of approved actions",
+        "
+    CREATE TABLE usage_hours (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        hour INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        incomplete INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, hour, agent, provider, model)
+    );
+    ALTER TABLE approvals ADD COLUMN outcome TEXT;
+    ALTER TABLE approvals ADD COLUMN outcome_at INTEGER;
+    ",
+    ),
 ];
 
 /// A database operation failed.

@@ -14,3 +14,4 @@ pub mod keys;
 pub mod policies;
 pub mod push;
 pub mod server;
+pub mod usage;

@@ -128,6 +128,15 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show the LLM usage tenants shipped: requests and tokens per hour, agent, provider and
+    /// model (closed hours only; the current hour arrives after it ends).
+    Usage {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the audit log, newest first.
     Audit {
         #[arg(long)]
@@ -420,6 +429,45 @@ fn run(cli: Cli) -> Result<()> {
                             (Some(e), Some(t)) => format!("{} ({e})", ago(t)),
                             _ => "-".to_owned(),
                         }
+                    )?;
+                }
+            }
+        }
+        AdminCommand::Usage { tenant, json } => {
+            let rows = hub::usage::list(&db, tenant.as_deref())?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no usage shipped yet (tenants ship each hour after it ends)"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<17} {:<16} {:<10} {:<10} {:<24} {:>6} {:>10} {:>10}",
+                    "HOUR (UTC)", "TENANT", "AGENT", "PROVIDER", "MODEL", "REQS", "IN", "OUT"
+                )?;
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:<17} {:<16} {:<10} {:<10} {:<24} {:>6} {:>10} {:>10}",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(
+                                    u64::try_from(r.hour).unwrap_or(0)
+                                )
+                        )
+                        .to_string()
+                        .get(..16)
+                        .unwrap_or(""),
+                        r.tenant,
+                        r.agent,
+                        r.provider,
+                        r.model,
+                        r.requests,
+                        r.input_tokens + r.cache_read_tokens + r.cache_write_tokens,
+                        r.output_tokens
                     )?;
                 }
             }

@@ -135,6 +135,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenant/approvals/{id}", get(tenant_approval))
         .route("/v1/tenant/decisions", get(decisions))
         .route("/v1/tenant/policy", get(policy))
+        .route("/v1/tenant/usage", post(tenant_usage))
+        .route("/v1/tenant/approvals/{id}/outcome", post(tenant_outcome))
         .merge(crate::app::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -736,6 +738,38 @@ async fn heartbeat(
         desired,
     })
     .into_response())
+}
+
+async fn tenant_usage(
+    State(state): St,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HubError> {
+    let body = body.map_err(body_err)?;
+    let tenant = tenant_auth(&state, &method, &uri, &headers, &body)?;
+    require_json(&headers)?;
+    let report: shared::wire::UsageReport = parse_json(&body)?;
+    let accepted = crate::usage::record(&mut *state.db()?, &tenant, &report)?;
+    tracing::info!(tenant = %tenant.name, buckets = accepted, "usage received");
+    Ok(axum::Json(serde_json::json!({ "accepted": accepted })).into_response())
+}
+
+async fn tenant_outcome(
+    State(state): St,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HubError> {
+    let body = body.map_err(body_err)?;
+    let tenant = tenant_auth(&state, &method, &uri, &headers, &body)?;
+    require_json(&headers)?;
+    let report: shared::wire::OutcomeReport = parse_json(&body)?;
+    crate::usage::record_outcome(&*state.db()?, &tenant, &id, &report)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn submit_approval(

@@ -77,6 +77,11 @@ paths = {
      {"name": "wait", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 30, "default": 25}, "description": "Seconds to wait when nothing is there yet"}],
      desc="Answers as soon as a grant newer than `after` exists (within milliseconds of the decision), or with an empty list after `wait` seconds. Verify every grant with the hub key pinned at enrollment and against the action held locally.",
      responses={"200": ok("Grants (possibly none)", ref("DecisionsResponse")), **tenant401, "400": ERR("Bad query")})},
+ "/v1/tenant/usage": {"post": op("Ship closed hourly usage buckets (idempotent: a bucket is keyed by hour, agent, provider and model, and a resend replaces it with the same numbers)", TENANT, ref("UsageReport"), {
+     "200": ok("Stored", S({"accepted": int_})), **tenant401, **COMMON})},
+ "/v1/tenant/approvals/{id}/outcome": {"post": op("Report how an approved action ended, for the audit log (no output leaves the VPS)", TENANT, ref("OutcomeReport"), params=[ID], responses={
+     "204": ok("Recorded (or the same report again)"), **tenant401, "404": ERR("Not this tenant's request"),
+     "409": ERR("A different outcome is already recorded (outcome_recorded)"), **COMMON})},
  "/v1/tenant/policy": {"get": op("The newest signed policy bundle", TENANT, responses={
      "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},
 }
@@ -112,6 +117,12 @@ schemas = {
      "decided_by": str_, "decided_at": int_, "expires_at": int_, "reason": str_}, ["tenant", "request_id", "action_hash", "decision", "scope", "decided_by", "decided_at", "expires_at"], additionalProperties=False),
  "SignedGrant": S({"grant": ref("Grant"), "signature": {"type": "string", "description": "Ed25519 by the hub key over \"tenant-agent-grant-v1\\n\" + RFC 8785 canonical JSON of grant; base64url"}}, ["grant", "signature"]),
  "DecisionsResponse": S({"grants": {"type": "array", "items": {"allOf": [ref("SignedGrant"), S({"seq": int_}, ["seq"])]}}, "cursor": int_}, ["grants", "cursor"]),
+ "UsageBucket": S({"hour": {"type": "integer", "multipleOf": 3600}, "agent": str_, "provider": str_, "model": str_,
+     **{k: {"type": "integer", "minimum": 0} for k in ["requests", "incomplete", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]}},
+     ["hour", "agent", "provider", "model", "requests", "incomplete", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"], additionalProperties=False),
+ "UsageReport": S({"buckets": {"type": "array", "maxItems": 1000, "items": ref("UsageBucket")}}, ["buckets"], additionalProperties=False),
+ "OutcomeReport": S({"status": {"enum": ["ran", "failed", "allowed", "denied", "expired"]}, "exit_code": {"type": ["integer", "null"]},
+     "duration_ms": {"type": ["integer", "null"]}, "secrets_used": {"type": "array", "items": str_, "description": "Names only"}}, ["status"], additionalProperties=False),
  "SubmitResponse": S({"id": str_, "status": {"enum": ["pending", "approved", "denied", "expired"]}, "expires_at": int_}, ["id", "status", "expires_at"]),
  "EnrollRequest": S({"token": str_, "public_key": {"type": "string", "description": "Ed25519, 32 bytes, base64url"}, "hostname": str_, "agent_version": str_}, ["token", "public_key"], additionalProperties=False),
  "EnrollResponse": S({"tenant": str_, "hub_public_key": str_, "hub_key_fingerprint": {"type": "string", "description": "SHA256:<base64 of SHA-256 of the raw key>"}}, ["tenant", "hub_public_key", "hub_key_fingerprint"]),

@@ -122,6 +122,8 @@ pub enum RequestError {
     Empty(&'static str),
     #[error("action_hash does not match the action")]
     ActionHash,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A valid request id (also used for hub-side ids in URLs).
@@ -201,6 +203,115 @@ pub struct DecisionsResponse {
     pub grants: Vec<DeliveredGrant>,
     /// Pass as `after` next time.
     pub cursor: i64,
+}
+
+/// Most buckets in one usage report.
+pub const MAX_USAGE_BUCKETS: usize = 1000;
+
+/// One closed hour of metered LLM usage for one (agent, provider, model).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBucket {
+    /// Start of the hour, unix seconds (a multiple of 3600).
+    pub hour: i64,
+    pub agent: String,
+    pub provider: String,
+    pub model: String,
+    pub requests: u64,
+    pub incomplete: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+}
+
+/// `POST /v1/tenant/usage`: closed hourly buckets. Idempotent: a bucket is keyed by (hour,
+/// agent, provider, model) and a closed hour never changes, so a resend replaces it with the
+/// same numbers and nothing is counted twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReport {
+    pub buckets: Vec<UsageBucket>,
+}
+
+impl UsageReport {
+    /// Checks sizes and shapes before anything is stored.
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if self.buckets.len() > MAX_USAGE_BUCKETS {
+            return Err(RequestError::Invalid(format!(
+                "at most {MAX_USAGE_BUCKETS} buckets per report"
+            )));
+        }
+        for b in &self.buckets {
+            if b.hour < 0 || b.hour % 3600 != 0 {
+                return Err(RequestError::Invalid(format!(
+                    "hour {} is not the start of an hour",
+                    b.hour
+                )));
+            }
+            for (field, value) in [
+                ("agent", &b.agent),
+                ("provider", &b.provider),
+                ("model", &b.model),
+            ] {
+                if value.len() > 200 || value.chars().any(char::is_control) {
+                    return Err(RequestError::Invalid(format!(
+                        "{field} must be at most 200 printable characters"
+                    )));
+                }
+            }
+            let counts = [
+                b.requests,
+                b.incomplete,
+                b.errors,
+                b.input_tokens,
+                b.output_tokens,
+                b.cache_read_tokens,
+                b.cache_write_tokens,
+            ];
+            if counts.iter().any(|c| i64::try_from(*c).is_err()) {
+                return Err(RequestError::Invalid("a count is out of range".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/tenant/approvals/{id}/outcome`: what running an approved action produced, for
+/// the hub's audit. Carries no output (that stays on the VPS), only how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeReport {
+    /// `ran`, `failed`, `allowed` (a tool call the runtime then made), `denied`, `expired`.
+    pub status: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// Names of the secrets injected (never values).
+    #[serde(default)]
+    pub secrets_used: Vec<String>,
+}
+
+impl OutcomeReport {
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if !["ran", "failed", "allowed", "denied", "expired"].contains(&self.status.as_str()) {
+            return Err(RequestError::Invalid(format!(
+                "unknown outcome status {:?}",
+                self.status
+            )));
+        }
+        if self.secrets_used.len() > 64
+            || self
+                .secrets_used
+                .iter()
+                .any(|n| n.is_empty() || n.len() > 64 || n.chars().any(|c| !c.is_ascii_graphic()))
+        {
+            return Err(RequestError::Invalid("bad secret names".into()));
+        }
+        Ok(())
+    }
 }
 
 /// The body of every error the hub answers.

@@ -132,6 +132,47 @@ pub enum Command {
         runtime_uids: Vec<u32>,
     },
 
+    /// Install this VPS as the appliance (as root, on Debian 12 / Ubuntu 22.04+).
+    ///
+    /// Creates the users (tenant-agent, tenant-rt), the directories with their modes, the
+    /// binary in /usr/local/bin, the unit, config.toml (only if missing: your edits are kept),
+    /// the vault key (a systemd credential where systemd-creds exists, else a 0600 file), the
+    /// nftables egress lock for the runtime's uid, the enrollment when a token is given; then
+    /// enables and (re)starts tenant-agent.service. Every step says what it did.
+    ///
+    /// Safe to run again: a second run changes nothing and says so; a run that failed half way
+    /// is completed by running it again; a new --enroll-token re-enrolls.
+    ///
+    /// Examples:
+    ///   sudo tenant-agent install --hub https://hub.example.com --enroll-token hte_... \
+    ///       --fingerprint SHA256:...
+    ///   sudo tenant-agent install --dry-run          # print every step, change nothing
+    ///   tenant-agent install --root /tmp/image       # files only, start nothing
+    #[command(verbatim_doc_comment)]
+    Install(InstallArgs),
+
+    /// Remove what `install` made: the service, the unit, the binary, the egress lock.
+    /// The vault, its key, the state and config.toml stay unless --purge; the users stay.
+    Uninstall {
+        /// Also delete the vault and its key, the state and the runtime's home (irreversible).
+        #[arg(long)]
+        purge: bool,
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Uninstall from the directory tree DIR (as made by `install --root DIR`).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+
+    /// Show the daemon, runtime, proxy, hub connection and last heartbeat, pending approvals,
+    /// policy version and usage this hour.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Talk to the hub once: send a heartbeat, show the desired state, and install a newer
     /// signed policy bundle if there is one (verified against the pinned hub key; unsigned,
     /// tampered or older bundles are refused and the installed policy stays).
@@ -140,6 +181,34 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The hub's base URL (https://; plain http only for localhost).
+    #[arg(long, value_name = "URL")]
+    pub hub: Option<String>,
+    /// A single-use enrollment token from `hub admin enroll-token` (or the environment
+    /// variable, which keeps it out of the process list).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TENANT_AGENT_ENROLL_TOKEN",
+        hide_env_values = true
+    )]
+    pub enroll_token: Option<String>,
+    /// Refuse the hub unless its signing key has this fingerprint (`SHA256:...`).
+    #[arg(long, value_name = "FP")]
+    pub fingerprint: Option<String>,
+    /// The agent runtime to supervise: openclaw, command, or none.
+    #[arg(long, default_value = "openclaw", value_name = "TYPE")]
+    pub runtime: String,
+    /// Print every step; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Install the files into the directory tree DIR and start nothing.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

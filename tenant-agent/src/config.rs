@@ -34,6 +34,77 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub gate: GateConfig,
+    /// `[runtime]`: the agent runtime the daemon supervises; absent = none (development).
+    #[serde(default)]
+    pub runtime: Option<RuntimeConfig>,
+}
+
+/// `[runtime]`: which agent runtime to supervise and how (see `supervisor::registry`).
+///
+/// ```toml
+/// [runtime]
+/// type = "openclaw"          # the default type; or "command" with `command = [...]`
+/// user = "tenant-rt"         # run it (and approved actions) as this user
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// A registered runtime type: `openclaw` (default) or `command`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The program and its arguments; replaces the type's own (required for `command`).
+    pub command: Vec<String>,
+    /// The loopback port it serves on (`{port}` in the command, env and config template).
+    pub port: Option<u16>,
+    /// Health endpoint, `http://127.0.0.1:PORT/PATH`; replaces the type's own. Without one
+    /// (a `command` runtime), it counts as healthy once it has run for `startup_secs`.
+    pub health_url: Option<String>,
+    /// Extra environment (added to the type's own; `{port}`, `{workdir}` are filled in).
+    pub env: BTreeMap<String, String>,
+    /// The user it runs as, and approved actions too. Unset: the daemon's own user.
+    pub user: Option<String>,
+    /// Its working and home directory (`/var/lib/tenant-runtime` when installed).
+    pub workdir: Option<PathBuf>,
+    /// Seconds between health checks.
+    pub health_interval_secs: u64,
+    /// Consecutive failed health checks after which it is restarted.
+    pub unhealthy_after: u32,
+    /// Seconds it may take to become healthy after a start before it is restarted.
+    pub startup_secs: u64,
+    /// Seconds between SIGTERM and SIGKILL (to the whole process group) when stopping it.
+    pub grace_secs: u64,
+    /// First restart delay in milliseconds; doubles per death up to `backoff_max_secs`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_secs: u64,
+    /// Healthy this long, the backoff starts again from `backoff_initial_ms`.
+    pub backoff_reset_secs: u64,
+    /// Parked as failed (and reported to the hub) after this many deaths ...
+    pub crash_loop_deaths: u32,
+    /// ... within this many seconds.
+    pub crash_loop_window_secs: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            kind: "openclaw".into(),
+            command: Vec::new(),
+            port: None,
+            health_url: None,
+            env: BTreeMap::new(),
+            user: None,
+            workdir: None,
+            health_interval_secs: 10,
+            unhealthy_after: 3,
+            startup_secs: 120,
+            grace_secs: 15,
+            backoff_initial_ms: 1000,
+            backoff_max_secs: 30,
+            backoff_reset_secs: 60,
+            crash_loop_deaths: 5,
+            crash_loop_window_secs: 300,
+        }
+    }
 }
 
 /// `[gate]`: how the daemon judges and runs the agent's actions.
@@ -170,6 +241,7 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             providers: BTreeMap::new(),
             gate: GateConfig::default(),
+            runtime: None,
         };
         config.add_default_providers();
         config
@@ -247,6 +319,9 @@ impl Config {
                 return Err(format!("[proxy] {field} must be at least 1"));
             }
         }
+        if let Some(rt) = &self.runtime {
+            rt.validate()?;
+        }
         for (name, provider) in &self.providers {
             let valid_name = !name.is_empty()
                 && name.len() <= 32
@@ -269,6 +344,62 @@ impl Config {
                     "[providers.{name}] key_secret = {secret:?} is not a valid secret name \
                      (1 to 64 characters of a-z, 0-9, `_`, `.` and `-`)"
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RuntimeConfig {
+    fn validate(&self) -> Result<(), String> {
+        if crate::supervisor::registry::lookup(&self.kind).is_none() {
+            return Err(format!(
+                "[runtime] type = {:?}: unknown runtime type (known: {})",
+                self.kind,
+                crate::supervisor::registry::names().join(", ")
+            ));
+        }
+        if self.kind == "command" && self.command.is_empty() {
+            return Err(
+                "[runtime] type = \"command\" needs `command = [\"program\", \"arg\", ...]`"
+                    .to_owned(),
+            );
+        }
+        if let Some(url) = &self.health_url {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| format!("[runtime] health_url = {url:?}: not a URL ({e})"))?;
+            if uri.scheme_str() != Some("http") || !uri.host().is_some_and(shared::is_loopback_host)
+            {
+                return Err(format!(
+                    "[runtime] health_url = {url:?}: must be http:// to a loopback address"
+                ));
+            }
+        }
+        for (field, value) in [
+            ("health_interval_secs", self.health_interval_secs),
+            ("startup_secs", self.startup_secs),
+            ("backoff_initial_ms", self.backoff_initial_ms),
+            ("backoff_max_secs", self.backoff_max_secs),
+            ("crash_loop_window_secs", self.crash_loop_window_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("[runtime] {field} must be at least 1"));
+            }
+        }
+        if self.unhealthy_after == 0 || self.crash_loop_deaths == 0 {
+            return Err(
+                "[runtime] unhealthy_after and crash_loop_deaths must be at least 1".into(),
+            );
+        }
+        for name in self.env.keys() {
+            let ok = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(format!("[runtime.env] {name:?} is not a variable name"));
             }
         }
         Ok(())
@@ -391,6 +522,27 @@ mod tests {
             Err("config.toml"),
         );
         check("[proxy\n", Err("config.toml"));
+        check("[runtime]\n", Ok(DEFAULTS));
+        check(
+            "[runtime]\ntype = \"openclaw\"\nuser = \"tenant-rt\"\n",
+            Ok(DEFAULTS),
+        );
+        check(
+            "[runtime]\ntype = \"command\"\ncommand = [\"/bin/sleep\", \"9\"]\n",
+            Ok(DEFAULTS),
+        );
+        check("[runtime]\ntype = \"command\"\n", Err("needs `command"));
+        check("[runtime]\ntype = \"myrai\"\n", Err("unknown runtime type"));
+        check(
+            "[runtime]\nhealth_url = \"http://10.1.1.1/h\"\n",
+            Err("loopback"),
+        );
+        check("[runtime]\ngrace = 3\n", Err("unknown field `grace`"));
+        check("[runtime]\nbackoff_max_secs = 0\n", Err("backoff_max_secs"));
+        check(
+            "[runtime.env]\n\"A-B\" = \"x\"\n",
+            Err("not a variable name"),
+        );
     }
 
     #[test]

@@ -1,8 +1,7 @@
-//! `tenant-agent run`: one process with the local safety API, the egress proxy and the hub
-//! sync; `sd_notify` READY and WATCHDOG; clean shutdown on SIGTERM.
-//!
-//! Not here yet: the runtime supervisor (start, health, backoff, crash-loop parking) — the
-//! runtime runs as its own systemd unit (`systemd/tenant-runtime.service`) for now.
+//! `tenant-agent run`: one process with the local safety API, the egress proxy, the hub sync
+//! and the runtime supervisor; `sd_notify` READY (once the API and the proxy listen; the
+//! runtime starts in the background) and WATCHDOG; clean shutdown on SIGTERM (the runtime is
+//! stopped first, then the API, then the proxy finishes open requests and flushes usage).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -24,6 +23,8 @@ pub enum DaemonError {
     },
     #[error("cannot install the signal handler: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Runtime(#[from] crate::supervisor::SupervisorError),
 }
 
 /// Sends a state to systemd when started as a `Type=notify` unit (a no-op otherwise). The
@@ -55,7 +56,17 @@ pub async fn run(
     runtime_uids: Vec<u32>,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
-    let gate = Gate::open(layout, &config.gate)?;
+    let run_as = config
+        .runtime
+        .as_ref()
+        .and_then(|r| r.user.as_deref())
+        .map(crate::supervisor::resolve_user)
+        .transpose()?;
+    let mut runtime_uids = runtime_uids;
+    if let Some(who) = run_as {
+        runtime_uids.push(who.uid);
+    }
+    let gate = Gate::open(layout, &config.gate, run_as)?;
     let proxy = crate::proxy::start(layout, config)
         .await
         .map_err(|e| DaemonError::Proxy(e.to_string()))?;
@@ -82,7 +93,58 @@ pub async fn run(
             })?;
         task
     };
-    let sync = tokio::spawn(gate::sync::run(gate.clone(), layout.clone(), started));
+    let runtime = match &config.runtime {
+        Some(rc) => {
+            let values = crate::supervisor::registry::Values {
+                proxy_url: format!("http://{}", proxy.local_addr()),
+                proxy_token: crate::proxy::load_or_create_token(layout)
+                    .map_err(|e| DaemonError::Proxy(e.to_string()))?,
+                api_socket: socket.display().to_string(),
+                ..Default::default()
+            };
+            let plan = crate::supervisor::LaunchPlan::new(rc, layout.runtime_dir(), values)?;
+            let previous = gate
+                .with_store(|s| s.get_kv(gate::sync::KV_RUNTIME))
+                .ok()
+                .flatten()
+                .and_then(|j| serde_json::from_str::<crate::supervisor::RuntimeStatus>(&j).ok());
+            if let Some(previous) = previous {
+                crate::supervisor::kill_leftover(&previous, &plan.program);
+            }
+            Some(crate::supervisor::spawn(plan, proxy.redactor()))
+        }
+        None => None,
+    };
+    let status_writer = runtime.as_ref().map(|r| {
+        let mut rx = r.watch();
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            loop {
+                let json = serde_json::to_string(&*rx.borrow_and_update()).unwrap_or_default();
+                let _ = gate.with_store(|s| s.set_kv(gate::sync::KV_RUNTIME, &json));
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
+    let expiry = {
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = gate.expire_old() {
+                    tracing::warn!(error = %e, "cannot expire old held actions");
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        })
+    };
+    let sync = tokio::spawn(gate::sync::run(
+        gate.clone(),
+        layout.clone(),
+        started,
+        runtime.clone(),
+    ));
     tracing::info!(
         api = %socket.display(),
         proxy = %proxy.local_addr(),
@@ -120,6 +182,16 @@ pub async fn run(
     }
     sd_notify("STOPPING=1");
     eprintln!("tenant-agent stopping: held actions stay queued in state.db");
+    if let Some(r) = &runtime {
+        r.stop().await;
+        let status = r.status();
+        let json = serde_json::to_string(&status).unwrap_or_default();
+        let _ = gate.with_store(|s| s.set_kv(gate::sync::KV_RUNTIME, &json));
+    }
+    if let Some(w) = status_writer {
+        w.abort();
+    }
+    expiry.abort();
     dog.abort();
     sync.abort();
     api.abort();

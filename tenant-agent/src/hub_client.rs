@@ -131,7 +131,9 @@ async fn answer<T: serde::de::DeserializeOwned>(
             message,
         });
     }
-    serde_json::from_slice(&body).map_err(|e| HubClientError::Protocol(e.to_string()))
+    // 204 No Content reads as JSON null (callers expecting it ask for `()`).
+    let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+    serde_json::from_slice(body).map_err(|e| HubClientError::Protocol(e.to_string()))
 }
 
 /// Enrolls this tenant: makes a fresh Ed25519 key, spends the token, checks the hub's key
@@ -305,6 +307,34 @@ impl HubClient {
         .await
     }
 
+    /// Ships closed usage hours (idempotent at the hub).
+    pub async fn usage(&self, report: &shared::wire::UsageReport) -> Result<(), HubClientError> {
+        let _: serde_json::Value = self
+            .signed(
+                reqwest::Method::POST,
+                "/v1/tenant/usage",
+                Some(Self::json(report)?),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reports how an approved action ended (idempotent at the hub).
+    pub async fn outcome(
+        &self,
+        id: &str,
+        report: &shared::wire::OutcomeReport,
+    ) -> Result<(), HubClientError> {
+        self.signed(
+            reqwest::Method::POST,
+            &format!("/v1/tenant/approvals/{id}/outcome"),
+            Some(Self::json(report)?),
+            None,
+        )
+        .await
+    }
+
     pub async fn policy(&self) -> Result<PolicyBundle, HubClientError> {
         self.signed(reqwest::Method::GET, "/v1/tenant/policy", None, None)
             .await
@@ -332,7 +362,9 @@ pub fn install_policy(
         .map_err(|e| HubClientError::Policy(e.to_string()))?;
     let pairs: Vec<(&String, &String)> = bundle.files.iter().collect();
     safety::Policy::from_files(&pairs).map_err(|e| HubClientError::Policy(e.to_string()))?;
-    let dir = layout.policies_dir();
+    // Swapped inside the policies directory (the daemon may write there and nowhere else in
+    // /etc): `signed.new` is filled, then renamed over `signed`.
+    let dir = layout.signed_policies_dir();
     let staged = dir.with_extension("new");
     let old = dir.with_extension("old");
     let _ = std::fs::remove_dir_all(&staged);

@@ -50,6 +50,29 @@ impl Layout {
         }
     }
 
+    /// The runtime's working and home directory (`[runtime] workdir` overrides it).
+    pub fn runtime_dir(&self) -> PathBuf {
+        if self.development {
+            self.state_dir.join("runtime")
+        } else {
+            PathBuf::from("/var/lib/tenant-runtime")
+        }
+    }
+
+    /// The system layout inside the directory tree `root` (for `install --root`).
+    pub fn system_in(root: &Path) -> Self {
+        let sys = Layout::system();
+        let under = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+        Layout {
+            etc_dir: under(&sys.etc_dir),
+            state_dir: under(&sys.state_dir),
+            run_dir: under(&sys.run_dir),
+            key_file: under(&sys.key_file),
+            encrypted_credential: sys.encrypted_credential.as_deref().map(under),
+            development: false,
+        }
+    }
+
     /// `config.toml`.
     pub fn config_file(&self) -> PathBuf {
         self.etc_dir.join("config.toml")
@@ -68,6 +91,11 @@ impl Layout {
     /// The active policy bundle (signed bundles from the hub).
     pub fn policies_dir(&self) -> PathBuf {
         self.etc_dir.join("policies")
+    }
+
+    /// Where signed bundles from the hub are installed (inside [`Self::policies_dir`]).
+    pub fn signed_policies_dir(&self) -> PathBuf {
+        self.policies_dir().join("signed")
     }
 
     /// The tenant's Ed25519 key for signing hub requests (PKCS#8, 0600).

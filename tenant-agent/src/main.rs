@@ -15,6 +15,14 @@ use tenant_agent::usage::{UsageStore, render_table};
 use tenant_agent::{hub_client, policy_files, proxy, secrets_cmd};
 
 fn main() -> ExitCode {
+    // Before any thread exists (capabilities are per thread): keep the capabilities systemd
+    // granted (CAP_SETUID/SETGID/KILL, to run the runtime as its own user) for this process
+    // only. With the ambient and inheritable sets empty, nothing this daemon executes (the
+    // runtime, approved actions) inherits any of them.
+    if let Err(e) = tenant_agent::supervisor::drop_inheritable_capabilities() {
+        eprintln!("tenant-agent: error: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -102,6 +110,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .context("cannot start the async runtime")?;
             rt.block_on(tenant_agent::daemon::run(&layout, &config, runtime_uids))?;
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Install(args) => {
+            let binary = std::env::current_exe().context("cannot find the running binary")?;
+            let opts = tenant_agent::install::InstallOptions {
+                root: args.root,
+                dry_run: args.dry_run,
+                hub: args.hub,
+                enroll_token: args.enroll_token,
+                fingerprint: args.fingerprint,
+                runtime: args.runtime,
+                binary,
+            };
+            tenant_agent::install::install(&opts, &mut out)?;
+        }
+        Command::Uninstall {
+            purge,
+            dry_run,
+            root,
+        } => {
+            let opts = tenant_agent::install::UninstallOptions {
+                root,
+                dry_run,
+                purge,
+            };
+            tenant_agent::install::uninstall(&opts, &mut out)?;
+        }
+        Command::Status { json } => {
+            let config = Config::load(&layout.config_file())?;
+            let status = runtime()?.block_on(tenant_agent::status_cmd::gather(&layout, &config));
+            if json {
+                serde_json::to_writer_pretty(&mut out, &status)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", tenant_agent::status_cmd::render(&status))?;
+            }
         }
         Command::Sync { json } => {
             let report = runtime()?.block_on(sync_once(&layout))?;

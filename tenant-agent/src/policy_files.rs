@@ -67,12 +67,21 @@ pub fn load_policy_dir(dir: &Path) -> Result<Policy, PolicyLoadError> {
     })
 }
 
-/// The policy bundle in force: the bundle installed under the layout's `policies/` directory
-/// when there is one, else the default compiled into the binary. An installed bundle that is
-/// invalid is an error; there is no silent fallback.
+/// The policy bundle in force: the signed bundle from the hub (`policies/signed/`) when one is
+/// installed, else the operator's own `policies/*.toml`, else the default compiled into the
+/// binary. An installed bundle that is invalid is an error; there is no silent fallback.
 pub fn active_policy(layout: &crate::layout::Layout) -> Result<Policy, PolicyLoadError> {
+    let signed = layout.signed_policies_dir();
+    if signed.is_dir() {
+        return load_policy_dir(&signed);
+    }
     let dir = layout.policies_dir();
-    if dir.is_dir() {
+    let has_files = std::fs::read_dir(&dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().and_then(|x| x.to_str()) == Some("toml"))
+    });
+    if has_files {
         return load_policy_dir(&dir);
     }
     Policy::embedded_default().map_err(|source| PolicyLoadError::Invalid {

@@ -55,6 +55,8 @@ pub struct ExecRequest {
     pub timeout: Duration,
     /// Bytes kept of each of stdout and stderr; the rest is read and dropped.
     pub output_limit: usize,
+    /// Run as this uid and gid (the runtime's user); `None`: as the daemon's own user.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// The action could not be prepared or started. Messages name secrets, never values.
@@ -137,6 +139,7 @@ pub struct Prepared {
     timeout: Duration,
     output_limit: usize,
     secrets: Vec<String>,
+    run_as: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -242,6 +245,7 @@ pub fn prepare<E: std::fmt::Display>(
         timeout: request.timeout,
         output_limit: request.output_limit,
         secrets,
+        run_as: request.run_as,
     })
 }
 
@@ -289,6 +293,9 @@ pub async fn run(prepared: Prepared, redactor: &Redactor) -> Result<ExecOutcome,
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some((uid, gid)) = prepared.run_as {
+        command.uid(uid).gid(gid);
+    }
     for (name, value) in &prepared.env {
         command.env(name, std::ffi::OsStr::from_bytes(value.expose()));
     }

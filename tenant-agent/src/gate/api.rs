@@ -8,7 +8,8 @@
 //! - `GET /v1/health`.
 //!
 //! Only root, the daemon's own user and the runtime's uid may connect (checked with
-//! `SO_PEERCRED` on every connection); the socket file is 0660.
+//! `SO_PEERCRED` on every connection). The socket file is 0660, or 0666 when the runtime runs
+//! under its own uid (the peer check is then what keeps everyone else out).
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt as _;
@@ -45,7 +46,15 @@ pub async fn serve(
             Err(e) => return Err(e),
         }
         let listener = tokio::net::UnixListener::bind(socket)?;
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+        // A runtime under its own uid must be able to open the socket; who may talk is then
+        // decided per connection by the kernel-reported peer uid.
+        let own = nix::unistd::geteuid().as_raw();
+        let mode = if allowed_uids.iter().any(|u| *u != own && *u != 0) {
+            0o666
+        } else {
+            0o660
+        };
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))?;
         Ok(listener)
     };
     let listener = match bind() {

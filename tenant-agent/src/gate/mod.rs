@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use crate::config::GateConfig;
 use crate::exec;
 use crate::layout::Layout;
+use crate::supervisor::RunAs;
 use crate::vault::Vault;
 use store::{Held, Store, StoreError};
 
@@ -104,7 +105,12 @@ pub struct Gate {
     changed: watch::Sender<u64>,
     /// The tenant name and pinned hub key, once enrolled.
     pub enrollment: Option<crate::hub_client::Enrollment>,
+    /// The user actions run as (the runtime's), when configured.
+    run_as: Option<RunAs>,
 }
+
+/// How long a held action waits for a decision (the hub's expiry too).
+pub const HOLD_SECS: i64 = 24 * 3600;
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +123,11 @@ fn reason_lines(v: &safety::Verdict) -> Vec<String> {
 }
 
 impl Gate {
-    pub fn open(layout: &Layout, config: &GateConfig) -> Result<Arc<Gate>, GateError> {
+    pub fn open(
+        layout: &Layout,
+        config: &GateConfig,
+        run_as: Option<RunAs>,
+    ) -> Result<Arc<Gate>, GateError> {
         let policy = crate::policy_files::active_policy(layout)
             .map_err(|e| GateError::Internal(e.to_string()))?;
         layout
@@ -137,6 +147,7 @@ impl Gate {
             store: Mutex::new(store),
             changed: watch::channel(0).0,
             enrollment,
+            run_as,
         }))
     }
 
@@ -243,6 +254,13 @@ impl Gate {
                 let id = new_id()?;
                 let hash = action_hash(&action).map_err(|e| GateError::Internal(e.to_string()))?;
                 let summary = self.summary(&action);
+                if let Some((grant, grant_json)) = self.reusable_grant(&hash)? {
+                    return self
+                        .run_under_earlier_grant(
+                            id, &req, action, hash, tier, reasons, summary, grant, grant_json,
+                        )
+                        .await;
+                }
                 let held = Held {
                     id: id.clone(),
                     agent: req.agent.chars().take(64).collect(),
@@ -289,6 +307,98 @@ impl Gate {
         }
     }
 
+    /// A grant the owner gave earlier for exactly this action with the 24 h scope, still
+    /// valid: verified again (signature, tenant, hash, expiry) against the pinned hub key.
+    fn reusable_grant(&self, hash: &str) -> Result<Option<(shared::Grant, String)>, GateError> {
+        let Some(enrollment) = &self.enrollment else {
+            return Ok(None);
+        };
+        let candidates = self.store()?.grants_for_hash(hash)?;
+        let now = store::now();
+        for json in candidates {
+            let Ok(signed) = serde_json::from_str::<SignedGrant>(&json) else {
+                continue;
+            };
+            let request_id = signed.grant.request_id.clone();
+            let Ok(grant) = signed.verify(
+                &enrollment.hub_public_key,
+                &enrollment.tenant,
+                &request_id,
+                hash,
+                now,
+            ) else {
+                continue;
+            };
+            if grant.decision == shared::Decision::Approve
+                && grant.scope == shared::Scope::Action24h
+            {
+                return Ok(Some((grant.clone(), json)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs an action at once under an earlier 24 h grant, recording it as its own action.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_under_earlier_grant(
+        &self,
+        id: String,
+        req: &ActionRequest,
+        action: Action,
+        hash: String,
+        tier: String,
+        reasons: Vec<String>,
+        summary: String,
+        grant: shared::Grant,
+        grant_json: String,
+    ) -> Result<ActionResponse, GateError> {
+        let note = format!(
+            "approved for 24 h by {} (request {}), until {}",
+            grant.decided_by, grant.request_id, grant.expires_at
+        );
+        tracing::info!(%id, earlier = %grant.request_id, "ran under an earlier 24 h grant");
+        let (status, outcome) = match &action {
+            Action::Tool { .. } => ("allowed".to_owned(), None),
+            Action::Command { .. } => {
+                let (s, o) = outcome_json(self.execute(&action).await);
+                (s, Some(o))
+            }
+        };
+        let held = Held {
+            id: id.clone(),
+            agent: req.agent.chars().take(64).collect(),
+            action,
+            action_hash: hash,
+            tier: tier.clone(),
+            reasons: reasons.clone(),
+            summary,
+            status: status.clone(),
+            reason: Some(note.clone()),
+            outcome: outcome.clone(),
+            created_at: store::now(),
+        };
+        self.store()?.record_reuse(&held, &grant_json)?;
+        Ok(ActionResponse {
+            decision: "run".into(),
+            message: format!("Owner {note}. {}", status_sentence(&status)),
+            status,
+            id: Some(id),
+            tier,
+            reasons,
+            outcome,
+        })
+    }
+
+    /// Closes held actions that waited longer than [`HOLD_SECS`].
+    pub fn expire_old(&self) -> Result<usize, GateError> {
+        let n = self.store()?.expire_pending(store::now() - HOLD_SECS)?;
+        if n > 0 {
+            tracing::info!(count = n, "held actions expired without a decision");
+            self.bump();
+        }
+        Ok(n)
+    }
+
     /// One line for the owner, redacted (the hub never gets a secret value).
     fn summary(&self, action: &Action) -> String {
         let text = match action {
@@ -325,6 +435,7 @@ impl Gate {
             env: Vec::new(),
             timeout: Duration::from_secs(self.config.exec_timeout_secs),
             output_limit: self.config.output_limit,
+            run_as: self.run_as.map(|r| (r.uid, r.gid)),
         };
         let vault = Vault::open(&self.layout).map_err(|e| e.to_string())?;
         let redactor = self.redactor(&vault)?;
@@ -429,9 +540,32 @@ impl Gate {
                 }
                 self.bump();
                 tracing::info!(%id, by = %grant.decided_by, "approved; running it");
-                let outcome = self.execute(&held.action).await;
-                let (status, outcome) = outcome_json(outcome);
-                self.store()?.finish(&id, &status, &outcome)?;
+                let (status, outcome) = match &held.action {
+                    // The runtime makes an approved tool call itself.
+                    Action::Tool { .. } => ("allowed".to_owned(), serde_json::Value::Null),
+                    Action::Command { .. } => outcome_json(self.execute(&held.action).await),
+                };
+                let report = shared::wire::OutcomeReport {
+                    status: status.clone(),
+                    exit_code: outcome
+                        .pointer("/exit")
+                        .filter(|e| e["kind"] == "code")
+                        .and_then(|e| e["value"].as_i64())
+                        .and_then(|c| i32::try_from(c).ok()),
+                    duration_ms: outcome["duration_ms"].as_u64(),
+                    secrets_used: outcome["secrets_used"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                let body =
+                    serde_json::to_string(&serde_json::json!({ "id": id, "report": report }))
+                        .map_err(|e| GateError::Internal(e.to_string()))?;
+                self.store()?.finish(&id, &status, &outcome, Some(&body))?;
                 self.bump();
                 Ok(true)
             }
@@ -466,12 +600,25 @@ fn outcome_json(outcome: Result<exec::ExecOutcome, String>) -> (String, serde_js
     }
 }
 
+fn status_sentence(status: &str) -> &'static str {
+    match status {
+        "ran" => "Ran.",
+        "allowed" => "Make the tool call now.",
+        _ => "Could not run it; see outcome.",
+    }
+}
+
 fn response_for(held: &Held) -> ActionResponse {
     let message = match held.status.as_str() {
         "pending" => "Still waiting for the owner's approval.".to_owned(),
         "running" => "Approved; running now.".to_owned(),
         "ran" => "Approved by the owner and ran.".to_owned(),
         "failed" => "Approved by the owner, but it failed; see outcome.".to_owned(),
+        "allowed" => "Approved by the owner: make the tool call now.".to_owned(),
+        "expired" => format!(
+            "Not run: {}. Ask again if it is still needed.",
+            held.reason.as_deref().unwrap_or("expired")
+        ),
         "denied" => format!(
             "The owner denied this: {}. Do not retry it unchanged.",
             held.reason.as_deref().unwrap_or("no reason given")

@@ -199,19 +199,89 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Records what running an action produced (already redacted).
+    /// Records what running an action produced (already redacted) and, in the same
+    /// transaction, queues `report` (the outcome for the hub's audit) in the outbox.
     pub fn finish(
         &self,
         id: &str,
         status: &str,
         outcome: &serde_json::Value,
+        report: Option<&str>,
     ) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        tx.execute(
+            "UPDATE gate_actions SET status = ?2, outcome = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, status, outcome.to_string(), now()],
+        )
+        .map_err(self.err())?;
+        if let Some(body) = report {
+            tx.execute(
+                "INSERT OR IGNORE INTO gate_outbox (kind, key, body, created_at)
+                 VALUES ('outcome', ?1, ?2, ?3)",
+                params![format!("outcome:{id}"), body, now()],
+            )
+            .map_err(self.err())?;
+        }
+        tx.commit().map_err(self.err())
+    }
+
+    /// Records an action that ran at once under an earlier 24 h grant (no hub round trip).
+    pub fn record_reuse(&self, held: &Held, grant_json: &str) -> Result<(), StoreError> {
+        let action = self.json(&held.action)?;
+        let reasons = self.json(&held.reasons)?;
+        let outcome = held.outcome.as_ref().map(|o| o.to_string());
         self.conn
             .execute(
-                "UPDATE gate_actions SET status = ?2, outcome = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, status, outcome.to_string(), now()],
+                "INSERT INTO gate_actions (id, agent, action, action_hash, tier, reasons, summary,
+                    status, reason, outcome, grant_json, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                params![
+                    held.id,
+                    held.agent,
+                    action,
+                    held.action_hash,
+                    held.tier,
+                    reasons,
+                    held.summary,
+                    held.status,
+                    held.reason,
+                    outcome,
+                    grant_json,
+                    held.created_at
+                ],
             )
             .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// Grants that approved an action with this hash (newest first): candidates for reuse
+    /// when their scope allows it. The caller verifies each again.
+    pub fn grants_for_hash(&self, hash: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT grant_json FROM gate_actions
+                 WHERE action_hash = ?1 AND grant_json IS NOT NULL
+                   AND status IN ('running', 'ran', 'failed', 'allowed')
+                 ORDER BY updated_at DESC LIMIT 8",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([hash], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Closes pending actions created before `before` (unix seconds) as expired; returns
+    /// how many. The hub expires them after 24 h too; a late grant finds them closed.
+    pub fn expire_pending(&self, before: i64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE gate_actions SET status = 'expired',
+                    reason = 'no decision within 24 hours', updated_at = ?2
+                 WHERE status = 'pending' AND created_at < ?1",
+                params![before, now()],
+            )
             .map_err(self.err())
     }
 

@@ -10,12 +10,24 @@ use shared::wire::{ApprovalRequest, Heartbeat, RuntimeHealth};
 use super::Gate;
 use crate::hub_client::{HubClient, HubClientError};
 use crate::layout::Layout;
+use crate::supervisor::SupervisorHandle;
 
 const CURSOR: &str = "decisions_cursor";
 
+#[derive(serde::Deserialize)]
+struct QueuedOutcome {
+    id: String,
+    report: shared::wire::OutcomeReport,
+}
+
 /// Runs the three loops until the task is dropped. Without an enrollment it returns at once
 /// (held actions wait locally; `tenant-agent enroll` then a restart connects them).
-pub async fn run(gate: Arc<Gate>, layout: Layout, started: Instant) {
+pub async fn run(
+    gate: Arc<Gate>,
+    layout: Layout,
+    started: Instant,
+    runtime: Option<SupervisorHandle>,
+) {
     let client = match HubClient::load(&layout) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -25,8 +37,73 @@ pub async fn run(gate: Arc<Gate>, layout: Layout, started: Instant) {
     };
     let outbox = tokio::spawn(outbox_loop(gate.clone(), client.clone()));
     let decisions = tokio::spawn(decisions_loop(gate.clone(), client.clone()));
-    let heartbeat = tokio::spawn(heartbeat_loop(gate, client, layout, started));
-    let _ = tokio::join!(outbox, decisions, heartbeat);
+    let usage = tokio::spawn(usage_loop(layout.clone(), client.clone()));
+    let heartbeat = tokio::spawn(heartbeat_loop(gate, client, layout, started, runtime));
+    let _ = tokio::join!(outbox, decisions, usage, heartbeat);
+}
+
+/// `gate_kv` keys `tenant-agent status` reads.
+pub const KV_LAST_HEARTBEAT: &str = "last_heartbeat_at";
+pub const KV_HUB_ERROR: &str = "hub_error";
+pub const KV_RUNTIME: &str = "runtime_status";
+pub const KV_USAGE_SHIPPED: &str = "usage_shipped_at";
+
+/// Ships closed usage hours: the usage table is its own durable outbox (`shipped_at` is set
+/// only after the hub accepted the bucket, and the hub stores buckets idempotently, so a crash
+/// between the two resends the same numbers and nothing is counted twice).
+pub async fn ship_usage(layout: &Layout, client: &HubClient) -> Result<usize, String> {
+    let mut store =
+        crate::usage::UsageStore::open(&layout.state_db()).map_err(|e| e.to_string())?;
+    let due = store
+        .closed_unshipped(crate::usage::unix_now())
+        .map_err(|e| e.to_string())?;
+    let mut shipped = 0;
+    for chunk in due.chunks(shared::wire::MAX_USAGE_BUCKETS) {
+        let report = shared::wire::UsageReport {
+            buckets: chunk
+                .iter()
+                .map(|b| shared::wire::UsageBucket {
+                    hour: b.hour,
+                    agent: b.agent.clone(),
+                    provider: b.provider.clone(),
+                    model: b.model.clone(),
+                    requests: b.requests,
+                    incomplete: b.incomplete,
+                    errors: b.errors,
+                    input_tokens: b.input_tokens,
+                    output_tokens: b.output_tokens,
+                    cache_read_tokens: b.cache_read_tokens,
+                    cache_write_tokens: b.cache_write_tokens,
+                })
+                .collect(),
+        };
+        client.usage(&report).await.map_err(|e| e.to_string())?;
+        store
+            .mark_shipped(chunk, crate::usage::unix_now())
+            .map_err(|e| e.to_string())?;
+        shipped += chunk.len();
+    }
+    Ok(shipped)
+}
+
+async fn usage_loop(layout: Layout, client: Arc<HubClient>) {
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        match ship_usage(&layout, &client).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(buckets = n, "usage shipped to the hub");
+                }
+                backoff = Duration::from_secs(5);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "cannot ship usage yet; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
 }
 
 fn permanent(e: &HubClientError) -> bool {
@@ -49,6 +126,10 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
                 Ok(req) => client.submit(&req).await.map(|_| ()),
                 Err(e) => Err(HubClientError::Protocol(e.to_string())),
             },
+            "outcome" => match serde_json::from_str::<QueuedOutcome>(&item.body) {
+                Ok(q) => client.outcome(&q.id, &q.report).await,
+                Err(e) => Err(HubClientError::Protocol(e.to_string())),
+            },
             other => Err(HubClientError::Protocol(format!(
                 "unknown outbox kind {other}"
             ))),
@@ -57,6 +138,10 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
             Ok(()) => {
                 let _ = gate.with_store(|s| s.sent(item.seq));
                 sent += 1;
+            }
+            Err(e) if permanent(&e) && item.kind != "approval" => {
+                tracing::warn!(key = %item.key, error = %e, "the hub refused a queued report; dropped");
+                let _ = gate.with_store(|s| s.sent(item.seq));
             }
             Err(e) if permanent(&e) => {
                 // The hub will never take it: close the action (fail closed) and say why.
@@ -122,19 +207,70 @@ async fn decisions_loop(gate: Arc<Gate>, client: Arc<HubClient>) {
     }
 }
 
-async fn heartbeat_loop(gate: Arc<Gate>, client: Arc<HubClient>, layout: Layout, started: Instant) {
+async fn heartbeat_loop(
+    gate: Arc<Gate>,
+    client: Arc<HubClient>,
+    layout: Layout,
+    started: Instant,
+    runtime: Option<SupervisorHandle>,
+) {
+    // Commands carried out and not yet acknowledged to the hub. Kept in memory: if the daemon
+    // dies first, the hub sends them again, and every command kind is safe to repeat.
+    let mut acked: Vec<i64> = Vec::new();
+    let mut wake = runtime.as_ref().map(SupervisorHandle::watch);
     loop {
         let installed = crate::hub_client::installed_policy_version(&layout);
+        let status = runtime.as_ref().map(SupervisorHandle::status);
+        let (disk_free_bytes, disk_total_bytes) = disk_space(&layout.state_dir);
         let hb = Heartbeat {
             agent_version: env!("CARGO_PKG_VERSION").into(),
-            runtime_kind: "none".into(),
-            runtime_health: RuntimeHealth::Stopped,
+            runtime_kind: status.as_ref().map_or("none".into(), |s| s.kind.clone()),
+            runtime_health: status.as_ref().map_or(RuntimeHealth::Stopped, |s| s.health),
             uptime_secs: started.elapsed().as_secs(),
             pending_approvals: gate.pending_count(),
             policy_version: installed,
+            acked_commands: acked.clone(),
+            disk_free_bytes,
+            disk_total_bytes,
             ..Default::default()
         };
-        match client.heartbeat(&hb).await {
+        let result = client.heartbeat(&hb).await;
+        match &result {
+            Ok(answer) => {
+                acked.clear();
+                let _ = gate.with_store(|s| {
+                    s.set_kv(KV_LAST_HEARTBEAT, &crate::usage::unix_now().to_string())?;
+                    s.set_kv(KV_HUB_ERROR, "")
+                });
+                for command in &answer.desired.commands {
+                    match command.kind.as_str() {
+                        shared::wire::RESTART_RUNTIME => match &runtime {
+                            Some(r) => {
+                                tracing::info!(
+                                    id = command.id,
+                                    "the hub asked for a runtime restart"
+                                );
+                                r.restart().await;
+                            }
+                            None => tracing::warn!(
+                                id = command.id,
+                                "the hub asked for a runtime restart, but no runtime is configured"
+                            ),
+                        },
+                        other => tracing::warn!(
+                            id = command.id,
+                            kind = other,
+                            "unknown hub command; acknowledged without acting"
+                        ),
+                    }
+                    acked.push(command.id);
+                }
+            }
+            Err(e) => {
+                let _ = gate.with_store(|s| s.set_kv(KV_HUB_ERROR, &e.to_string()));
+            }
+        }
+        match result {
             Ok(answer) if answer.desired.policy_version > installed => {
                 match client.policy().await {
                     Ok(bundle) => {
@@ -153,6 +289,39 @@ async fn heartbeat_loop(gate: Arc<Gate>, client: Arc<HubClient>, layout: Layout,
             Ok(_) => {}
             Err(e) => tracing::info!(error = %e, "heartbeat failed; will retry"),
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        // Every 30 s, sooner when there are acknowledgements to deliver or the runtime's
+        // health changed (the hub hears of a crash loop at once).
+        let pause = if acked.is_empty() {
+            Duration::from_secs(30)
+        } else {
+            Duration::from_secs(1)
+        };
+        match wake.as_mut() {
+            Some(rx) => {
+                let before = rx.borrow_and_update().health;
+                let deadline = tokio::time::Instant::now() + pause;
+                loop {
+                    match tokio::time::timeout_at(deadline, rx.changed()).await {
+                        Ok(Ok(())) if rx.borrow_and_update().health == before => continue,
+                        _ => break,
+                    }
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+    }
+}
+
+/// Free and total bytes of the file system holding `dir`.
+fn disk_space(dir: &std::path::Path) -> (u64, u64) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let frag = s.fragment_size();
+            (
+                s.blocks_available().saturating_mul(frag),
+                s.blocks().saturating_mul(frag),
+            )
+        }
+        Err(_) => (0, 0),
     }
 }

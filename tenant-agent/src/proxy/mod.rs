@@ -159,14 +159,35 @@ struct Provider {
 struct State {
     providers: HashMap<String, Provider>,
     token_digest: digest::Digest,
-    snapshot: RwLock<Arc<Snapshot>>,
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
     usage: UsageRecorder,
     config: ProxyConfig,
+}
+
+/// The redactor of the proxy's current vault snapshot: every vault secret (in every encoding)
+/// and the credential pattern pack, reloaded within a second of a vault change.
+#[derive(Clone)]
+pub struct LiveRedactor(Arc<RwLock<Arc<Snapshot>>>);
+
+impl std::fmt::Debug for LiveRedactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveRedactor")
+    }
+}
+
+impl LiveRedactor {
+    pub fn current(&self) -> Arc<Redactor> {
+        match self.0.read() {
+            Ok(guard) => guard.redactor.clone(),
+            Err(poisoned) => poisoned.into_inner().redactor.clone(),
+        }
+    }
 }
 
 /// A running proxy.
 pub struct ProxyHandle {
     addr: SocketAddr,
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     writer: std::thread::JoinHandle<()>,
@@ -184,6 +205,11 @@ impl ProxyHandle {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The proxy's redactor as the vault changes (for everything else the daemon redacts).
+    pub fn redactor(&self) -> LiveRedactor {
+        LiveRedactor(self.snapshot.clone())
     }
 
     /// Stops accepting, lets open requests finish (up to 10 s), and flushes usage to disk.
@@ -243,7 +269,7 @@ pub async fn start(layout: &Layout, config: &Config) -> Result<ProxyHandle, Prox
     let state = Arc::new(State {
         providers,
         token_digest: digest::digest(&digest::SHA256, token.as_bytes()),
-        snapshot: RwLock::new(Arc::new(snapshot)),
+        snapshot: Arc::new(RwLock::new(Arc::new(snapshot))),
         usage,
         config: config.proxy.clone(),
     });
@@ -255,9 +281,11 @@ pub async fn start(layout: &Layout, config: &Config) -> Result<ProxyHandle, Prox
         needed,
         shutdown_rx.clone(),
     ));
+    let snapshot = state.snapshot.clone();
     let server = tokio::spawn(serve(listener, state, shutdown_rx));
     Ok(ProxyHandle {
         addr,
+        snapshot,
         shutdown,
         server,
         writer,

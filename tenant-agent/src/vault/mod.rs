@@ -9,7 +9,7 @@
 //! key as such, not as a corrupt database. Secret values never appear in errors, logs or
 //! `Debug` output, and are zeroized in memory when dropped.
 
-mod key;
+pub(crate) mod key;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -16,20 +16,38 @@ use super::hub::{agent, start_hub};
 
 const SECRET: &str = "tok-live-8fK2mQ9xZ4vR7wL1";
 
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) socket: PathBuf,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
+impl Daemon {
+    /// SIGKILL: no chance to clean up or flush anything.
+    pub(crate) fn sigkill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn start_daemon(state: &Path) -> Daemon {
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM first, so that a supervised runtime is stopped with the daemon.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn start_daemon(state: &Path) -> Daemon {
     let config = state.join("config.toml");
     if !config.exists() {
         // A free port for this daemon's proxy.
@@ -70,7 +88,12 @@ fn start_daemon(state: &Path) -> Daemon {
 }
 
 /// One HTTP/1 request over the unix socket, as the runtime's plugin sends it.
-async fn local(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn local(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -93,7 +116,7 @@ async fn local(socket: &Path, method: &str, path: &str, body: Option<Value>) -> 
     )
 }
 
-async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f().await {
         assert!(Instant::now() < deadline, "timed out: {what}");
@@ -399,7 +422,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
 
     // SIGKILL while a request is held: nothing is lost; the restarted daemon runs it once the
     // owner decides, and denial reasons reach the agent.
-    drop(daemon);
+    daemon.sigkill();
     let daemon = start_daemon(&state);
     let sock = daemon.socket.clone();
     let (_, r) = local(&sock, "GET", &format!("/v1/actions/{id2}"), None).await;
@@ -465,7 +488,7 @@ async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it
     let id = r["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Killed while the request waits for the hub; it is still there after a restart.
-    drop(daemon);
+    daemon.sigkill();
     let daemon = start_daemon(&state);
     let (_, r) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
     assert_eq!(r["status"], "pending", "{r}");

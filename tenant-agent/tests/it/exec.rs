@@ -51,6 +51,7 @@ fn request(env: &Env, action: Action) -> ExecRequest {
         env: vec![("HOME".into(), env.work.display().to_string())],
         timeout: Duration::from_secs(20),
         output_limit: 64 * 1024,
+        run_as: None,
     }
 }
 

@@ -184,7 +184,7 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["policy_update"]["Ok"], 1, "{v}");
-    assert!(state.join("policies/core.toml").is_file());
+    assert!(state.join("policies/signed/core.toml").is_file());
     let (ok, out, _) = agent_async(&state, &["sync"]).await;
     assert!(
         ok && out.contains("installed version 1, hub has version 1"),
@@ -211,7 +211,7 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
         !ok && out.contains("update refused") && out.contains("core.toml"),
         "{out}"
     );
-    let installed = std::fs::read_to_string(state.join("policies/core.toml")).unwrap();
+    let installed = std::fs::read_to_string(state.join("policies/signed/core.toml")).unwrap();
     assert_ne!(installed, "# allow everything\n");
     assert!(
         std::fs::read_to_string(state.join("policy-manifest.json"))

@@ -7,6 +7,7 @@ mod egress;
 mod exec;
 mod hub;
 mod proxy;
+mod runtime;
 mod sdk;
 mod secrets;
 mod units;
