@@ -128,7 +128,8 @@ mod tests {
     #[test]
     fn crash_loops_are_n_deaths_within_the_window() {
         check_loop(3, 60, &[0, 10, 20], &[false, false, true]);
-        check_loop(3, 60, &[0, 10, 70, 80], &[false, false, false, true]);
+        check_loop(3, 60, &[0, 10, 70, 80], &[false, false, false, false]);
+        check_loop(3, 60, &[0, 10, 50, 80], &[false, false, true, false]);
         check_loop(3, 60, &[0, 30, 61, 100], &[false, false, false, false]);
         check_loop(1, 60, &[5], &[true]);
         check_loop(

@@ -6,6 +6,7 @@ mod daemon;
 mod egress;
 mod exec;
 mod hub;
+mod install;
 mod proxy;
 mod runtime;
 mod sdk;
