@@ -108,6 +108,7 @@ impl Api {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
+        self.sender.ready().await.unwrap();
         let resp = self.sender.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.into_body().collect().await.unwrap().to_bytes())

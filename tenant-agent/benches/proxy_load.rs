@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakes::FakeLlm;
-use serde_json::json;
 use tenant_agent::layout::Layout;
 use tenant_agent::vault::{SecretValue, Vault};
 

@@ -16,6 +16,8 @@ pub enum DaemonError {
     Gate(#[from] gate::GateError),
     #[error("cannot start the egress proxy: {0}")]
     Proxy(String),
+    #[error("cannot load the policy: {0}")]
+    Policy(String),
     #[error("cannot serve the local API on {path}: {source}")]
     Api {
         path: PathBuf,
@@ -66,10 +68,13 @@ pub async fn run(
     if let Some(who) = run_as {
         runtime_uids.push(who.uid);
     }
-    let gate = Gate::open(layout, &config.gate, run_as)?;
-    let proxy = crate::proxy::start(layout, config)
+    // The policy is compiled once, for the gate's classifier and the proxy's pattern pack.
+    let policy = crate::policy_files::active_policy(layout)
+        .map_err(|e| DaemonError::Policy(e.to_string()))?;
+    let proxy = crate::proxy::start_with_pack(layout, config, policy.redaction())
         .await
         .map_err(|e| DaemonError::Proxy(e.to_string()))?;
+    let gate = Gate::open(layout, &config.gate, policy, run_as, Some(proxy.redactor()))?;
     let socket = layout.api_socket();
     // Bind before READY so that a client started after us can connect at once.
     let api = {

@@ -107,6 +107,7 @@ pub struct Gate {
     pub enrollment: Option<crate::hub_client::Enrollment>,
     /// The user actions run as (the runtime's), when configured.
     run_as: Option<RunAs>,
+    live: Option<crate::proxy::LiveRedactor>,
 }
 
 /// How long a held action waits for a decision (the hub's expiry too).
@@ -123,13 +124,16 @@ fn reason_lines(v: &safety::Verdict) -> Vec<String> {
 }
 
 impl Gate {
+    /// The gate over `policy` (the active one, compiled by the caller). `redactor` is the
+    /// proxy's live redactor (vault secrets reloaded on change); without it one is built per
+    /// action.
     pub fn open(
         layout: &Layout,
         config: &GateConfig,
+        policy: safety::Policy,
         run_as: Option<RunAs>,
+        redactor: Option<crate::proxy::LiveRedactor>,
     ) -> Result<Arc<Gate>, GateError> {
-        let policy = crate::policy_files::active_policy(layout)
-            .map_err(|e| GateError::Internal(e.to_string()))?;
         layout
             .ensure_state_dir()
             .map_err(|e| GateError::Internal(e.to_string()))?;
@@ -148,6 +152,7 @@ impl Gate {
             changed: watch::channel(0).0,
             enrollment,
             run_as,
+            live: redactor,
         }))
     }
 
@@ -405,11 +410,14 @@ impl Gate {
             Action::Command { argv, .. } => argv.last().cloned().unwrap_or_default(),
             Action::Tool { tool, args, .. } => format!("{tool} {args}"),
         };
-        let redacted = Vault::open(&self.layout)
-            .map_err(|e| e.to_string())
-            .and_then(|v| self.redactor(&v))
-            .map(|r| r.redact_str(&text).into_owned())
-            .unwrap_or_else(|_| "(summary withheld: the redactor is unavailable)".into());
+        let redacted = match &self.live {
+            Some(live) => Ok(live.current().redact_str(&text).into_owned()),
+            None => Vault::open(&self.layout)
+                .map_err(|e| e.to_string())
+                .and_then(|v| self.redactor(&v))
+                .map(|r| r.redact_str(&text).into_owned()),
+        }
+        .unwrap_or_else(|_| "(summary withheld: the redactor is unavailable)".into());
         let mut s: String = redacted.chars().take(200).collect();
         if redacted.chars().count() > 200 {
             s.push('…');
@@ -437,16 +445,36 @@ impl Gate {
             output_limit: self.config.output_limit,
             run_as: self.run_as.map(|r| (r.uid, r.gid)),
         };
-        let vault = Vault::open(&self.layout).map_err(|e| e.to_string())?;
-        let redactor = self.redactor(&vault)?;
-        let prepared =
-            exec::prepare(&request, |name| vault.get(name)).map_err(|e| e.to_string())?;
+        // The vault is opened only when the action names a secret.
+        let needs_vault = match action {
+            Action::Command { secret_refs, .. } => !secret_refs.is_empty(),
+            Action::Tool { .. } => true,
+        };
+        let vault = if needs_vault || self.live.is_none() {
+            Some(Vault::open(&self.layout).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let redactor: Arc<safety::Redactor> = match (&self.live, &vault) {
+            (Some(live), _) => live.current(),
+            (None, Some(v)) => Arc::new(self.redactor(v)?),
+            (None, None) => return Err("no redactor".into()),
+        };
+        let prepared = exec::prepare(&request, |name| match &vault {
+            Some(v) => v.get(name),
+            None => Ok(None),
+        })
+        .map_err(|e| e.to_string())?;
         let used: Vec<String> = prepared.secrets().to_vec();
         let outcome = exec::run(prepared, &redactor)
             .await
             .map_err(|e| e.to_string())?;
-        let names: Vec<&str> = used.iter().map(String::as_str).collect();
-        let _ = vault.mark_used(&names);
+        if let Some(v) = &vault
+            && !used.is_empty()
+        {
+            let names: Vec<&str> = used.iter().map(String::as_str).collect();
+            let _ = v.mark_used(&names);
+        }
         Ok(outcome)
     }
 

@@ -229,9 +229,18 @@ impl ProxyHandle {
 /// Builds everything (vault snapshot, pattern pack, TLS clients, usage writer) and starts
 /// listening on `config.proxy.listen`.
 pub async fn start(layout: &Layout, config: &Config) -> Result<ProxyHandle, ProxyError> {
+    let pack = crate::policy_files::active_policy(layout)?.redaction();
+    start_with_pack(layout, config, pack).await
+}
+
+/// [`start`] with the pattern pack of a policy the caller already compiled (the daemon
+/// compiles the policy once for the gate and the proxy).
+pub async fn start_with_pack(
+    layout: &Layout,
+    config: &Config,
+    pack: Arc<PatternPack>,
+) -> Result<ProxyHandle, ProxyError> {
     let token = load_or_create_token(layout)?;
-    let policy = crate::policy_files::active_policy(layout)?;
-    let pack = policy.redaction();
     let needed: Vec<String> = config
         .providers
         .values()
