@@ -118,6 +118,32 @@ impl Layout {
         self.run_dir.join("api.sock")
     }
 
+    /// After root used an installed system's state directory (`secrets set`, `status`, ...):
+    /// hands the files root created there back to the directory's owner, so that the daemon,
+    /// which runs as that user, can still open them (SQLite's -wal/-shm files included).
+    pub fn return_state_files(&self) {
+        use std::os::unix::fs::MetadataExt as _;
+        if self.development || !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let Ok(dir) = std::fs::metadata(&self.state_dir) else {
+            return;
+        };
+        if dir.uid() == 0 {
+            return;
+        }
+        for entry in std::fs::read_dir(&self.state_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.uid() == 0 && m.is_file()) {
+                let _ = std::os::unix::fs::lchown(&path, Some(dir.uid()), Some(dir.gid()));
+            }
+        }
+    }
+
     /// Creates the state directory (mode 0700) if it is missing.
     pub fn ensure_state_dir(&self) -> std::io::Result<()> {
         create_private_dir(&self.state_dir)

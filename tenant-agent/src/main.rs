@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    match run(cli) {
+    let layout = Layout::new(cli.state_dir.as_deref());
+    let result = run(cli);
+    layout.return_state_files();
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("tenant-agent: error: {err:#}");
