@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakes::FakeLlm;
-use tenant_agent::layout::Layout;
-use tenant_agent::vault::{SecretValue, Vault};
 
 mod common;
 use common::{chat_body, constant_rate, median, percentile, status_kib};
@@ -76,28 +74,7 @@ async fn run() {
 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let layout = Layout::new(Some(&state));
-    {
-        let mut vault = Vault::open(&layout).unwrap();
-        let mut entries = vec![("openai_api_key".to_owned(), SecretValue::new(KEY.into()))];
-        for i in 0..1000 {
-            entries.push((
-                format!("bench_{i}"),
-                SecretValue::new(format!("s3cret-value-{i:05}-{:x}", i * 7919).into()),
-            ));
-        }
-        vault.import(&entries).unwrap();
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        layout.config_file(),
-        format!("[proxy]\nlisten = \"127.0.0.1:{port}\"\n[providers.openai]\nupstream = \"{}\"\nkey_secret = \"openai_api_key\"\n", fake.url()),
-    )
-    .unwrap();
+    let (_layout, port) = common::bench_state(&state, KEY, &fake.url());
     let token = String::from_utf8(
         Command::new(BIN)
             .arg("--state-dir")

@@ -393,12 +393,7 @@ impl RuntimeConfig {
             );
         }
         for name in self.env.keys() {
-            let ok = name
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
+            if !crate::exec::is_env_name(name) {
                 return Err(format!("[runtime.env] {name:?} is not a variable name"));
             }
         }

@@ -447,13 +447,12 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
             AGENT_USER,
         )?;
     }
-    let configured_config = if ctx.dry && !config_path.exists() {
+    let config = if ctx.dry && !config_path.exists() {
         crate::config::Config::parse(&default_config(&opts.runtime), CONFIG)
             .map_err(|e| step_err("default config", e))?
     } else {
         crate::config::Config::load(&config_path).map_err(|e| step_err("read the config", e))?
     };
-    let config = configured_config;
     let configured_runtime = config
         .runtime
         .as_ref()

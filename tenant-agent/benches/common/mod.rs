@@ -6,6 +6,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tenant_agent::layout::Layout;
+use tenant_agent::vault::{SecretValue, Vault};
+
+/// A state dir with a vault of 1,000 secrets plus the provider `key`, and a config whose proxy
+/// listens on a free loopback port and forwards `openai` to `upstream`.
+pub fn bench_state(state: &std::path::Path, key: &str, upstream: &str) -> (Layout, u16) {
+    let layout = Layout::new(Some(state));
+    {
+        let mut vault = Vault::open(&layout).unwrap();
+        let mut entries = vec![("openai_api_key".to_owned(), SecretValue::new(key.into()))];
+        for i in 0..1000 {
+            entries.push((
+                format!("bench_{i}"),
+                SecretValue::new(format!("s3cret-value-{i:05}-{:x}", i * 7919).into()),
+            ));
+        }
+        vault.import(&entries).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        layout.config_file(),
+        format!("[proxy]\nlisten = \"127.0.0.1:{port}\"\n[providers.openai]\nupstream = \"{upstream}\"\nkey_secret = \"openai_api_key\"\n"),
+    )
+    .unwrap();
+    (layout, port)
+}
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

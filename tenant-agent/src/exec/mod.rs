@@ -268,7 +268,8 @@ fn substitute(
     Ok(SecretValue::new(out))
 }
 
-fn is_env_name(name: &str) -> bool {
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()

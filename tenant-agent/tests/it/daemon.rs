@@ -116,6 +116,24 @@ pub(crate) async fn local(
     )
 }
 
+/// `tenant-agent secrets set NAME` with the value on stdin.
+pub(crate) fn set_secret(state: &Path, name: &str, value: &str) {
+    let mut set = Command::new(env!("CARGO_BIN_EXE_tenant-agent"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(["secrets", "set", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    assert!(set.wait().unwrap().success());
+}
+
 pub(crate) async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f().await {
@@ -135,29 +153,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
 
     // The owner's account and the tenant's enrollment.
     let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{}/v1/signup", hub.url))
-        .json(&json!({"email": "anna@bakery.example", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = resp.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = {
-        let db = hub.state.db.lock().unwrap();
-        hub::admin::create_enrollment_token(&db, "bakery", Some("anna@bakery.example"), 3600)
-            .unwrap()
-            .token
-    };
+    let (cookie, csrf, token) = hub.owner("anna@bakery.example", "bakery").await;
     let (ok, _, err) = agent(
         &state,
         &[
@@ -171,21 +167,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
         ],
     );
     assert!(ok, "{err}");
-    let mut set = Command::new(env!("CARGO_BIN_EXE_tenant-agent"))
-        .arg("--state-dir")
-        .arg(&state)
-        .args(["secrets", "set", "api_token"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    set.stdin
-        .take()
-        .unwrap()
-        .write_all(SECRET.as_bytes())
-        .unwrap();
-    assert!(set.wait().unwrap().success());
+    set_secret(&state, "api_token", SECRET);
 
     let daemon = start_daemon(&state);
     let sock = daemon.socket.clone();

@@ -55,6 +55,33 @@ impl Hub {
     pub(crate) fn fingerprint(&self) -> String {
         self.state.key.public_key().fingerprint()
     }
+
+    /// Signs up an owner; returns their session cookie, CSRF token and an enrollment token
+    /// for `tenant` owned by them.
+    pub(crate) async fn owner(&self, email: &str, tenant: &str) -> (String, String, String) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/signup", self.url))
+            .json(&serde_json::json!({"email": email, "password": "correct horse battery staple"}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let csrf = resp.json::<serde_json::Value>().await.unwrap()["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let db = self.state.db.lock().unwrap();
+        let token = hub::admin::create_enrollment_token(&db, tenant, Some(email), 3600)
+            .unwrap()
+            .token;
+        (cookie, csrf, token)
+    }
 }
 
 pub(crate) fn agent(state: &Path, args: &[&str]) -> (bool, String, String) {

@@ -2,14 +2,13 @@
 //! (`tests/python/standin_runtime.py`, which talks to the local safety API as the OpenClaw
 //! plugin will), with and without a real hub.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::daemon::{Daemon, start_daemon, wait_until};
+use super::daemon::{Daemon, set_secret, start_daemon, wait_until};
 use super::hub::{agent, start_hub};
 
 const SECRET: &str = "rt-live-Q7pX2mK9vL4wZ8nB";
@@ -45,23 +44,6 @@ fn setup(state: &Path, port: u16, extra_args: &[&str], runtime_extra: &str) {
         serde_json::to_string(&command).unwrap(),
     );
     std::fs::write(state.join("config.toml"), config).unwrap();
-}
-
-fn set_secret(state: &Path, name: &str, value: &str) {
-    let mut set = Command::new(env!("CARGO_BIN_EXE_tenant-agent"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(["secrets", "set", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    set.stdin
-        .take()
-        .unwrap()
-        .write_all(value.as_bytes())
-        .unwrap();
-    assert!(set.wait().unwrap().success());
 }
 
 fn status(state: &Path) -> Value {
@@ -260,29 +242,7 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
     let port = free_port();
     setup(&state, port, &[], "");
     let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{}/v1/signup", hub.url))
-        .json(&json!({"email": "bo@garage.example", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = resp.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let token = {
-        let db = hub.state.db.lock().unwrap();
-        hub::admin::create_enrollment_token(&db, "garage", Some("bo@garage.example"), 3600)
-            .unwrap()
-            .token
-    };
+    let (cookie, csrf, token) = hub.owner("bo@garage.example", "garage").await;
     let (ok, _, err) = agent(&state, &["enroll", "--hub", &hub.url, "--token", &token]);
     assert!(ok, "{err}");
     set_secret(&state, "db_password", SECRET);
