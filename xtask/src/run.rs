@@ -50,24 +50,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             .arg(&hub_db)
             .args(["serve", "--listen", HUB_LISTEN]),
     )?;
-    let mut proxy = match spawn(
-        Command::new(bin.join("tenant-agent"))
-            .arg("--state-dir")
-            .arg(&tenant)
-            .arg("proxy"),
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = hub.kill();
-            return Err(e);
-        }
-    };
     // Wait until the hub accepts connections (migrations and key creation come first).
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(HUB_LISTEN).is_err() {
         if std::time::Instant::now() > deadline || hub.try_wait().ok().flatten().is_some() {
             let _ = hub.kill();
-            let _ = proxy.kill();
             return Err(format!("the hub did not start listening on {HUB_LISTEN}"));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -78,7 +65,20 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         Ok(both) => both,
         Err(e) => {
             let _ = hub.kill();
-            let _ = proxy.kill();
+            return Err(e);
+        }
+    };
+    // The tenant daemon (local safety API, egress proxy, hub sync), started once enrolled so
+    // that it connects to the hub at once.
+    let mut daemon = match spawn(
+        Command::new(bin.join("tenant-agent"))
+            .arg("--state-dir")
+            .arg(&tenant)
+            .arg("run"),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = hub.kill();
             return Err(e);
         }
     };
@@ -94,7 +94,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
                   admin CLI: target/debug/hub --db {db} admin --help
   local tenant:   state dir {tenant}
                   {enrolled}
-    sync:         {ta} sync   (heartbeat; installs a newer signed policy bundle)
+    daemon:       {ta} status   (local API: {tenant}/run/api.sock; heartbeats every 30 s)
     egress proxy: http://127.0.0.1:8791/openai/v1 and /anthropic, API key (proxy token):
                   {token}
     add real keys: printf '%s' \"$OPENAI_API_KEY\" | {ta} secrets set openai_api_key
@@ -109,14 +109,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     // process group), then stop the other.
     loop {
         if let Some(status) = hub.try_wait().map_err(|e| e.to_string())? {
-            let _ = proxy.kill();
-            let _ = proxy.wait();
+            let _ = daemon.kill();
+            let _ = daemon.wait();
             return finished("hub", status);
         }
-        if let Some(status) = proxy.try_wait().map_err(|e| e.to_string())? {
+        if let Some(status) = daemon.try_wait().map_err(|e| e.to_string())? {
             let _ = hub.kill();
             let _ = hub.wait();
-            return finished("tenant-agent proxy", status);
+            return finished("tenant-agent run", status);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
