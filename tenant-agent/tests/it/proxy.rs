@@ -722,12 +722,13 @@ async fn a_client_that_goes_away_cancels_the_upstream_and_is_metered_incomplete(
         )
         .header("x-api-key", &env.token)
         .send()
-        .await
-        .unwrap();
-    let mut resp = resp;
-    let mut failed = false;
-    loop {
-        match resp.chunk().await {
+        .await;
+    // Under load the cut can come before hyper has flushed the response headers: the client
+    // then sees the connection close instead of a truncated stream. Either way it fails.
+    let mut failed = resp.is_err();
+    let mut resp = resp.ok();
+    while let Some(r) = resp.as_mut() {
+        match r.chunk().await {
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(_) => {
