@@ -195,6 +195,7 @@ fn main() {
                 argv: vec!["rm".into(), "-rf".into(), format!("build-{i}")],
                 cwd: "/srv/shop".into(),
                 secret_refs: vec![],
+                files: Vec::new(),
             };
             let req = ApprovalRequest {
                 id: format!("bench-{i:08}"),

@@ -442,24 +442,20 @@ async fn login(
 ) -> Result<Response, HubError> {
     let axum::Json(c) = body.map_err(json_err)?;
     let t = now();
-    let email_key = format!("login:{}", c.email.trim().to_lowercase());
-    let ip_key = format!("login-ip:{}", peer.ip());
-    let blocked = state
-        .limiter
-        .blocked(&email_key, accounts::MAX_FAILURES_PER_EMAIL, t)
-        .or_else(|| {
-            state
-                .limiter
-                .blocked(&ip_key, accounts::MAX_FAILURES_PER_ADDR, t)
-        });
-    if let Some(retry_after) = blocked {
-        return Err(HubError::TooMany {
+    // Throttled per (email, address) and per address (refused, whatever the password), and
+    // per email (only slowed down, so a stranger cannot lock the owner out): see `accounts`.
+    let attempt = accounts::LoginAttempt::new(&c.email, peer.ip());
+    let delay = attempt
+        .begin(&state.limiter, t)
+        .map_err(|retry_after| HubError::TooMany {
             message: format!(
                 "too many failed log-ins; try again in {} minutes",
                 retry_after.div_ceil(60)
             ),
             retry_after,
-        });
+        })?;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let found = accounts::find_login(&*state.db()?, &c.email)?;
     let hash = found.as_ref().map(|(_, h)| h.clone());
@@ -471,15 +467,13 @@ async fn login(
     let account = match (ok, found) {
         (true, Some((account, _))) => account,
         _ => {
-            state.limiter.hit(&email_key, t);
-            state.limiter.hit(&ip_key, t);
             return Err(HubError::Unauthorized(
                 "bad_credentials",
                 "wrong email or password".into(),
             ));
         }
     };
-    state.limiter.clear(&email_key);
+    attempt.succeeded(&state.limiter);
     let db = state.db()?;
     let session = accounts::create_session(&db, &account)?;
     Ok(session_response(&state, StatusCode::OK, &account, &session))

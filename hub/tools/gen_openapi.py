@@ -42,7 +42,7 @@ paths = {
  "/v1/login": {"post": op("Log in", [], ref("Credentials"), {
      "200": {"description": "Logged in; sets the session cookie", "content": js(ref("SessionInfo"))},
      "401": ERR("Wrong email or password (bad_credentials)"),
-     "429": {"description": "Five failed log-ins for this email (or twenty from this address) in 15 minutes; Retry-After says when to try again", "content": js(ref("Error"))}, **COMMON})},
+     "429": {"description": "Five failed log-ins for this email from this address (or twenty from this address) in 15 minutes; Retry-After says when to try again. Failures from other addresses only slow log-ins for the email down (up to 2 s), never refuse them", "content": js(ref("Error"))}, **COMMON})},
  "/v1/logout": {"post": op("End the session", SESSION_CSRF, responses={"204": ok("Logged out; the cookie is cleared"), **auth401, "403": ERR("Missing or wrong x-csrf-token")})},
  "/v1/session": {"get": op("Who is logged in, and the CSRF token for state-changing requests", SESSION, responses={"200": ok("The session", ref("SessionInfo")), **auth401})},
  "/v1/tenants": {"get": op("The tenants this account may see (its own; all for admins), with health", SESSION, responses={"200": ok("Tenants", {"type": "object", "properties": {"tenants": {"type": "array", "items": ref("TenantView")}}}), **auth401})},

@@ -17,7 +17,7 @@ pub mod redact;
 pub mod secret_ref;
 pub mod tier;
 
-pub use classify::{Classifier, Context, Reason, Verdict};
+pub use classify::{Classifier, Context, FileContent, Reason, Verdict};
 pub use policy::{Policy, PolicyError};
 pub use redact::{PatternPack, Redactor};
 pub use tier::{Autonomy, Decision, Tier, decide};

@@ -26,7 +26,7 @@ fn check(input: &str, expected: Tier) {
 fn check_in(cwd: &str, input: &str, expected: Tier) {
     let ctx = Context {
         cwd: Some(cwd.into()),
-        home: None,
+        ..Default::default()
     };
     let verdict = classifier().classify_line(input, &ctx);
     assert_eq!(
@@ -213,11 +213,12 @@ fn local_changes_are_yellow() {
     check("sed 's/foo/bar/' in.txt", Yellow);
     check("chmod 644 index.html", Yellow);
     check("chmod +x deploy.sh", Yellow);
-    check("./deploy.sh", Yellow);
-    check("bash deploy.sh", Yellow);
-    check("python3 manage.py migrate", Yellow);
-    check("node server.js", Yellow);
-    check("make build", Yellow);
+    // Files that run are judged by their content (tests/families.rs); unread, they are red.
+    check("./deploy.sh", Red);
+    check("bash deploy.sh", Red);
+    check("python3 manage.py migrate", Red);
+    check("node server.js", Red);
+    check("make build", Red);
     check("curl https://example.com", Yellow);
     check("curl -sSL https://api.github.com/repos/acme/shop", Yellow);
     check("wget https://example.com/file.tar.gz", Yellow);
@@ -235,9 +236,9 @@ fn local_changes_are_yellow() {
     check("kill 1234", Yellow);
     check("apt update", Yellow);
     check("export DEBUG=1", Green);
-    check("DEBUG=1 npm test", Yellow);
+    check("DEBUG=1 npm test", Red); // package.json not read: see tests/families.rs
     check("export PATH=$HOME/bin:$PATH", Yellow);
-    check("jq -n env", Yellow);
+    check("jq -n env", Red); // dumps the environment (family 2)
     check("printenv HOME", Yellow);
 }
 
@@ -644,9 +645,11 @@ fn unknown_flags_are_never_green() {
     check("cat -Z file", Yellow);
     check("git status --frobnicate", Yellow);
     check("grep --invalid x y", Yellow);
-    check("bin/grep foo src/", Yellow);
-    check("./ls", Yellow);
-    check("/tmp/cat x", Yellow);
+    // A program outside the trusted directories is a file that runs: red until its content is
+    // read and judged.
+    check("bin/grep foo src/", Red);
+    check("./ls", Red);
+    check("/tmp/cat x", Red);
     check("/usr/bin/cat x", Green);
     check("/bin/ls -la", Green);
 }

@@ -15,6 +15,10 @@ pub enum Action {
         cwd: String,
         #[serde(default)]
         secret_refs: Vec<String>,
+        /// The files the command runs (`bash F`, `./F`, `make`), each with the SHA-256 of the
+        /// content that was classified: an approval covers exactly that content.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<FileDigest>,
     },
     /// A tool call of the agent runtime with its JSON arguments.
     Tool {
@@ -25,6 +29,15 @@ pub enum Action {
         #[serde(default)]
         secret_refs: Vec<String>,
     },
+}
+
+/// A file an action runs, and the SHA-256 (lowercase hex) of the content that was judged;
+/// `unreadable: REASON` when it could not be read (it must still be unreadable when it runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    pub path: String,
+    pub sha256: String,
 }
 
 impl Action {

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod request;
 pub mod wire;
 
-pub use action::{Action, action_hash};
+pub use action::{Action, FileDigest, action_hash};
 pub use grant::{Decision, Grant, GrantError, Scope, SignedGrant};
 pub use keys::{KeyError, PublicKey, SigningKey};
 pub use policy::{PolicyBundle, PolicyError, PolicyManifest};

@@ -15,7 +15,8 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(argv, cwd, secret_refs)| Action::Command {
                 argv,
                 cwd,
-                secret_refs
+                secret_refs,
+                files: Vec::new(),
             }),
         (
             "[a-z_.]{1,12}",

@@ -14,6 +14,7 @@ fn cmd(argv: &[&str], cwd: &str, refs: &[&str]) -> Action {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: cwd.into(),
         secret_refs: refs.iter().map(|s| s.to_string()).collect(),
+        files: Vec::new(),
     }
 }
 

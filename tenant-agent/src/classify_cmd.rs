@@ -12,6 +12,8 @@ pub struct ClassifyOptions {
     pub autonomy: Autonomy,
     pub unlocked: BTreeSet<String>,
     pub json: bool,
+    /// Add the simple commands the classifier judged (`--explain`).
+    pub explain: bool,
     pub context: Context,
 }
 
@@ -21,14 +23,18 @@ pub struct Answer<'a> {
     pub tier: &'a str,
     pub decision: &'a str,
     pub reasons: Vec<String>,
+    /// Every simple command judged, as named; only with `--explain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<&'a [String]>,
 }
 
 impl<'a> Answer<'a> {
-    fn new(verdict: &'a Verdict, decision: Decision) -> Self {
+    fn new(verdict: &'a Verdict, decision: Decision, explain: bool) -> Self {
         Answer {
             tier: verdict.tier.as_str(),
             decision: decision.as_str(),
             reasons: verdict.reason_lines(),
+            commands: explain.then_some(verdict.commands.as_slice()),
         }
     }
 }
@@ -52,7 +58,7 @@ pub fn classify_one(
     let verdict = classifier.classify_line(input, &options.context);
     let decision = verdict.decide(options.autonomy, &options.unlocked);
     if options.json {
-        let line = serde_json::to_string(&Answer::new(&verdict, decision))
+        let line = serde_json::to_string(&Answer::new(&verdict, decision, options.explain))
             .map_err(std::io::Error::other)?;
         writeln!(out, "{line}")
     } else {
@@ -83,7 +89,7 @@ pub fn classify_stream(
             ),
         };
         let decision = verdict.decide(options.autonomy, &options.unlocked);
-        let json = serde_json::to_string(&Answer::new(&verdict, decision))
+        let json = serde_json::to_string(&Answer::new(&verdict, decision, options.explain))
             .map_err(std::io::Error::other)?;
         writeln!(out, "{json}")?;
         out.flush()?;
@@ -108,6 +114,15 @@ fn write_human(
     if !verdict.channels.is_empty() {
         let channels: Vec<&str> = verdict.channels.iter().map(String::as_str).collect();
         writeln!(out, "channels: {}", channels.join(", "))?;
+    }
+    if options.explain {
+        // The classifier marks a part of a name known only at run time with U+0001.
+        let names: Vec<String> = verdict
+            .commands
+            .iter()
+            .map(|c| c.replace('\u{1}', "…"))
+            .collect();
+        writeln!(out, "commands: {}", names.join(", "))?;
     }
     if verdict.unknown_tool {
         writeln!(out, "note:     the tool is not in the tool manifest")?;

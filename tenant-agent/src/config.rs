@@ -119,6 +119,10 @@ pub struct GateConfig {
     pub exec_timeout_secs: u64,
     /// Bytes of stdout and of stderr kept per action.
     pub output_limit: usize,
+    /// The runtime user's real home (`~`, `$HOME` in the agent's commands): the runtime's
+    /// working directory. Set by the daemon from `[runtime]`, not read from the file.
+    #[serde(skip)]
+    pub home: Option<String>,
 }
 
 impl Default for GateConfig {
@@ -128,6 +132,7 @@ impl Default for GateConfig {
             unlocked: Vec::new(),
             exec_timeout_secs: 300,
             output_limit: 64 * 1024,
+            home: None,
         }
     }
 }

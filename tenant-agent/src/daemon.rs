@@ -74,7 +74,18 @@ pub async fn run(
     let proxy = crate::proxy::start_with_pack(layout, config, policy.redaction())
         .await
         .map_err(|e| DaemonError::Proxy(e.to_string()))?;
-    let gate = Gate::open(layout, &config.gate, policy, run_as, Some(proxy.redactor()))?;
+    // `~` in the agent's commands is the runtime user's real home: its working directory.
+    let mut gate_config = config.gate.clone();
+    gate_config.home = Some(
+        config
+            .runtime
+            .as_ref()
+            .and_then(|r| r.workdir.clone())
+            .unwrap_or_else(|| layout.runtime_dir())
+            .display()
+            .to_string(),
+    );
+    let gate = Gate::open(layout, &gate_config, policy, run_as, Some(proxy.redactor()))?;
     let socket = layout.api_socket();
     // Bind before READY so that a client started after us can connect at once.
     let api = {

@@ -298,9 +298,11 @@ fn classify(args: ClassifyArgs) -> Result<ExitCode> {
         autonomy: Autonomy::from_level(args.autonomy).unwrap_or_default(),
         unlocked: args.unlocked.into_iter().collect::<BTreeSet<_>>(),
         json: args.json,
+        explain: args.explain,
         context: Context {
             cwd: args.cwd,
             home: args.home,
+            ..Default::default()
         },
     };
     let stdout = std::io::stdout();

@@ -7,7 +7,8 @@ use std::process::Command;
 /// chromium and its driver (the approval app in a real browser), libssl-dev and pkg-config
 /// (SQLCipher links the system libcrypto), systemd for `systemd-analyze`, Debian's python3 and
 /// util-linux's setpriv (egress probes run as an unprivileged uid, which cannot use a root-owned
-/// Python install).
+/// Python install), bubblewrap and strace (the classifier's differential oracle runs commands in
+/// real bash inside a throwaway sandbox and records every execve).
 const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "iproute2",
@@ -18,6 +19,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "libssl-dev",
     "pkg-config",
     "systemd",
+    "bubblewrap",
+    "strace",
 ];
 
 /// The Python used by tests (a venv with the pinned clients).

@@ -44,8 +44,8 @@ Commands:
   test        Install test dependencies, then run cargo fmt --check, clippy -D warnings and the
               whole test suite. This is what CI runs (.ci/run).
   test-deps   Only install the test dependencies: Debian packages (nftables, iproute2, chromium,
-              chromium-driver, libssl-dev) when run as root, and a Python venv with the official
-              openai and anthropic SDKs and http_ece under target/test-venv.
+              chromium-driver, libssl-dev, bubblewrap, strace) when run as root, and a Python
+              venv with the official openai and anthropic SDKs and http_ece under target/test-venv.
   help        Show this message."
     );
 }

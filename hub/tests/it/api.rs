@@ -174,6 +174,7 @@ fn request(id: &str, argv: &[&str]) -> ApprovalRequest {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: "/srv/shop".into(),
         secret_refs: vec!["stripe_key".into()],
+        files: Vec::new(),
     };
     ApprovalRequest {
         id: id.into(),
@@ -324,8 +325,9 @@ async fn accounts_sessions_csrf_and_login_rate_limit() {
         401,
         "login_required",
     );
-    // Log-in: wrong password 401, five failures lock the email out (even with the right
-    // password) and say when to come back.
+    // Log-in: wrong password 401, five failures lock this (email, address) pair out (even with
+    // the right password) and say when to come back. Other addresses: see
+    // `a_stranger_cannot_lock_the_owner_out_of_log_in`.
     let login = |pw: &str| json!({"email": "anna@bakery.example", "password": pw});
     let ok = call(
         &hub,
@@ -379,6 +381,197 @@ async fn accounts_sessions_csrf_and_login_rate_limit() {
         .parse()
         .unwrap();
     assert!(retry > 0 && retry <= 900, "{retry}");
+}
+
+/// A client whose connections come from `127.0.0.n` (the hub keys log-in limits on the
+/// socket's peer address; all of 127/8 is loopback on Linux).
+fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .unwrap()
+}
+
+/// Logs in; the status, the body, the `Retry-After` header and the cookie.
+async fn login_from(
+    hub: &Hub,
+    from: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Value, Option<u64>, Option<String>) {
+    let resp = from
+        .post(hub.url("/v1/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+    (status, resp.json().await.unwrap(), retry, cookie)
+}
+
+#[track_caller]
+fn expect_rate_limited(got: &(StatusCode, Value, Option<u64>, Option<String>)) {
+    assert_eq!(got.0, 429, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], "rate_limited", "{}", got.1);
+    assert!(!got.1["error"]["message"].as_str().unwrap().is_empty());
+    let retry = got.2.unwrap();
+    assert!(retry > 0 && retry <= 900, "{retry}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_cannot_lock_the_owner_out_of_log_in() {
+    use hub::accounts::{MAX_FAILURES_PER_PAIR, login_delay};
+    struct Case {
+        email: &'static str,
+        /// The strangers' addresses (last octet of 127.0.0.x).
+        strangers: std::ops::RangeInclusive<u8>,
+        /// Wrong passwords each stranger types.
+        tries: usize,
+        /// All at once rather than one after the other.
+        at_once: bool,
+        owner: u8,
+    }
+    let cases = [
+        Case {
+            email: "anna@bakery.example",
+            strangers: 2..=2,
+            tries: 50,
+            at_once: false,
+            owner: 3,
+        },
+        Case {
+            email: "bo@florist.example",
+            strangers: 4..=4,
+            tries: 50,
+            at_once: true,
+            owner: 5,
+        },
+        Case {
+            email: "cem@garage.example",
+            strangers: 10..=19,
+            tries: 5,
+            at_once: true,
+            owner: 20,
+        },
+    ];
+    let hub = Hub::start();
+    for case in &cases {
+        hub.signup(case.email).await;
+    }
+    let hub = std::sync::Arc::new(hub);
+    for case in cases {
+        let Case {
+            email,
+            strangers,
+            tries,
+            at_once,
+            owner,
+        } = case;
+        // The strangers' wrong passwords.
+        let mut statuses: Vec<(u8, StatusCode)> = Vec::new();
+        if at_once {
+            let handles: Vec<_> = strangers
+                .clone()
+                .flat_map(|n| (0..tries).map(move |i| (n, i)))
+                .map(|(n, i)| {
+                    let hub = hub.clone();
+                    tokio::spawn(async move {
+                        let wrong = format!("wrong password number {i}");
+                        (n, login_from(&hub, &client_from(n), email, &wrong).await.0)
+                    })
+                })
+                .collect();
+            for h in handles {
+                statuses.push(h.await.unwrap());
+            }
+        } else {
+            for n in strangers.clone() {
+                let from = client_from(n);
+                for i in 0..tries {
+                    let got = login_from(&hub, &from, email, &format!("wrong {i} password")).await;
+                    statuses.push((n, got.0));
+                }
+            }
+        }
+        // Each stranger's pair: at most the limit reached the password check, the rest 429.
+        let pair_limit = usize::try_from(MAX_FAILURES_PER_PAIR).unwrap();
+        let mut failures = 0;
+        for n in strangers.clone() {
+            let mine: Vec<_> = statuses.iter().filter(|(a, _)| *a == n).collect();
+            let denied = mine.iter().filter(|(_, s)| *s == 401).count();
+            let limited = mine.iter().filter(|(_, s)| *s == 429).count();
+            assert_eq!(denied, tries.min(pair_limit), "{email} from .{n}: {mine:?}");
+            assert_eq!(denied + limited, tries, "{email} from .{n}: {mine:?}");
+            failures += denied;
+            // The stranger's pair is throttled, even with the right password.
+            if tries >= pair_limit {
+                expect_rate_limited(&login_from(&hub, &client_from(n), email, PASSWORD).await);
+            }
+        }
+        // The owner, from their own address, logs in with the right password: slowed down by
+        // the email's failures, never refused.
+        let started = Instant::now();
+        let (status, body, _, cookie) =
+            login_from(&hub, &client_from(owner), email, PASSWORD).await;
+        assert_eq!(status, 200, "{email}: {body}");
+        let slowed = login_delay(u32::try_from(failures).unwrap());
+        assert!(
+            started.elapsed() >= slowed,
+            "{email}: {:?} < {slowed:?}",
+            started.elapsed()
+        );
+        let me = hub
+            .http
+            .get(hub.url("/v1/session"))
+            .header("cookie", cookie.unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+        assert_eq!(me.json::<Value>().await.unwrap()["email"], email);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_spraying_many_emails_is_limited() {
+    use hub::accounts::MAX_FAILURES_PER_ADDR;
+    let hub = Hub::start();
+    hub.signup("dora@deli.example").await;
+    // Rows: the spraying address, how many emails it tries, and how often each; every row
+    // adds up to the address's limit.
+    let per_addr = usize::try_from(MAX_FAILURES_PER_ADDR).unwrap();
+    for (sprayer, emails, tries) in [
+        (40u8, per_addr, 1),
+        (41, per_addr / 5, 5),
+        (43, per_addr / 2, 2),
+    ] {
+        assert_eq!(emails * tries, per_addr);
+        let from = client_from(sprayer);
+        for i in 0..emails {
+            let email = format!("user{i}@spray{sprayer}.example");
+            for _ in 0..tries {
+                let got = login_from(&hub, &from, &email, "not the password").await;
+                assert_eq!(got.0, 401, "{email}: {}", got.1);
+                assert_eq!(got.1["error"]["code"], "bad_credentials");
+            }
+        }
+        // Over the limit: refused for any email, a fresh one and a real account's right
+        // password included.
+        let fresh = format!("fresh@spray{sprayer}.example");
+        expect_rate_limited(&login_from(&hub, &from, &fresh, "not the password").await);
+        expect_rate_limited(&login_from(&hub, &from, "dora@deli.example", PASSWORD).await);
+    }
+    // Another address is not affected.
+    let got = login_from(&hub, &client_from(42), "dora@deli.example", PASSWORD).await;
+    assert_eq!(got.0, 200, "{}", got.1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

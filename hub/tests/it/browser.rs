@@ -229,6 +229,7 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
             argv: argv.iter().map(|s| s.to_string()).collect(),
             cwd: "/srv/shop".into(),
             secret_refs: refs.iter().map(|s| s.to_string()).collect(),
+            files: Vec::new(),
         };
         let req = ApprovalRequest {
             id: id.into(),

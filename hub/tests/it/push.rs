@@ -248,6 +248,7 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
         ],
         cwd: "/srv/shop".into(),
         secret_refs: vec!["stripe_key".into()],
+        files: Vec::new(),
     };
     let req = ApprovalRequest {
         id: "req-push-0001".into(),

@@ -3,8 +3,9 @@
 //! This is not shell: each language gets the small amount of understanding that decides its
 //! tier (the SQL verb and whether it has a WHERE clause; whether a sed script only prints).
 
+use super::model::{Arg, Scope, Stream};
 use super::paths;
-use super::walk::{Arg, Scope, Stream, Walker};
+use super::walk::Walker;
 use crate::policy::Access;
 use crate::tier::Tier;
 
@@ -162,7 +163,18 @@ pub(crate) fn classify_sql(w: &mut Walker<'_>, sql: &str, scope: &Scope, site: &
             .strip_prefix('.')
             .filter(|d| d.starts_with(|c: char| c.is_ascii_alphabetic()))
         {
-            dot_command(w, dot, site);
+            dot_command(w, dot, scope, site);
+        } else if let Some(command) = client_shell_command(trimmed) {
+            // The mysql/mariadb client's `system CMD` and `pager CMD` run shell commands.
+            w.add(
+                Tier::Red,
+                site,
+                "the SQL client runs a shell command (`system`/`pager`)",
+                "sql.client.shell",
+                None,
+            );
+            let mut inner = scope.clone();
+            w.classify_script(command, &mut inner, &Stream::empty(), site);
         } else {
             plain.push_str(line);
             plain.push('\n');
@@ -177,6 +189,7 @@ pub(crate) fn classify_sql(w: &mut Walker<'_>, sql: &str, scope: &Scope, site: &
             None,
         );
     }
+    super::features::sql_functions(w, &plain, scope, site);
     let policy = w.policy;
     for words in sql_statements(&plain) {
         let verb = statement_verb(&words);
@@ -242,6 +255,33 @@ fn meta_command(w: &mut Walker<'_>, meta: &str, scope: &Scope, site: &str) {
                 "sql.meta.copy_program",
                 None,
             );
+            if let Some(program) = quoted_after(rest, "program") {
+                let mut inner = scope.clone();
+                w.classify_script(&program, &mut inner, &Stream::empty(), site);
+            }
+        }
+        "o" | "out" | "w" | "write" | "g" | "gx" if rest.trim_start().starts_with('|') => {
+            w.add(
+                Tier::Red,
+                site,
+                format!("`\\{name} |` pipes query output into a shell command"),
+                "sql.meta.pipe",
+                None,
+            );
+            let mut inner = scope.clone();
+            let command = rest.trim_start().trim_start_matches('|');
+            w.classify_script(command, &mut inner, &Stream::empty(), site);
+        }
+        "P" | "pager" if !rest.trim().is_empty() => {
+            w.add(
+                Tier::Red,
+                site,
+                "the client's pager runs a shell command",
+                "sql.client.shell",
+                None,
+            );
+            let mut inner = scope.clone();
+            w.classify_script(rest, &mut inner, &Stream::empty(), site);
         }
         "copy" => w.add(
             Tier::Yellow,
@@ -287,31 +327,105 @@ fn meta_command(w: &mut Walker<'_>, meta: &str, scope: &Scope, site: &str) {
     }
 }
 
-/// sqlite3 dot-commands.
-fn dot_command(w: &mut Walker<'_>, dot: &str, site: &str) {
-    let name = dot.split_whitespace().next().unwrap_or("");
+/// `system CMD` / `pager CMD` lines of the mysql and mariadb clients.
+fn client_shell_command(line: &str) -> Option<&str> {
+    let (word, rest) = line.split_once(char::is_whitespace)?;
+    matches!(word.to_ascii_lowercase().as_str(), "system" | "pager")
+        .then(|| rest.trim().trim_end_matches(';'))
+        .filter(|r| !r.is_empty())
+}
+
+/// The text of the quoted string after `keyword` (`\copy t from program 'cmd'`).
+fn quoted_after(text: &str, keyword: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find(keyword)? + keyword.len();
+    let rest = text[at..].trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = &rest[1..];
+    Some(body[..body.find(quote)?].to_owned())
+}
+
+/// sqlite3 dot-commands: several run programs (`.shell`, `.system`, a `|cmd` target of
+/// `.output`/`.once`/`.import`/`.read`) or load code (`.load`).
+fn dot_command(w: &mut Walker<'_>, dot: &str, scope: &Scope, site: &str) {
+    let (name, rest) = dot.split_once(char::is_whitespace).unwrap_or((dot, ""));
+    let rest = rest.trim();
+    let target = rest
+        .split_whitespace()
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or("")
+        .trim_matches(['\'', '"']);
+    let run = |w: &mut Walker<'_>, command: &str| {
+        let mut inner = scope.clone();
+        w.classify_script(command, &mut inner, &Stream::empty(), site);
+    };
     match name {
-        "shell" | "system" => w.add(
+        "shell" | "system" => {
+            w.add(
+                Tier::Red,
+                site,
+                format!("sqlite `.{name}` runs a shell command"),
+                "sql.dot.shell",
+                None,
+            );
+            run(w, rest);
+        }
+        "output" | "once" | "import" | "read" if target.starts_with('|') => {
+            w.add(
+                Tier::Red,
+                site,
+                format!("sqlite `.{name} |` runs a shell command"),
+                "sql.dot.pipe",
+                None,
+            );
+            let command = rest.trim_matches(['\'', '"']).trim_start_matches('|');
+            run(w, command);
+        }
+        "load" => w.add(
             Tier::Red,
             site,
-            format!("sqlite `.{name}` runs a shell command"),
-            "sql.dot.shell",
+            "sqlite `.load` loads native code into the process",
+            "sql.dot.load",
             None,
         ),
-        "output" | "once" | "backup" | "save" | "dump" | "excel" => w.add(
-            Tier::Yellow,
+        "restore" => w.add(
+            Tier::Red,
             site,
-            format!("sqlite `.{name}` writes a file"),
-            "sql.dot.write",
+            "sqlite `.restore` replaces the database with a file",
+            "sql.dot.restore",
             None,
         ),
-        "read" | "import" | "restore" | "open" | "load" => w.add(
-            Tier::Yellow,
+        "read" => w.add(
+            Tier::Red,
             site,
-            format!("sqlite `.{name}` reads a file or loads code"),
+            "sqlite `.read` runs SQL and dot-commands from a file that is not checked",
             "sql.dot.read",
             None,
         ),
+        "output" | "once" | "backup" | "save" | "dump" | "excel" => {
+            if !target.is_empty() && name != "dump" {
+                paths::check_path(w, &Arg::literal(target), Access::Write, false, scope, site);
+            }
+            w.add(
+                Tier::Yellow,
+                site,
+                format!("sqlite `.{name}` writes a file"),
+                "sql.dot.write",
+                None,
+            );
+        }
+        "import" | "open" => {
+            if !target.is_empty() {
+                paths::check_path(w, &Arg::literal(target), Access::Read, false, scope, site);
+            }
+            w.add(
+                Tier::Yellow,
+                site,
+                format!("sqlite `.{name}` reads a file"),
+                "sql.dot.read_file",
+                None,
+            );
+        }
         _ => w.add(
             Tier::Green,
             site,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use super::handlers;
+use super::model::{Arg, CallCtx, Scope, Stream};
 use super::paths;
-use super::walk::{Arg, CallCtx, Scope, Stream, Walker};
+use super::walk::Walker;
 use super::words::DYN;
 use crate::policy::{Access, CommandSpec, Handler, Role, Rule, Settings};
 use crate::tier::Tier;
@@ -268,6 +269,7 @@ pub(crate) fn dispatch(
         return Stream::empty();
     }
     let name = &first.word;
+    w.seen.push(name.text.clone());
     if name.dynamic || name.glob || first.procsub.is_some() {
         let what = if name.glob {
             "a glob pattern"
@@ -330,6 +332,8 @@ pub(crate) fn dispatch(
                     "settings.trusted_dirs",
                     None,
                 );
+                // `./deploy.sh`, `/tmp/x`: judged by the file's content.
+                w.run_file(first, super::run_files::RunAs::Exec, scope, &site);
             }
             base.to_owned()
         }

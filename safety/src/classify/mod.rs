@@ -10,8 +10,13 @@
 
 mod code;
 mod command;
+mod evaluated;
+mod features;
 mod handlers;
+mod model;
 mod paths;
+mod run_files;
+mod sinks;
 mod tools;
 mod walk;
 pub(crate) mod words;
@@ -29,6 +34,19 @@ pub struct Context {
     pub cwd: Option<String>,
     /// The runtime user's home directory (`~`, `$HOME`); the policy's default when `None`.
     pub home: Option<String>,
+    /// The content of files the action runs (`bash F`, `./F`, `python3 F`, `make`), read by
+    /// the caller: the classifier stays pure and judges what it is given. A run file missing
+    /// here is reported in [`Verdict::files_needed`] and makes the action at least `red`.
+    pub files: std::sync::Arc<std::collections::BTreeMap<String, FileContent>>,
+}
+
+/// A file the action would run, as the caller read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileContent {
+    /// Its text (UTF-8, under the caller's size limit).
+    Text(String),
+    /// Why it could not be judged: missing, binary, too large, unreadable.
+    Unreadable(String),
 }
 
 /// Why an action got (at least) a tier.
@@ -65,6 +83,13 @@ pub struct Verdict {
     pub channels: BTreeSet<String>,
     /// The action is a tool call to a tool that is not in the manifest.
     pub unknown_tool: bool,
+    /// Every simple command the walker judged, in the order met, as named (`rm`, `/tmp/x`):
+    /// what the differential oracle compares with what bash really executed.
+    pub commands: Vec<String>,
+    /// Files the action would run whose content the classifier wants to judge (absolute
+    /// paths): the daemon reads them and classifies again with their content in the
+    /// [`Context`]. Empty when all were supplied.
+    pub files_needed: Vec<String>,
 }
 
 impl Verdict {
@@ -81,6 +106,8 @@ impl Verdict {
             }],
             channels: BTreeSet::new(),
             unknown_tool: false,
+            commands: Vec::new(),
+            files_needed: Vec::new(),
         }
     }
 
@@ -125,6 +152,8 @@ impl Verdict {
             reasons,
             channels,
             unknown_tool,
+            commands: Vec::new(),
+            files_needed: Vec::new(),
         }
     }
 }
@@ -160,8 +189,16 @@ impl Classifier {
             .clone()
             .unwrap_or_else(|| self.policy.settings.home.clone());
         let mut walker = walk::Walker::new(&self.policy, home);
+        walker.files = ctx.files.clone();
         walker.classify_top(script, ctx.cwd.clone());
-        Verdict::from_findings(walker.into_findings(), false)
+        let commands = std::mem::take(&mut walker.seen);
+        let mut files_needed = std::mem::take(&mut walker.files_needed);
+        files_needed.sort();
+        files_needed.dedup();
+        let mut verdict = Verdict::from_findings(walker.into_findings(), false);
+        verdict.commands = commands;
+        verdict.files_needed = files_needed;
+        verdict
     }
 
     /// Classifies a tool call: the tool's name and its JSON arguments.

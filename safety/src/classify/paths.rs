@@ -4,7 +4,8 @@
 //! Symlinks cannot be resolved statically; that is a known limit. A glob or a recursive operation
 //! reaches a whole tree, so it is judged by everything sensitive the tree contains.
 
-use super::walk::{Arg, Scope, Walker};
+use super::model::{Arg, Scope};
+use super::walk::Walker;
 use super::words::DYN;
 use crate::policy::Access;
 use crate::tier::Tier;
@@ -82,6 +83,37 @@ fn tilde_form(path: &str, home: &str) -> Option<String> {
         .map(|rest| format!("~/{rest}"))
 }
 
+enum ProcAlias {
+    None,
+    Root(String),
+    RunTime(&'static str),
+}
+
+/// Paths through `/proc` that alias other places.
+fn proc_alias(norm: &str) -> ProcAlias {
+    let Some(rest) = norm.strip_prefix("/proc/") else {
+        return ProcAlias::None;
+    };
+    let mut parts = rest.splitn(3, '/');
+    let (Some(pid), Some(link)) = (parts.next(), parts.next()) else {
+        return ProcAlias::None;
+    };
+    let is_process = pid == "self"
+        || pid == "thread-self"
+        || pid.contains(DYN)
+        || pid.chars().all(|c| c.is_ascii_digit());
+    if !is_process {
+        return ProcAlias::None;
+    }
+    match link {
+        "root" => ProcAlias::Root(format!("/{}", parts.next().unwrap_or(""))),
+        "cwd" => ProcAlias::RunTime("a process's working directory"),
+        "fd" | "map_files" => ProcAlias::RunTime("a file a process has open"),
+        "exe" => ProcAlias::RunTime("a process's program"),
+        _ => ProcAlias::None,
+    }
+}
+
 /// Judges a path argument; returns whether reading it yields secret material.
 pub(crate) fn check_path(
     w: &mut Walker<'_>,
@@ -100,6 +132,36 @@ pub(crate) fn check_path(
     }
     let text = text.strip_prefix("file://").unwrap_or(text);
     let norm = normalize(text, scope.cwd.as_deref());
+    // `/proc/<pid>/root/X` is `/X`; `/proc/<pid>/cwd/...` and `/proc/<pid>/fd/N` point to
+    // whatever the process has open, known only at run time.
+    let norm = match proc_alias(&norm) {
+        ProcAlias::Root(real) => real,
+        ProcAlias::RunTime(what) => {
+            w.add(
+                Tier::Red,
+                site,
+                format!(
+                    "{} `{}`, which reaches {what} only known at run time",
+                    access.verb(),
+                    super::truncate(&norm, 80)
+                ),
+                "path.proc_alias",
+                None,
+            );
+            norm
+        }
+        ProcAlias::None => norm,
+    };
+    if matches!(access, Access::Write | Access::Delete) {
+        // Written at run time: a later run of it in this command line cannot be judged by
+        // the file on disk (see `run_files`).
+        w.written
+            .entry(norm.clone())
+            .or_insert(super::model::Stream {
+                opaque: true,
+                ..Default::default()
+            });
+    }
     let home = w.home.clone();
     let mut candidates = vec![norm.clone()];
     if let Some(t) = tilde_form(&norm, &home) {

@@ -6,7 +6,8 @@
 
 use serde_json::Value;
 
-use super::walk::{Arg, Scope, Stream, Walker};
+use super::model::{Arg, Scope, Stream};
+use super::walk::Walker;
 use super::{Classifier, Context, Verdict, code, paths};
 use crate::policy::{ToolArgKind, ToolSpec};
 use crate::tier::Tier;

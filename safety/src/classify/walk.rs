@@ -14,133 +14,11 @@ use brush_parser::ast::{
 };
 use brush_parser::{ParserOptions, TokenizerOptions};
 
+use super::model::{Arg, CallCtx, Scope, Stream};
 use super::words::{self, Expanded, WordEnv};
 use super::{Finding, Reason, command, paths, truncate};
 use crate::policy::{Access, CodeKind, Policy};
 use crate::tier::Tier;
-
-/// What arrives on a command's stdin, or what a command prints.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Stream {
-    /// Carries secret material (a key file, the environment, a vault read).
-    pub secret: bool,
-    /// Carries content downloaded from the network.
-    pub fetched: bool,
-    /// Carries decoded content (base64, hex, rot13...).
-    pub decoded: bool,
-    /// Produced at run time by a command whose output cannot be known.
-    pub opaque: bool,
-    /// Read from a file.
-    pub file: bool,
-    /// The content, when it is known statically (echo, heredoc, here-string).
-    pub text: Option<String>,
-}
-
-impl Stream {
-    /// Nothing is piped in.
-    pub(crate) fn empty() -> Self {
-        Stream::default()
-    }
-
-    /// Something is connected to stdin.
-    pub(crate) fn is_connected(&self) -> bool {
-        self.opaque
-            || self.file
-            || self.text.is_some()
-            || self.fetched
-            || self.decoded
-            || self.secret
-    }
-
-    /// The stream after a command's output joins the flow of a pipeline.
-    fn then(&self, out: &Stream) -> Stream {
-        Stream {
-            secret: self.secret || out.secret,
-            fetched: self.fetched || out.fetched,
-            decoded: self.decoded || out.decoded,
-            opaque: out.text.is_none(),
-            file: false,
-            text: out.text.clone(),
-        }
-    }
-
-    /// Combines the outputs of commands run one after the other.
-    fn merge(&mut self, other: &Stream) {
-        self.secret |= other.secret;
-        self.fetched |= other.fetched;
-        self.decoded |= other.decoded;
-        self.opaque |= other.opaque;
-        self.text = match (self.text.take(), &other.text) {
-            (None, t) if !self.opaque => t.clone(),
-            _ => {
-                self.opaque = true;
-                None
-            }
-        };
-    }
-}
-
-/// The shell state that classification depends on.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Scope {
-    /// The working directory, if known.
-    pub cwd: Option<String>,
-    /// Variables with known literal values.
-    pub vars: HashMap<String, String>,
-    /// Commands here run as root.
-    pub as_root: bool,
-}
-
-/// A command argument after expansion.
-#[derive(Debug, Clone)]
-pub(crate) struct Arg {
-    pub word: Expanded,
-    /// A substitution inside it produces secret material.
-    pub secret: bool,
-    /// A substitution inside it downloads content.
-    pub fetched: bool,
-    /// A process substitution `<(...)` or `>(...)`: what it produces.
-    pub procsub: Option<Stream>,
-    /// Supplied at run time by `xargs` from its input: operands, never options of ours to check.
-    pub from_input: bool,
-}
-
-impl Arg {
-    pub(crate) fn literal(text: &str) -> Self {
-        Arg {
-            word: Expanded::literal(text),
-            secret: false,
-            fetched: false,
-            procsub: None,
-            from_input: false,
-        }
-    }
-
-    pub(crate) fn unknown() -> Self {
-        Arg {
-            word: Expanded::unknown(),
-            secret: false,
-            fetched: false,
-            procsub: None,
-            from_input: false,
-        }
-    }
-
-    pub(crate) fn text(&self) -> &str {
-        &self.word.text
-    }
-}
-
-/// Per-call context of a simple command.
-#[derive(Debug, Clone)]
-pub(crate) struct CallCtx {
-    /// The command as written, for reasons.
-    pub site: String,
-    /// What arrives on stdin.
-    pub stdin: Stream,
-    /// Some redirection opens a network connection (`/dev/tcp`).
-    pub net_redirect: bool,
-}
 
 /// The classification walk over one input.
 pub(crate) struct Walker<'p> {
@@ -156,6 +34,17 @@ pub(crate) struct Walker<'p> {
     pub probing: bool,
     /// The texts being parsed, innermost last (for source positions in the AST).
     sources: Vec<String>,
+    /// Every simple command judged, as named (see [`super::Verdict::commands`]).
+    pub seen: Vec<String>,
+    /// Contents of run files supplied by the caller.
+    pub files: std::sync::Arc<std::collections::BTreeMap<String, super::FileContent>>,
+    /// Run files whose content was not supplied.
+    pub files_needed: Vec<String>,
+    /// How deeply evaluated values are nested right now (see [`super::evaluated`]).
+    pub evaluating: u32,
+    /// Files this command line writes, and what it writes into them (family 3). Kept for the
+    /// whole walk: a subshell's write is on disk for what follows.
+    pub written: HashMap<String, Stream>,
 }
 
 impl<'p> Walker<'p> {
@@ -170,6 +59,11 @@ impl<'p> Walker<'p> {
             defined: HashSet::new(),
             probing: false,
             sources: Vec::new(),
+            seen: Vec::new(),
+            files: Default::default(),
+            files_needed: Vec::new(),
+            written: HashMap::new(),
+            evaluating: 0,
         }
     }
 
@@ -410,6 +304,7 @@ impl<'p> Walker<'p> {
             ast::Command::Function(def) => {
                 self.defined.insert(def.fname.value.clone());
                 let mut body_scope = scope.clone();
+                body_scope.positional_data = true;
                 let redirects: Vec<&IoRedirect> =
                     def.body.1.iter().flat_map(|r| r.0.iter()).collect();
                 let effect =
@@ -438,12 +333,30 @@ impl<'p> Walker<'p> {
             ExtendedTestExpr::Not(a) | ExtendedTestExpr::Parenthesized(a) => {
                 self.walk_test(a, scope, site);
             }
-            ExtendedTestExpr::UnaryTest(_, word) => {
-                self.expand_word(&word.value, scope, site);
+            ExtendedTestExpr::UnaryTest(op, word) => {
+                let args = self.expand_word(&word.value, scope, site);
+                if matches!(op, ast::UnaryPredicate::ShellVariableIsSetAndAssigned) {
+                    for arg in &args {
+                        self.name_operand(arg, scope, site);
+                    }
+                }
             }
-            ExtendedTestExpr::BinaryTest(_, a, b) => {
+            ExtendedTestExpr::BinaryTest(op, a, b) => {
                 self.expand_word(&a.value, scope, site);
                 self.expand_word(&b.value, scope, site);
+                // `[[ a -eq b ]]` evaluates both operands as arithmetic.
+                if matches!(
+                    op,
+                    ast::BinaryPredicate::ArithmeticEqualTo
+                        | ast::BinaryPredicate::ArithmeticNotEqualTo
+                        | ast::BinaryPredicate::ArithmeticLessThan
+                        | ast::BinaryPredicate::ArithmeticLessThanOrEqualTo
+                        | ast::BinaryPredicate::ArithmeticGreaterThan
+                        | ast::BinaryPredicate::ArithmeticGreaterThanOrEqualTo
+                ) {
+                    self.arith(&a.value, scope, site);
+                    self.arith(&b.value, scope, site);
+                }
             }
         }
     }
@@ -478,10 +391,20 @@ impl<'p> Walker<'p> {
             }
             CompoundCommand::ForClause(clause) => {
                 let site = format!("for {} in ...", clause.variable_name);
+                let mut tainted = false;
                 for value in clause.values.iter().flatten() {
-                    self.expand_word(&value.value, scope, &site);
+                    for arg in self.expand_word(&value.value, scope, &site) {
+                        tainted |= arg.tainted || arg.word.glob || arg.word.dynamic;
+                    }
                 }
+                // `for x; do` walks the positional parameters.
+                tainted |= clause.values.is_none();
                 scope.vars.remove(&clause.variable_name);
+                if tainted {
+                    scope.tainted.insert(clause.variable_name.clone());
+                } else {
+                    scope.tainted.remove(&clause.variable_name);
+                }
                 self.walk_list(&clause.body.list, scope, input)
             }
             CompoundCommand::CaseClause(clause) => {
@@ -500,7 +423,7 @@ impl<'p> Walker<'p> {
             }
             CompoundCommand::Arithmetic(arith) => {
                 let site = format!("(( {} ))", arith.expr.value);
-                self.walk_nested_text(&arith.expr.value, scope, &site);
+                self.arith(&arith.expr.value, scope, &site);
                 // bash evaluates `((...))` as arithmetic, but dash and other POSIX shells read it
                 // as two nested subshells. Judge that reading too; arithmetic identifiers such as
                 // `i++` are not commands, so unknown-command findings are dropped.
@@ -558,7 +481,7 @@ impl<'p> Walker<'p> {
                     .into_iter()
                     .flatten()
                 {
-                    self.walk_nested_text(&expr.value, scope, &site);
+                    self.arith(&expr.value, scope, &site);
                 }
                 self.walk_list(&clause.body.list, scope, input)
             }
@@ -566,16 +489,6 @@ impl<'p> Walker<'p> {
                 let mut inner = scope.clone();
                 self.walk_command(&co.body, &mut inner, input)
             }
-        }
-    }
-
-    /// Classifies command substitutions hidden in text that bash expands (arithmetic).
-    fn walk_nested_text(&mut self, text: &str, scope: &mut Scope, site: &str) {
-        let mut subs = Vec::new();
-        words::nested_substitutions(text, &mut subs);
-        for sub in subs {
-            let mut inner = scope.clone();
-            self.classify_script(&sub.script, &mut inner, &Stream::empty(), site);
         }
     }
 
@@ -617,12 +530,14 @@ impl<'p> Walker<'p> {
                 secret |= out.secret;
                 fetched |= out.fetched;
             }
+            let tainted = self.word_effects(&word, scope, site);
             args.push(Arg {
                 word,
                 secret,
                 fetched,
                 procsub: None,
                 from_input: false,
+                tainted,
             });
         }
         args
@@ -710,8 +625,11 @@ impl<'p> Walker<'p> {
             net_redirect: effect.network,
         };
         // Builtins that change the shell's own state act on the real scope.
-
-        command::dispatch(self, &args, scope, &ctx)
+        let out = command::dispatch(self, &args, scope, &ctx);
+        for path in &effect.writes {
+            self.note_written(path, scope.cwd.as_deref(), out.clone());
+        }
+        out
     }
 
     /// A `NAME=value` assignment: standalone (shell variable) or as a command prefix (env).
@@ -725,14 +643,19 @@ impl<'p> Walker<'p> {
         let name = match &a.name {
             ast::AssignmentName::VariableName(n) => n.clone(),
             ast::AssignmentName::ArrayElementName(n, index) => {
-                self.walk_nested_text(index, scope, site);
+                // An indexed array's subscript is arithmetic.
+                self.arith(index, scope, site);
                 n.clone()
             }
         };
         let mut value: Option<String> = None;
+        let mut tainted = false;
+        let mut raw_value = String::new();
         match &a.value {
             ast::AssignmentValue::Scalar(word) => {
+                raw_value = word.value.clone();
                 let args = self.expand_word(&word.value, scope, site);
+                tainted = args.iter().any(|a| a.tainted);
                 if let [arg] = args.as_slice() {
                     value = arg.word.value().map(str::to_owned);
                 }
@@ -741,18 +664,44 @@ impl<'p> Walker<'p> {
                 for (key, word) in items {
                     if let Some(key) = key {
                         self.expand_word(&key.value, scope, site);
+                        // Keys of an indexed array are arithmetic (of an associative one, text).
+                        self.arith(&key.value, scope, site);
                     }
-                    self.expand_word(&word.value, scope, site);
+                    tainted |= self
+                        .expand_word(&word.value, scope, site)
+                        .iter()
+                        .any(|a| a.tainted);
                 }
             }
         }
         self.check_env_name(&name, site, standalone);
+        if scope.integers.contains(&name) {
+            self.arith(&raw_value, scope, site);
+        }
+        self.evaluated_assignment(&name, &raw_value, value.as_deref(), tainted, scope, site);
+        self.set_var(scope, &name, if a.append { None } else { value }, tainted);
+    }
+
+    /// Records a variable's new value: known, unknown, or run-time data.
+    pub(crate) fn set_var(
+        &mut self,
+        scope: &mut Scope,
+        name: &str,
+        value: Option<String>,
+        tainted: bool,
+    ) {
         match value {
-            Some(v) if !a.append => {
-                scope.vars.insert(name, v);
+            Some(v) if !tainted => {
+                scope.vars.insert(name.to_owned(), v);
+                scope.tainted.remove(name);
             }
             _ => {
-                scope.vars.remove(&name);
+                scope.vars.remove(name);
+                if tainted {
+                    scope.tainted.insert(name.to_owned());
+                } else {
+                    scope.tainted.remove(name);
+                }
             }
         }
     }
@@ -842,6 +791,9 @@ impl<'p> Walker<'p> {
                                 if (writes || matches!(kind, IoFileRedirectKind::DuplicateOutput))
                                     && !is_harmless_sink(&text)
                                 {
+                                    if fd.unwrap_or(1) == 1 {
+                                        effect.writes.push(text.clone());
+                                    }
                                     paths::check_path(
                                         self,
                                         &arg,
@@ -890,6 +842,7 @@ impl<'p> Walker<'p> {
                             Ok(expanded) => {
                                 let mut secret = false;
                                 let mut fetched = false;
+                                self.word_effects(&expanded, scope, site);
                                 for sub in &expanded.subs {
                                     let mut inner = scope.clone();
                                     let out = self.classify_script(
@@ -951,6 +904,7 @@ impl<'p> Walker<'p> {
                         if self.redirect_to_network(&text, site) {
                             effect.network = true;
                         } else if !is_harmless_sink(&text) {
+                            effect.writes.push(text.clone());
                             paths::check_path(self, &arg, Access::Write, false, scope, site);
                             self.add(
                                 Tier::Yellow,
@@ -1063,6 +1017,8 @@ struct RedirectEffect {
     stdin: Option<Stream>,
     /// A redirection opens a network connection.
     network: bool,
+    /// Files the command's output is written to.
+    writes: Vec<String>,
     findings_added: usize,
 }
 
@@ -1165,14 +1121,5 @@ fn parse(script: &str) -> Result<ast::Program, String> {
     match result {
         Ok(r) => r,
         Err(_) => Err("the shell parser failed on this input".to_owned()),
-    }
-}
-
-/// The static text of a word, or `None` if any part is dynamic.
-pub(crate) fn static_text(arg: &Arg) -> Option<&str> {
-    if arg.word.dynamic || arg.procsub.is_some() {
-        None
-    } else {
-        Some(arg.word.text.as_str())
     }
 }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use brush_parser::ParserOptions;
 use brush_parser::word::{
-    self, BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr, TildeExpr,
-    WordPiece,
+    self, BraceExpressionMember, BraceExpressionOrText, Parameter, ParameterExpr,
+    ParameterTransformOp, SpecialParameter, TildeExpr, WordPiece,
 };
 
 /// Stands for a part of a word whose value is only known at run time.
@@ -59,6 +59,15 @@ pub(crate) struct Expanded {
     pub quoted: bool,
     /// Commands that run while the word is expanded.
     pub subs: Vec<Substitution>,
+    /// Parameters expanded whose value is not known here: variable names, or `@`, `*` and
+    /// digits for positional parameters. The walker decides whether they carry run-time data.
+    pub params: Vec<String>,
+    /// Texts bash evaluates as arithmetic while expanding the word (`$((..))`, `$[..]`, the
+    /// offset and length of `${s:o:l}`, array subscripts): a variable named there has its
+    /// *value* evaluated as an expression, and an array subscript in that value runs `$(...)`.
+    pub arith: Vec<String>,
+    /// Variables whose value bash reads again as a name or a prompt (`${!x}`, `${x@P}`).
+    pub evaluated: Vec<String>,
 }
 
 impl Expanded {
@@ -208,9 +217,16 @@ pub(crate) fn expand_heredoc(body: &str, env: &WordEnv<'_>) -> Result<Expanded, 
     Ok(expanded)
 }
 
-/// Collects the command substitutions hidden in a string that bash expands as a word
-/// (parameter defaults, arithmetic, array subscripts).
-pub(crate) fn nested_substitutions(text: &str, out: &mut Vec<Substitution>) {
+/// What bash runs or evaluates while it expands a string as a word (parameter defaults,
+/// arithmetic, array subscripts, prompt strings): its command substitutions, the parameters it
+/// reads and the texts it evaluates as arithmetic. The value itself is not needed.
+pub(crate) fn nested(text: &str) -> Expanded {
+    let mut scratch = Expanded::default();
+    nested_into(text, &mut scratch);
+    scratch
+}
+
+fn nested_into(text: &str, out: &mut Expanded) {
     if !text.contains('$') && !text.contains('`') {
         return;
     }
@@ -229,9 +245,12 @@ pub(crate) fn nested_substitutions(text: &str, out: &mut Vec<Substitution>) {
                 // treats the enclosing word as dynamic.
                 let _ = expand_piece(&piece.piece, &env, false, &mut scratch);
             }
-            out.append(&mut scratch.subs);
+            out.subs.append(&mut scratch.subs);
+            out.params.append(&mut scratch.params);
+            out.arith.append(&mut scratch.arith);
+            out.evaluated.append(&mut scratch.evaluated);
         }
-        Err(_) => out.push(Substitution {
+        Err(_) => out.subs.push(Substitution {
             script: text.to_owned(),
         }),
     }
@@ -293,12 +312,19 @@ fn expand_piece(
                 } => match name.as_str() {
                     "HOME" => out.text.push_str(env.home),
                     "PWD" => push_known(out, env.cwd),
-                    _ => push_known(out, env.vars.get(name).map(String::as_str)),
+                    _ => match env.vars.get(name) {
+                        Some(value) => out.text.push_str(value),
+                        None => {
+                            out.params.push(name.clone());
+                            push_dynamic(out);
+                        }
+                    },
                 },
                 other => {
                     for text in parameter_strings(other) {
-                        nested_substitutions(text, &mut out.subs);
+                        nested_into(text, out);
                     }
+                    record_parameter(other, out);
                     push_dynamic(out);
                 }
             }
@@ -313,7 +339,8 @@ fn expand_piece(
         }
         WordPiece::ArithmeticExpression(expr) => {
             out.from_var = true;
-            nested_substitutions(&expr.value, &mut out.subs);
+            nested_into(&expr.value, out);
+            out.arith.push(expr.value.clone());
             push_dynamic(out);
         }
     }
@@ -340,6 +367,129 @@ fn push_dynamic(out: &mut Expanded) {
     if !out.text.ends_with(DYN) {
         out.text.push(DYN);
     }
+}
+
+/// Records what a parameter expression reads: the parameter (its value is run-time data unless
+/// the walker knows better), the texts evaluated as arithmetic, and indirection or prompt
+/// expansion, which read the *value* as a name or as code.
+fn record_parameter(expr: &ParameterExpr, out: &mut Expanded) {
+    let (param, indirect) = match expr {
+        ParameterExpr::Parameter {
+            parameter,
+            indirect,
+        }
+        | ParameterExpr::UseDefaultValues {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::AssignDefaultValues {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::IndicateErrorIfNullOrUnset {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::UseAlternativeValue {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::ParameterLength {
+            parameter,
+            indirect,
+        }
+        | ParameterExpr::RemoveSmallestSuffixPattern {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::RemoveLargestSuffixPattern {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::RemoveSmallestPrefixPattern {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::RemoveLargestPrefixPattern {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::Substring {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::Transform {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::UppercaseFirstChar {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::UppercasePattern {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::LowercaseFirstChar {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::LowercasePattern {
+            parameter,
+            indirect,
+            ..
+        }
+        | ParameterExpr::ReplaceSubstring {
+            parameter,
+            indirect,
+            ..
+        } => (parameter, *indirect),
+        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => return,
+    };
+    let name = match param {
+        Parameter::Positional(n) => n.to_string(),
+        Parameter::Special(SpecialParameter::AllPositionalParameters { .. }) => "@".to_owned(),
+        Parameter::Special(_) => String::new(),
+        Parameter::Named(name)
+        | Parameter::NamedWithAllIndices { name, .. }
+        | Parameter::NamedWithIndex { name, .. } => name.clone(),
+    };
+    if let Parameter::NamedWithIndex { index, .. } = param {
+        out.arith.push(index.clone());
+    }
+    if let ParameterExpr::Substring { offset, length, .. } = expr {
+        out.arith.push(offset.value.clone());
+        if let Some(length) = length {
+            out.arith.push(length.value.clone());
+        }
+    }
+    let prompt = matches!(
+        expr,
+        ParameterExpr::Transform {
+            op: ParameterTransformOp::PromptExpand,
+            ..
+        }
+    );
+    if name.is_empty() {
+        return;
+    }
+    if indirect || prompt {
+        out.evaluated.push(name.clone());
+    }
+    out.params.push(name);
 }
 
 /// The strings inside a parameter expression that bash expands further.

@@ -151,6 +151,16 @@ pub(crate) enum Handler {
     Decoder,
     Export,
     Sqlite,
+    /// Builtins whose operands bash evaluates (names, arithmetic, callbacks).
+    Names,
+    /// Runs a project file judged by its content (`make`, `npm run X`).
+    RunFile,
+    /// An editor (its `-c`/`+` commands).
+    Editor,
+    /// `wp db` (its SQL).
+    WpDb,
+    /// A name lookup or probe (`dig`, `ping`): a run-time name carries data out.
+    Dns,
 }
 
 impl Handler {
@@ -184,6 +194,11 @@ impl Handler {
             "decoder" => Handler::Decoder,
             "export" => Handler::Export,
             "sqlite" => Handler::Sqlite,
+            "names" => Handler::Names,
+            "run_file" => Handler::RunFile,
+            "editor" => Handler::Editor,
+            "wp_db" => Handler::WpDb,
+            "dns" => Handler::Dns,
             _ => return None,
         })
     }

@@ -9,6 +9,7 @@
 //! hub away held actions simply wait.
 
 pub mod api;
+pub mod run_files;
 pub mod store;
 pub mod sync;
 
@@ -171,9 +172,10 @@ impl Gate {
         if !req.cwd.starts_with('/') {
             return Err(GateError::Cwd);
         }
-        let ctx = Context {
+        let mut ctx = Context {
             cwd: Some(req.cwd.clone()),
-            home: None,
+            home: self.config.home.clone(),
+            ..Default::default()
         };
         let (verdict, action) = match (&req.command, &req.tool) {
             (Some(cmd), None) => {
@@ -183,12 +185,22 @@ impl Gate {
                 let refs = safety::secret_ref::references(cmd)
                     .map(|r| r.into_iter().map(str::to_owned).collect())
                     .unwrap_or_default();
+                let mut verdict = self.classifier.classify_shell(cmd, &ctx);
+                let mut files = Vec::new();
+                if !verdict.files_needed.is_empty() {
+                    // The command runs files: read them and judge their content (family 6).
+                    let read = run_files::read(&verdict.files_needed);
+                    files = run_files::digests(&read);
+                    ctx.files = Arc::new(read);
+                    verdict = self.classifier.classify_shell(cmd, &ctx);
+                }
                 (
-                    self.classifier.classify_shell(cmd, &ctx),
+                    verdict,
                     Action::Command {
                         argv: vec![SHELL.into(), "-c".into(), cmd.clone()],
                         cwd: req.cwd.clone(),
                         secret_refs: refs,
+                        files,
                     },
                 )
             }
@@ -428,9 +440,14 @@ impl Gate {
     /// Runs a command action exactly as held, secrets resolved into its process only, output
     /// redacted.
     async fn execute(&self, action: &Action) -> Result<exec::ExecOutcome, String> {
-        let Action::Command { argv, cwd, .. } = action else {
+        let Action::Command {
+            argv, cwd, files, ..
+        } = action
+        else {
             return Err("tool calls are carried out by the runtime".into());
         };
+        // What was judged (and approved) is what runs: a file changed since then runs nothing.
+        run_files::verify(files)?;
         let exec_action = match argv.as_slice() {
             [shell, c, script] if shell == SHELL && c == "-c" => {
                 exec::Action::Shell(script.clone())

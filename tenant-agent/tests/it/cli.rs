@@ -115,6 +115,58 @@ fn stdin_answers_every_line_in_order() {
 }
 
 #[test]
+fn explain_lists_the_commands_the_classifier_judged() {
+    // Nested shells, substitutions and absolute paths are all named, as written.
+    let out = tenant_agent()
+        .args([
+            "classify",
+            "--json",
+            "--explain",
+            "--",
+            "bash -c 'rm -f x' && echo \"$(/tmp/x)\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let commands: Vec<&str> = v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for name in ["bash", "rm", "echo", "/tmp/x"] {
+        assert!(commands.contains(&name), "{name} missing from {v}");
+    }
+    assert!(v["tier"].is_string() && v["reasons"].is_array(), "{v}");
+
+    // With --stdin every answer carries the list; without --explain the keys are unchanged.
+    let out = run_with_stdin(&["classify", "--stdin", "--explain"], b"ls -l | wc -l\n");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["commands"], serde_json::json!(["ls", "wc"]), "{v}");
+    let out = tenant_agent()
+        .args(["classify", "--json", "--", "ls"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("commands").is_none(), "{v}");
+
+    // Text output gains one line.
+    let out = tenant_agent()
+        .args(["classify", "--explain", "--", "ls | wc"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\ncommands: ls, wc\n"), "{text}");
+    let out = tenant_agent()
+        .args(["classify", "--explain", "--", "$(cat f) x"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\ncommands: cat, …\n"), "{text}");
+}
+
+#[test]
 fn usage_errors_exit_non_zero() {
     let out = tenant_agent().args(["classify"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

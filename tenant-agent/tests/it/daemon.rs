@@ -514,3 +514,144 @@ async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(), 1, "sent once");
 }
+
+/// Family 6 of issue 13: a file the command runs is read and judged by its content; its digest
+/// is part of the action, so an approval covers exactly the content the owner saw, and a file
+/// changed after the approval runs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_that_run_are_judged_by_content_and_pinned_by_their_digest() {
+    let hub = start_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tenant");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let cwd = work.to_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let (cookie, csrf, token) = hub.owner("ben@shop.example", "shop").await;
+    let (ok, _, err) = agent(
+        &state,
+        &[
+            "enroll",
+            "--hub",
+            &hub.url,
+            "--token",
+            &token,
+            "--fingerprint",
+            &hub.fingerprint(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let daemon = start_daemon(&state);
+    let sock = daemon.socket.clone();
+    let submit = async |command: &str| {
+        let (s, r) = local(
+            &sock,
+            "POST",
+            "/v1/actions",
+            Some(json!({"command": command, "cwd": cwd})),
+        )
+        .await;
+        assert_eq!(s, 200, "{r}");
+        r
+    };
+
+    // A script that only reads runs like its content: green.
+    let script = work.join("report.sh");
+    std::fs::write(&script, "#!/bin/sh\necho report\nls\n").unwrap();
+    let r = submit("bash report.sh").await;
+    assert_eq!(
+        (r["tier"].as_str(), r["status"].as_str()),
+        (Some("green"), Some("ran")),
+        "{r}"
+    );
+    assert_eq!(r["outcome"]["stdout"], "report\nreport.sh\n", "{r}");
+
+    // The same command with a destructive file behind it is judged by that content.
+    std::fs::write(&script, "#!/bin/sh\nrm -rf /\n").unwrap();
+    let r = submit("bash report.sh").await;
+    assert_eq!(r["tier"], "critical", "{r}");
+    assert_eq!(r["status"], "blocked", "{r}");
+
+    // `~` is the runtime's real home (its working directory): its config is protected under
+    // either spelling.
+    let home = state.join("runtime");
+    for command in [
+        "echo '{}' > ~/.openclaw/openclaw.json".to_owned(),
+        format!("rm -rf {}/.openclaw", home.display()),
+    ] {
+        let r = submit(&command).await;
+        assert_eq!(r["tier"], "critical", "{command}: {r}");
+    }
+
+    // A file that cannot be judged (missing, binary) is at least red: held.
+    let r = submit("./missing.sh").await;
+    assert_eq!(
+        (r["tier"].as_str(), r["status"].as_str()),
+        (Some("red"), Some("pending")),
+        "{r}"
+    );
+    std::fs::write(work.join("tool"), b"\x7fELF\0\0\0").unwrap();
+    let r = submit("./tool").await;
+    assert_eq!(r["tier"], "red", "{r}");
+
+    // Approve-then-change: the owner approves `git push` in a script, the agent rewrites the
+    // script before it runs; the grant no longer matches what would run, nothing runs.
+    let marker = work.join("changed-ran");
+    let push = work.join("push.sh");
+    std::fs::write(&push, "git push --force origin main\n").unwrap();
+    let r = submit("bash push.sh").await;
+    assert_eq!(r["status"], "pending", "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let approvals = async || -> Value {
+        http.get(format!("{}/v1/approvals?status=all", hub.url))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    wait_until("the request reaches the hub", async || {
+        approvals().await["approvals"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["id"] == id.as_str()))
+    })
+    .await;
+    let at_hub = approvals().await["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        at_hub["action"]["files"][0]["path"],
+        push.to_str().unwrap(),
+        "{at_hub}"
+    );
+    assert_eq!(
+        at_hub["action"]["files"][0]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    std::fs::write(&push, format!("touch {}\n", marker.display())).unwrap();
+    let resp = http
+        .post(format!("{}/v1/approvals/{id}/decision", hub.url))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_, r) = local(&sock, "GET", &format!("/v1/actions/{id}?wait=10"), None).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["outcome"].to_string().contains("changed since"), "{r}");
+    assert!(
+        !marker.exists(),
+        "a file changed after the approval must not run"
+    );
+}
