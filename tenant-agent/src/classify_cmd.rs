@@ -48,6 +48,21 @@ pub fn command_from_words(words: &[String]) -> String {
     }
 }
 
+/// Classifies a line as the daemon does: files the command runs are read and judged by their
+/// content (relative names resolve against `--cwd`).
+pub fn judge(classifier: &Classifier, input: &str, context: &Context) -> Verdict {
+    let verdict = classifier.classify_line(input, context);
+    if verdict.files_needed.is_empty() {
+        return verdict;
+    }
+    let files = crate::gate::run_files::read(&verdict.files_needed);
+    let context = Context {
+        files: std::sync::Arc::new(files),
+        ..context.clone()
+    };
+    classifier.classify_line(input, &context)
+}
+
 /// Classifies one command or tool call and writes the verdict.
 pub fn classify_one(
     classifier: &Classifier,
@@ -55,7 +70,7 @@ pub fn classify_one(
     options: &ClassifyOptions,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    let verdict = classifier.classify_line(input, &options.context);
+    let verdict = judge(classifier, input, &options.context);
     let decision = verdict.decide(options.autonomy, &options.unlocked);
     if options.json {
         let line = serde_json::to_string(&Answer::new(&verdict, decision, options.explain))
@@ -80,7 +95,7 @@ pub fn classify_stream(
         let verdict = match std::str::from_utf8(&line) {
             Ok(text) => {
                 let text = text.strip_suffix('\r').unwrap_or(text);
-                classifier.classify_line(text, &options.context)
+                judge(classifier, text, &options.context)
             }
             Err(_) => Verdict::refuse(
                 &String::from_utf8_lossy(&line),

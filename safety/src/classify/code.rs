@@ -235,7 +235,35 @@ pub(crate) fn classify_sql(w: &mut Walker<'_>, sql: &str, scope: &Scope, site: &
 /// psql backslash commands.
 fn meta_command(w: &mut Walker<'_>, meta: &str, scope: &Scope, site: &str) {
     let (name, rest) = meta.split_once(char::is_whitespace).unwrap_or((meta, ""));
+    // psql reads `\COPY` like `\copy`.
+    let lower = name.to_ascii_lowercase();
+    let name = if lower == "copy" { "copy" } else { name };
     match name {
+        "lo_export" | "lo_import" => {
+            let target = rest.split_whitespace().last().unwrap_or("");
+            let access = if name == "lo_export" {
+                Access::Write
+            } else {
+                Access::Read
+            };
+            if !target.is_empty() {
+                paths::check_path(
+                    w,
+                    &Arg::literal(target.trim_matches('\'')),
+                    access,
+                    false,
+                    scope,
+                    site,
+                );
+            }
+            w.add(
+                Tier::Red,
+                site,
+                format!("`\\{name}` moves a large object between the database and a file"),
+                "sql.meta.large_object",
+                None,
+            );
+        }
         "!" => {
             w.add(
                 Tier::Red,
@@ -301,9 +329,10 @@ fn meta_command(w: &mut Walker<'_>, meta: &str, scope: &Scope, site: &str) {
         }
         "i" | "ir" | "include" | "include_relative" => {
             w.add(
-                Tier::Yellow,
+                Tier::Red,
                 site,
-                "runs SQL from a file",
+                "runs SQL and client commands (which can run programs) from a file that is not \
+                 checked",
                 "sql.meta.include",
                 None,
             );
@@ -348,7 +377,18 @@ fn quoted_after(text: &str, keyword: &str) -> Option<String> {
 /// sqlite3 dot-commands: several run programs (`.shell`, `.system`, a `|cmd` target of
 /// `.output`/`.once`/`.import`/`.read`) or load code (`.load`).
 fn dot_command(w: &mut Walker<'_>, dot: &str, scope: &Scope, site: &str) {
-    let (name, rest) = dot.split_once(char::is_whitespace).unwrap_or((dot, ""));
+    let (written, rest) = dot.split_once(char::is_whitespace).unwrap_or((dot, ""));
+    // sqlite3 accepts any prefix of a dot-command (`.sh` is `.shell`, `.o` is `.output`):
+    // judge a prefix as the riskiest command it can stand for.
+    const RISKY: &[&str] = &[
+        "shell", "system", "load", "restore", "read", "import", "output", "once", "backup", "save",
+        "excel", "open", "dump",
+    ];
+    let name = RISKY
+        .iter()
+        .find(|full| full.starts_with(written))
+        .copied()
+        .unwrap_or(written);
     let rest = rest.trim();
     let target = rest
         .split_whitespace()

@@ -66,6 +66,22 @@ impl Parsed {
     }
 }
 
+/// The one long option (flag or option with a value) that starts with `prefix`, if exactly one
+/// does.
+fn long_prefix(spec: &CommandSpec, prefix: &str) -> Option<String> {
+    if prefix.len() < 4 {
+        return None;
+    }
+    let mut matches = spec
+        .value_options
+        .iter()
+        .chain(spec.flags.iter())
+        .filter(|o| o.starts_with("--") && o.starts_with(prefix));
+    let first = matches.next()?;
+    // Several candidates that all start the same way are one option's spellings only if equal.
+    matches.all(|o| o == first).then(|| first.clone())
+}
+
 /// Parses arguments (without the command name) the way getopt-style tools read them.
 pub(crate) fn parse_args(spec: &CommandSpec, args: &[Arg], stop_at_positional: bool) -> Parsed {
     let mut parsed = Parsed::default();
@@ -116,6 +132,18 @@ pub(crate) fn parse_args(spec: &CommandSpec, args: &[Arg], stop_at_positional: b
             let (name, inline) = match text.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (text, None),
+            };
+            // getopt_long (and curl) accept any unambiguous prefix of a long option: `--upl`
+            // is `--upload-file`. Judge it as the option it stands for.
+            let resolved;
+            let name = if name.starts_with("--")
+                && !spec.value_options.contains(name)
+                && !spec.flags.contains(name)
+            {
+                resolved = long_prefix(spec, name);
+                resolved.as_deref().unwrap_or(name)
+            } else {
+                name
             };
             if spec.value_options.contains(name) {
                 let value = match inline {

@@ -37,6 +37,9 @@ impl Scope {
     pub(crate) fn is_data(&self, name: &str) -> bool {
         if is_positional(name) {
             self.positional_data
+        } else if name == "_" || name == "OPTARG" || name == "REPLY" {
+            // The last argument of the previous command, getopts' and read's results.
+            true
         } else {
             self.tainted.contains(name)
         }
@@ -56,7 +59,8 @@ fn is_plain_number(value: &str) -> bool {
 /// whether it reads a positional parameter.
 pub(crate) fn arith_names(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let chars: Vec<char> = expr.chars().collect();
+    // Command substitutions are commands (walked as such), not names.
+    let chars: Vec<char> = without_substitutions(expr).chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -70,10 +74,13 @@ pub(crate) fn arith_names(expr: &str) -> Vec<String> {
             continue;
         }
         if c == '$' {
-            match chars.get(i + 1) {
+            // `${1}`, `${@}`: the same positional parameters as `$1`, `$@`.
+            let braced = chars.get(i + 1) == Some(&'{');
+            let at = if braced { i + 2 } else { i + 1 };
+            match chars.get(at) {
                 Some(d) if d.is_ascii_digit() || *d == '@' || *d == '*' => {
                     out.push(d.to_string());
-                    i += 2;
+                    i = at + 1;
                     continue;
                 }
                 _ => {
@@ -93,6 +100,67 @@ pub(crate) fn arith_names(expr: &str) -> Vec<String> {
         i += 1;
     }
     out
+}
+
+/// The text with every `$(...)` and `` `...` `` removed.
+fn without_substitutions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek() == Some(&'(') {
+            chars.next();
+            let mut depth = 1usize;
+            for d in chars.by_ref() {
+                match d {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            out.push(' ');
+        } else if c == '`' {
+            for d in chars.by_ref() {
+                if d == '`' {
+                    break;
+                }
+            }
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Command substitutions whose output is a number by construction (`$(date +%s)`,
+/// `$(wc -l < f)`, `$(grep -c x f)`): evaluating that output as arithmetic runs nothing.
+pub(crate) fn numeric_substitution(script: &str) -> bool {
+    let s = script.trim();
+    let first = s.split_whitespace().next().unwrap_or("");
+    let has = |flag: &str| s.split_whitespace().any(|w| w == flag);
+    match first {
+        "date" => {
+            s.split_whitespace().nth(1).is_some_and(|f| {
+                let f = f.trim_matches(['\'', '"']);
+                f.starts_with('+')
+                    && f[1..].chars().all(|c| c == '%' || c.is_ascii_alphabetic())
+                    && !f.contains("%c")
+                    && !f.contains("%x")
+            }) && !s.contains(['|', ';', '&', '`', '$'])
+        }
+        "wc" => {
+            (has("-l") || has("-c") || has("-w") || has("-m")) && !s.contains(['|', ';', '&', '`'])
+        }
+        "grep" | "egrep" | "fgrep" => has("-c") && !s.contains(['|', ';', '&', '`']),
+        "nproc" | "getconf" => !s.contains(['|', ';', '&', '`', '$']),
+        "id" => (has("-u") || has("-g")) && !s.contains(['|', ';', '&', '`', '$']),
+        _ => false,
+    }
 }
 
 /// The subscript of a name operand (`a[...]`), if any.
@@ -132,6 +200,12 @@ impl Walker<'_> {
             return;
         }
         self.nested_text(expr, scope, site);
+        // bash removes quotes from an arithmetic text before evaluating it: `$(( 'a[$(id)]' ))`
+        // and `[[ 'a[$(id)]' -eq 1 ]]` run `id`.
+        if expr.contains(['\'', '"']) {
+            let unquoted = expr.replace(['\'', '"'], "");
+            self.nested_text(&unquoted, scope, site);
+        }
         let mut names = arith_names(expr);
         names.sort();
         names.dedup();
@@ -213,9 +287,17 @@ impl Walker<'_> {
                 ),
             }
         }
-        !word.subs.is_empty()
+        word.subs.iter().any(|s| !numeric_substitution(&s.script))
             || !word.evaluated.is_empty()
-            || word.params.iter().any(|p| scope.is_data(p))
+            // A known value that itself carries code (`x='a[$(id)]'`) stays code through a
+            // transformation (`y=${x/a/b}`).
+            || word.params.iter().any(|p| {
+                scope.is_data(p)
+                    || scope
+                        .vars
+                        .get(p)
+                        .is_some_and(|v| v.contains(['[', '$', '`']))
+            })
     }
 
     /// Judges a name operand that bash evaluates (`test -v`, `printf -v`, `read`, `unset`, the
@@ -316,6 +398,10 @@ pub(crate) fn names(
                 }
             }
         }
+        // `set -- ARGS` gives the positional parameters values the agent chose.
+        "set" if !positional.is_empty() || call.rest.iter().any(|a| a.text() == "--") => {
+            scope.positional_data = true;
+        }
         "let" => {
             for arg in call.rest {
                 let text = if arg.word.raw.is_empty() {
@@ -355,6 +441,16 @@ pub(crate) fn names(
                 "getopts" => targets.extend(positional.get(1).copied()),
                 _ => {}
             }
+            // What `read` takes from a static here-string with nothing evaluable in it is not
+            // agent data (`read -r a b <<< "1 2"`).
+            let static_input = call.spec.name == "read"
+                && call
+                    .ctx
+                    .stdin
+                    .text
+                    .as_deref()
+                    .is_some_and(|t| !t.contains(['[', '$', '`', DYN]))
+                && !call.ctx.stdin.opaque;
             for target in targets {
                 w.name_operand(target, scope, &site);
                 let name = target
@@ -363,8 +459,25 @@ pub(crate) fn names(
                     .next()
                     .unwrap_or_default()
                     .to_owned();
+                if scope.integers.contains(&name) {
+                    // An integer variable evaluates what is read into it as arithmetic.
+                    w.add(
+                        Tier::Red,
+                        &site,
+                        format!(
+                            "reads run-time data into the integer variable `{name}`, which bash \
+                             evaluates as arithmetic"
+                        ),
+                        "shell.evaluated.arithmetic",
+                        None,
+                    );
+                }
                 scope.vars.remove(&name);
-                scope.tainted.insert(name);
+                if static_input {
+                    scope.tainted.remove(&name);
+                } else {
+                    scope.tainted.insert(name);
+                }
             }
             if call.spec.name == "mapfile" {
                 for value in p.values_of("-C") {

@@ -67,8 +67,10 @@ fn function_call() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         let names: Vec<&str> = SQL_FUNCTIONS.iter().map(|(n, _, _)| *n).collect();
+        // Quoted or bracketed names and comments before the parenthesis call the same function:
+        // `"edit"(`, `[readfile](`, `` `writefile`( ``, `edit /**/ (`.
         Regex::new(&format!(
-            r"(?i)\b({})\s*\(\s*(?:'([^']*)')?",
+            r#"(?i)["\[`]?\b({})\b["\]`]?\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*\(\s*(?:'([^']*)')?"#,
             names.join("|")
         ))
         .unwrap_or_else(|_| Regex::new("$^").unwrap_or_else(|_| unreachable_regex()))
@@ -149,7 +151,10 @@ pub(crate) fn editor(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
     let rest = call.rest;
     while i < rest.len() {
         let t = rest[i].text();
-        if matches!(t, "-c" | "--cmd") {
+        // `-c CMD`, `--cmd CMD`, and bundles ending in `c` (`-sc CMD`).
+        if matches!(t, "-c" | "--cmd")
+            || (t.starts_with('-') && !t.starts_with("--") && t.len() > 2 && t.ends_with('c'))
+        {
             if let Some(c) = rest.get(i + 1) {
                 commands.push(c);
             }
@@ -174,6 +179,20 @@ pub(crate) fn editor(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
         }
         i += 1;
     }
+    // `ed`, `ex -s` and `vim -es` read their commands from stdin.
+    if let Some(text) = &call.ctx.stdin.text {
+        for line in text.lines() {
+            ex_command(w, line, scope, &site);
+        }
+    } else if call.ctx.stdin.opaque || call.ctx.stdin.file {
+        w.add(
+            Tier::Red,
+            &site,
+            "the editor reads commands from stdin, which are not known",
+            "command.editor.stdin",
+            None,
+        );
+    }
     for command in commands {
         if command.word.dynamic {
             w.add(
@@ -190,58 +209,50 @@ pub(crate) fn editor(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
     HandlerOutcome::default()
 }
 
-/// One Ex command line (`:!cmd`, `r !cmd`, `w !cmd`, `call system(...)`).
+fn ex_code() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(system|systemlist|job_start|term_start|libcall|libcallnr|jobstart|termopen)\s*\(|^\s*(py|py3|python3?|pyx|pyfile|pydo|py3do|lua|luafile|luado|perl|perldo|ruby|rubydo|rubyfile|tcl|tcldo|mz|so|sou|source|runtime|ter|term|terminal|mak|make|lmak|gr|grep|lgr|lgrep|cs|cscope|exe|execute|cal|call)\b",
+        )
+        .unwrap_or_else(|_| unreachable_regex())
+    })
+}
+
+/// One Ex command line (`:!cmd`, `sil !cmd`, `r !cmd`, `w !cmd`, `call system(...)`): a `!`
+/// followed by text, or preceded by a space or nothing, hands the rest to the shell; `w!` and
+/// `q!` (force) do not.
 fn ex_command(w: &mut Walker<'_>, text: &str, scope: &Scope, site: &str) {
     for part in text.split('|') {
         let part = part.trim().trim_start_matches(':').trim();
-        if let Some(at) = part.find('!') {
-            // `!cmd`, `r !cmd`, `w !cmd`, `.!cmd`, `%!cmd` all hand the rest to the shell.
-            let before = &part[..at];
-            if before.chars().all(|c| !c.is_ascii_alphabetic())
-                || matches!(before.trim(), "r" | "read" | "w" | "write")
-            {
-                w.add(
-                    Tier::Red,
-                    site,
-                    "the editor runs a shell command (`:!`)",
-                    "command.editor.shell",
-                    None,
-                );
-                let mut inner = scope.clone();
-                w.classify_script(&part[at + 1..], &mut inner, &Stream::empty(), site);
-                return;
-            }
-        }
-        let word = part.split_whitespace().next().unwrap_or("");
-        if word.contains("system")
-            || matches!(
-                word,
-                "call"
-                    | "exe"
-                    | "execute"
-                    | "py"
-                    | "py3"
-                    | "python"
-                    | "python3"
-                    | "pyx"
-                    | "lua"
-                    | "luado"
-                    | "perl"
-                    | "perldo"
-                    | "ruby"
-                    | "rubydo"
-                    | "so"
-                    | "source"
-                    | "terminal"
-                    | "term"
-                    | "make"
-                    | "grep"
-            )
-        {
+        let chars: Vec<char> = part.chars().collect();
+        let bang = chars.iter().enumerate().position(|(i, c)| {
+            *c == '!'
+                && (i == 0
+                    || chars[i - 1].is_whitespace()
+                    || chars.get(i + 1).is_some_and(|n| !n.is_whitespace()))
+        });
+        if let Some(at) = bang {
             w.add(
                 Tier::Red,
                 site,
-                format!("the editor command `{word}` runs code"),
+                "the editor runs a shell command (`!`)",
+                "command.editor.shell",
+                None,
+            );
+            let command: String = chars[at + 1..].iter().collect();
+            let mut inner = scope.clone();
+            w.classify_script(&command, &mut inner, &Stream::empty(), site);
+            continue;
+        }
+        if ex_code().is_match(part) {
+            w.add(
+                Tier::Red,
+                site,
+                format!(
+                    "the editor command `{}` runs code",
+                    super::truncate(part, 40)
+                ),
                 "command.editor.code",
                 None,
             );

@@ -22,6 +22,8 @@ pub(crate) struct Stream {
     pub file: bool,
     /// The content, when it is known statically (echo, heredoc, here-string).
     pub text: Option<String>,
+    /// The file it is read from (`< F`), normalised, when known.
+    pub path: Option<String>,
 }
 
 impl Stream {
@@ -49,6 +51,7 @@ impl Stream {
             opaque: out.text.is_none(),
             file: false,
             text: out.text.clone(),
+            path: None,
         }
     }
 

@@ -83,6 +83,30 @@ fn tilde_form(path: &str, home: &str) -> Option<String> {
         .map(|rest| format!("~/{rest}"))
 }
 
+/// `/proc/self/root/X`, `/proc/1/task/1/root/X`, nested any number of times, is `/X`.
+fn strip_proc_root(text: &str) -> String {
+    let mut current = text.to_owned();
+    loop {
+        let Some(rest) = current.strip_prefix("/proc/") else {
+            return current;
+        };
+        let parts: Vec<&str> = rest.splitn(5, '/').collect();
+        let is_id = |p: &str| {
+            p == "self"
+                || p == "thread-self"
+                || p.contains(DYN)
+                || p.chars().all(|c| c.is_ascii_digit())
+        };
+        let after = match parts.as_slice() {
+            [pid, "root", tail @ ..] if is_id(pid) => tail.join("/"),
+            [pid, "root"] if is_id(pid) => String::new(),
+            [pid, "task", tid, "root", tail @ ..] if is_id(pid) && is_id(tid) => tail.join("/"),
+            _ => return current,
+        };
+        current = format!("/{after}");
+    }
+}
+
 enum ProcAlias {
     None,
     Root(String),
@@ -131,7 +155,10 @@ pub(crate) fn check_path(
         return false;
     }
     let text = text.strip_prefix("file://").unwrap_or(text);
-    let norm = normalize(text, scope.cwd.as_deref());
+    // `/proc/<pid>/root` (and `/proc/<pid>/task/<tid>/root`) is `/`, also before a `..` and
+    // nested: resolve the alias before the lexical normalisation, which would eat it.
+    let unaliased = strip_proc_root(text);
+    let norm = normalize(&unaliased, scope.cwd.as_deref());
     // `/proc/<pid>/root/X` is `/X`; `/proc/<pid>/cwd/...` and `/proc/<pid>/fd/N` point to
     // whatever the process has open, known only at run time.
     let norm = match proc_alias(&norm) {

@@ -30,6 +30,8 @@ pub(crate) enum RunAs {
     Make,
     /// `npm run NAME`: the script of that name in `package.json`.
     NpmScript(String),
+    /// SQL (and client commands) read by a database client (`sqlite3 db < F`).
+    Sql,
 }
 
 impl Walker<'_> {
@@ -116,6 +118,7 @@ impl Walker<'_> {
         match how {
             RunAs::Shell => self.script_content(text, scope, &file_site),
             RunAs::Interpreter(name) => code::classify_code(self, name, text, scope, &file_site),
+            RunAs::Sql => code::classify_sql(self, text, scope, &file_site),
             RunAs::Exec => match shebang(text) {
                 Some(Interp::Shell) | None => self.script_content(text, scope, &file_site),
                 Some(Interp::Named(name)) => {

@@ -65,6 +65,8 @@ pub(crate) fn request_file<'a>(option: &str, value: &'a str) -> Option<&'a str> 
     } else {
         return None;
     };
+    // `-F 'f=@"/etc/shadow"'`: curl takes a quoted file name too.
+    let file = file.trim_matches('"');
     (!file.is_empty() && file != "-").then_some(file)
 }
 

@@ -20,6 +20,23 @@ use super::{Finding, Reason, command, paths, truncate};
 use crate::policy::{Access, CodeKind, Policy};
 use crate::tier::Tier;
 
+/// Rules whose findings mean "what runs here is not known statically".
+const UNSEEN_CODE_RULES: &[&str] = &[
+    "flow.dynamic_code",
+    "flow.opaque_code",
+    "flow.download_and_run",
+    "flow.decode_and_run",
+    "shell.evaluated.",
+    "shell.dynamic_command",
+    "parser.",
+    "run_file.",
+    "settings.env.",
+    "settings.max_",
+    "input.",
+    // `hash -p PATH NAME`: NAME now runs another program.
+    "command.type.rule[0]",
+];
+
 /// The classification walk over one input.
 pub(crate) struct Walker<'p> {
     pub policy: &'p Policy,
@@ -42,6 +59,8 @@ pub(crate) struct Walker<'p> {
     pub files_needed: Vec<String>,
     /// How deeply evaluated values are nested right now (see [`super::evaluated`]).
     pub evaluating: u32,
+    /// The command whose prefix assignments are being judged.
+    prefix_for: String,
     /// Files this command line writes, and what it writes into them (family 3). Kept for the
     /// whole walk: a subshell's write is on disk for what follows.
     pub written: HashMap<String, Stream>,
@@ -64,6 +83,7 @@ impl<'p> Walker<'p> {
             files_needed: Vec::new(),
             written: HashMap::new(),
             evaluating: 0,
+            prefix_for: String::new(),
         }
     }
 
@@ -99,6 +119,12 @@ impl<'p> Walker<'p> {
         rule: &str,
         channel: Option<&str>,
     ) {
+        // A risky finding that says the classifier cannot see what will run (code computed
+        // at run time, input it cannot parse, a file it cannot read) lists "anything" among
+        // the commands judged, so the differential oracle holds it to that admission.
+        if tier >= Tier::Red && UNSEEN_CODE_RULES.iter().any(|p| rule.starts_with(p)) {
+            self.seen.push(words::DYN.to_string());
+        }
         self.findings.push(Finding {
             reason: Reason {
                 tier,
@@ -282,6 +308,7 @@ impl<'p> Walker<'p> {
                 opaque: o.opaque || o.text.is_none(),
                 file: false,
                 text: o.text,
+                path: None,
             };
         }
         out
@@ -394,7 +421,11 @@ impl<'p> Walker<'p> {
                 let mut tainted = false;
                 for value in clause.values.iter().flatten() {
                     for arg in self.expand_word(&value.value, scope, &site) {
-                        tainted |= arg.tainted || arg.word.glob || arg.word.dynamic;
+                        // File names from a glob and substitution output are data; so is a
+                        // literal that carries evaluable text (`for x in 'a[$(id)]'`).
+                        tainted |= arg.tainted
+                            || arg.word.glob
+                            || (!arg.word.dynamic && arg.text().contains(['[', '$', '`']));
                     }
                 }
                 // `for x; do` walks the positional parameters.
@@ -616,16 +647,44 @@ impl<'p> Walker<'p> {
             return Stream::empty();
         }
         let mut command_scope = scope.clone();
+        let prefixed = !assignments.is_empty();
+        self.prefix_for = args[0].text().to_owned();
         for a in assignments {
             self.eval_assignment(a, &mut command_scope, &site, false);
         }
+        self.prefix_for.clear();
         let ctx = CallCtx {
             site: site.clone(),
             stdin,
             net_redirect: effect.network,
         };
-        // Builtins that change the shell's own state act on the real scope.
-        let out = command::dispatch(self, &args, scope, &ctx);
+        // Builtins that change the shell's own state act on the real scope. A shell started
+        // with prefix assignments (`x=... bash -c '...'`) sees them in its environment, and
+        // cannot change this shell's state, so it gets the command's scope.
+        let program = args[0].text().rsplit('/').next().unwrap_or_default();
+        let child_shell = matches!(
+            program,
+            "bash"
+                | "sh"
+                | "dash"
+                | "zsh"
+                | "ksh"
+                | "mksh"
+                | "ash"
+                | "env"
+                | "sudo"
+                | "nohup"
+                | "timeout"
+                | "nice"
+                | "setsid"
+                | "xargs"
+                | "exec"
+        );
+        let out = if child_shell && prefixed {
+            command::dispatch(self, &args, &mut command_scope, &ctx)
+        } else {
+            command::dispatch(self, &args, scope, &ctx)
+        };
         for path in &effect.writes {
             self.note_written(path, scope.cwd.as_deref(), out.clone());
         }
@@ -661,16 +720,21 @@ impl<'p> Walker<'p> {
                 }
             }
             ast::AssignmentValue::Array(items) => {
-                for (key, word) in items {
+                for (n, (key, word)) in items.iter().enumerate() {
                     if let Some(key) = key {
                         self.expand_word(&key.value, scope, site);
                         // Keys of an indexed array are arithmetic (of an associative one, text).
                         self.arith(&key.value, scope, site);
                     }
-                    tainted |= self
-                        .expand_word(&word.value, scope, site)
-                        .iter()
-                        .any(|a| a.tainted);
+                    let args = self.expand_word(&word.value, scope, site);
+                    tainted |= args.iter().any(|a| a.tainted);
+                    // `$name` of an array is its first element: `y=(x); echo $((y))`.
+                    if n == 0
+                        && key.is_none()
+                        && let [arg] = args.as_slice()
+                    {
+                        value = arg.word.value().map(str::to_owned);
+                    }
                 }
             }
         }
@@ -708,6 +772,13 @@ impl<'p> Walker<'p> {
 
     /// The tier of setting an environment or shell variable.
     pub(crate) fn check_env_name(&mut self, name: &str, site: &str, standalone: bool) {
+        // `IFS=, read -r a b`: the field separator of one `read` is not a shell-wide change.
+        if name == "IFS"
+            && !standalone
+            && matches!(self.prefix_for.as_str(), "read" | "mapfile" | "readarray")
+        {
+            return;
+        }
         let settings = &self.policy.settings;
         if let Some(tier) = settings.env.get(name).copied() {
             self.add(
@@ -781,9 +852,12 @@ impl<'p> Walker<'p> {
                                         site,
                                     );
                                     if fd.unwrap_or(0) == 0 {
+                                        let path = (!arg.word.dynamic && !arg.word.glob)
+                                            .then(|| paths::normalize(&text, scope.cwd.as_deref()));
                                         effect.stdin = Some(Stream {
                                             secret,
                                             file: true,
+                                            path,
                                             ..Default::default()
                                         });
                                     }
@@ -949,6 +1023,48 @@ impl<'p> Walker<'p> {
         site: &str,
         consumer: &str,
     ) {
+        // `bash < F`, `python3 < F`: the file is judged by its content, like `bash F`.
+        if stdin.file
+            && let Some(path) = &stdin.path
+        {
+            let how = match kind {
+                CodeKind::Shell => super::run_files::RunAs::Shell,
+                CodeKind::Interpreter(name) => super::run_files::RunAs::Interpreter(name.clone()),
+                CodeKind::Sql => super::run_files::RunAs::Sql,
+            };
+            self.run_path(path, how, scope, site);
+            return;
+        }
+        // Text with a part only known at run time (`bash <<< "$(cat x)"`) is code computed at
+        // run time: it cannot be judged.
+        if stdin
+            .text
+            .as_deref()
+            .is_some_and(|t| t.contains(words::DYN))
+        {
+            let fetched = stdin.fetched;
+            let root = scope.as_root;
+            self.add(
+                if fetched && root {
+                    Tier::Critical
+                } else {
+                    Tier::Red
+                },
+                site,
+                if fetched {
+                    format!("`{consumer}` runs code downloaded from the network (download-and-run)")
+                } else {
+                    format!("`{consumer}` runs code computed at run time, so it cannot be checked")
+                },
+                if fetched {
+                    "flow.download_and_run"
+                } else {
+                    "flow.dynamic_code"
+                },
+                None,
+            );
+            return;
+        }
         if let Some(text) = &stdin.text {
             let code_site = format!("{consumer} <<< {}", truncate(text, 80));
             match kind {

@@ -206,7 +206,7 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
     for arg in positionals(call) {
         let text = arg.text();
         let (name, value) = match text.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
+            Some((n, v)) => (n.strip_suffix('+').unwrap_or(n), Some(v)),
             None => (text, None),
         };
         let raw_value = arg.word.raw.split_once('=').map_or("", |(_, v)| v);
@@ -244,7 +244,10 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
         // `declare -a 'x=(...)'`: bash parses a quoted compound value as an array assignment,
         // running the substitutions inside it. Judge it as the assignment it becomes.
         // (An unquoted `x=(...)` is a real compound assignment, already expanded as words.)
-        if v.starts_with('(') && !arg.word.raw.starts_with(&format!("{base}=(")) {
+        if v.starts_with('(')
+            && !arg.word.raw.starts_with(&format!("{base}=("))
+            && !arg.word.raw.starts_with(&format!("{base}+=("))
+        {
             if v.contains(DYN) {
                 w.add(
                     Tier::Red,
@@ -270,6 +273,10 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
             );
         }
         if nameref {
+            // The reference reads as its target's value: `declare -n r=x; echo $((r))`.
+            if !v.contains(DYN) && !v.contains('[') {
+                scope.vars.insert(base.to_owned(), v.to_owned());
+            }
             if arg.tainted || v.contains(DYN) {
                 w.add(
                     Tier::Red,

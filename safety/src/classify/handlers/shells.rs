@@ -112,6 +112,21 @@ pub(super) fn interpreter(
     if ran_code {
         return outcome;
     }
+    // `python3 -m MODULE ARGS`: the arguments belong to the module (its rules are in the
+    // policy), they are not a script to run.
+    if let Some(module) = p.values_of("-m").next() {
+        w.add(
+            Tier::Yellow,
+            &site,
+            format!(
+                "runs the module `{}`",
+                super::super::truncate(&module.text, 60)
+            ),
+            "interpreter.module",
+            None,
+        );
+        return outcome;
+    }
     if let Some(script) = positional(call, 0) {
         // A script that is itself a known command (`php occ status`, `php wp-cli.phar ...`).
         let base = script.text().rsplit('/').next().unwrap_or("").to_owned();

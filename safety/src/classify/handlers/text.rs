@@ -101,6 +101,26 @@ pub(super) fn awk(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Han
         .unwrap_or_else(|| "awk".to_owned());
     let mut files: Vec<&Arg> = positionals(call).collect();
     let from_file = p.has("-f") || p.has("--file");
+    // `awk -f FILE`: the program is that file's content; `-f -` reads it from stdin.
+    for value in p.values_of("-f").chain(p.values_of("--file")) {
+        let program = value_arg(call.rest, value);
+        if program.text() == "-" || is_stdin_path(program.text()) {
+            w.code_from_stdin(
+                &CodeKind::Interpreter(interp.clone()),
+                &call.ctx.stdin,
+                scope,
+                &site,
+                "awk",
+            );
+        } else {
+            w.run_file(
+                &program,
+                super::super::run_files::RunAs::Interpreter(interp.clone()),
+                scope,
+                &site,
+            );
+        }
+    }
     if !from_file {
         if files.is_empty() {
             return HandlerOutcome::default();

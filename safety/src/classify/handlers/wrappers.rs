@@ -240,6 +240,24 @@ pub(super) fn xargs(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> H
     appended.from_input = true;
     appended.secret = call.ctx.stdin.secret;
     appended.fetched = call.ctx.stdin.fetched;
+    // `xargs -I{} sh -c {}`: every argument holding the replace string becomes input data
+    // (in a `-c` script, code from stdin).
+    let replace: Vec<String> = ["-I", "--replace", "-i"]
+        .iter()
+        .flat_map(|o| call.parsed.values_of(o))
+        .map(|v| v.text.clone())
+        .filter(|r| !r.is_empty())
+        .chain(call.parsed.has("-i").then(|| "{}".to_owned()))
+        .collect();
+    if !replace.is_empty() {
+        for arg in inner.iter_mut().skip(1) {
+            if replace.iter().any(|r| arg.text().contains(r.as_str())) {
+                let mut data = appended.clone();
+                data.word.raw = arg.word.raw.clone();
+                *arg = data;
+            }
+        }
+    }
     inner.push(appended);
     let ctx = CallCtx {
         site: format!("{} <args from stdin>", join_args(&inner[..inner.len() - 1])),
