@@ -258,12 +258,38 @@ pub enum SecretsCommand {
     /// Store a secret. The value is read from stdin (or a hidden prompt on a terminal), never
     /// from the command line. Values shorter than 8 bytes are refused: they cannot be redacted.
     ///
-    /// Example: printf '%s' "$KEY" | tenant-agent secrets set openai_api_key
+    /// Example: printf '%s' "$KEY" | tenant-agent secrets set stripe_key --allow-host https://api.stripe.com
+    ///
+    /// The binding says where the secret may go: a command that sends it anywhere else, writes
+    /// it to a file or pipes it into another program is blocked; any other use needs the
+    /// owner's approval. Without `--allow-*` on an update the existing binding is kept.
     Set {
         /// Secret name: 1 to 64 characters of a-z, 0-9, `_`, `.` and `-`.
         name: String,
+        /// A destination it may be sent to: scheme, host, optional port and path prefix
+        /// (`https://api.stripe.com`, `https://git.example.com/shop/`). Repeatable.
+        #[arg(long = "allow-host", value_name = "URL")]
+        allow_hosts: Vec<String>,
+        /// A program that may receive it (`psql`, `git`). Repeatable.
+        #[arg(long = "allow-program", value_name = "PROGRAM")]
+        allow_programs: Vec<String>,
     },
-    /// List secret names and their created, updated and last-used times (never values).
+    /// Change where a stored secret may go (its value is not touched). With no `--allow-*`
+    /// the secret is unbound: every use then needs the owner's approval of that exact action.
+    ///
+    /// Example: tenant-agent secrets bind db_password --allow-program psql
+    Bind {
+        /// The secret.
+        name: String,
+        /// A destination it may be sent to (see `secrets set`). Repeatable.
+        #[arg(long = "allow-host", value_name = "URL")]
+        allow_hosts: Vec<String>,
+        /// A program that may receive it. Repeatable.
+        #[arg(long = "allow-program", value_name = "PROGRAM")]
+        allow_programs: Vec<String>,
+    },
+    /// List secret names, where each may go, and their created, updated and last-used times
+    /// (never values).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]

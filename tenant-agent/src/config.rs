@@ -123,6 +123,10 @@ pub struct GateConfig {
     /// working directory. Set by the daemon from `[runtime]`, not read from the file.
     #[serde(skip)]
     pub home: Option<String>,
+    /// The vault secrets only the egress proxy may use (`[providers.*] key_secret`): the gate
+    /// never resolves them. Set by the daemon, not read from the file.
+    #[serde(skip)]
+    pub reserved_secrets: Vec<String>,
 }
 
 impl Default for GateConfig {
@@ -133,6 +137,7 @@ impl Default for GateConfig {
             exec_timeout_secs: 300,
             output_limit: 64 * 1024,
             home: None,
+            reserved_secrets: Vec::new(),
         }
     }
 }

@@ -85,6 +85,11 @@ pub async fn run(
             .display()
             .to_string(),
     );
+    gate_config.reserved_secrets = config
+        .providers
+        .values()
+        .filter_map(|p| p.key_secret.clone())
+        .collect();
     let gate = Gate::open(layout, &gate_config, policy, run_as, Some(proxy.redactor()))?;
     let socket = layout.api_socket();
     // Bind before READY so that a client started after us can connect at once.

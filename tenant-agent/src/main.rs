@@ -43,9 +43,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => return classify(args),
         Command::Secrets(cmd) => match cmd {
-            SecretsCommand::Set { name } => {
+            SecretsCommand::Set {
+                name,
+                allow_hosts,
+                allow_programs,
+            } => {
+                // A bad binding is refused before the value is asked for.
+                let binding = secrets_cmd::binding(&allow_hosts, &allow_programs)?;
                 let value = secrets_cmd::read_value(&name)?;
                 secrets_cmd::set(&layout, &name, &value, &mut out)?;
+                if let Some(binding) = binding {
+                    secrets_cmd::bind(&layout, &name, &binding, &mut out)?;
+                }
+            }
+            SecretsCommand::Bind {
+                name,
+                allow_hosts,
+                allow_programs,
+            } => {
+                let binding =
+                    secrets_cmd::binding(&allow_hosts, &allow_programs)?.unwrap_or_default();
+                secrets_cmd::bind(&layout, &name, &binding, &mut out)?;
             }
             SecretsCommand::List { json } => secrets_cmd::list(&layout, json, &mut out)?,
             SecretsCommand::Rm { name } => secrets_cmd::remove(&layout, &name, &mut out)?,

@@ -21,6 +21,8 @@ pub enum SecretsCmdError {
     Policy(#[from] PolicyLoadError),
     #[error("cannot read the value: {0}")]
     ReadValue(std::io::Error),
+    #[error(transparent)]
+    Binding(#[from] safety::bindings::BindingError),
     #[error("the value is empty")]
     EmptyValue,
     #[error("cannot read {path}: {source}")]
@@ -92,9 +94,35 @@ pub fn set(
     .map_err(SecretsCmdError::Write)
 }
 
+/// The binding given by `--allow-host` / `--allow-program`; `None` when neither was given.
+pub fn binding(
+    hosts: &[String],
+    programs: &[String],
+) -> Result<Option<safety::SecretBinding>, SecretsCmdError> {
+    if hosts.is_empty() && programs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(safety::SecretBinding::parse(hosts, programs)?))
+}
+
+/// Sets where a stored secret may go.
+pub fn bind(
+    layout: &Layout,
+    name: &str,
+    binding: &safety::SecretBinding,
+    out: &mut impl Write,
+) -> Result<(), SecretsCmdError> {
+    let mut vault = Vault::open(layout)?;
+    vault.set_binding(name, binding)?;
+    writeln!(out, "`{name}` may go to: {}", binding.describe()).map_err(SecretsCmdError::Write)
+}
+
 #[derive(Serialize)]
 struct ListEntry<'a> {
     name: &'a str,
+    /// Destinations, as `scheme://host[:port][/path]`.
+    allow_hosts: Vec<String>,
+    allow_programs: &'a [String],
     created_at: String,
     updated_at: String,
     last_used_at: Option<String>,
@@ -115,6 +143,8 @@ pub fn list(layout: &Layout, json: bool, out: &mut impl Write) -> Result<(), Sec
             .iter()
             .map(|i| ListEntry {
                 name: &i.name,
+                allow_hosts: i.binding.hosts.iter().map(ToString::to_string).collect(),
+                allow_programs: &i.binding.programs,
                 created_at: timestamp(i.created_at),
                 updated_at: timestamp(i.updated_at),
                 last_used_at: i.last_used_at.map(timestamp),
@@ -131,19 +161,21 @@ pub fn list(layout: &Layout, json: bool, out: &mut impl Write) -> Result<(), Sec
         ));
     }
     let width = infos.iter().map(|i| i.name.len()).max().unwrap_or(4).max(4);
+    let bound: Vec<String> = infos.iter().map(|i| i.binding.describe()).collect();
+    let bwidth = bound.iter().map(String::len).max().unwrap_or(8).max(8);
     w(writeln!(
         out,
-        "{:width$}  {:20}  {:20}  LAST USED",
-        "NAME", "CREATED", "UPDATED"
+        "{:width$}  {:bwidth$}  {:20}  {:20}  LAST USED",
+        "NAME", "MAY GO TO", "CREATED", "UPDATED"
     ))?;
-    for i in &infos {
+    for (i, bound) in infos.iter().zip(&bound) {
         let used = i
             .last_used_at
             .map(timestamp)
             .unwrap_or_else(|| "never".into());
         w(writeln!(
             out,
-            "{:width$}  {:20}  {:20}  {used}",
+            "{:width$}  {bound:bwidth$}  {:20}  {:20}  {used}",
             i.name,
             timestamp(i.created_at),
             timestamp(i.updated_at)

@@ -368,10 +368,34 @@ pub(crate) fn dispatch(
         None => text,
     };
     let policy = w.policy;
-    match policy.command(&base) {
+    let spec = policy.command(&base);
+    // Secret references are judged where they are used: by the program that receives them,
+    // not by a wrapper around it (`sudo`, `env`, `timeout` pass them on and are judged again
+    // for the command they run).
+    let wrapper = spec.is_some_and(|s| {
+        s.args.command_index().is_some()
+            || matches!(
+                s.handler,
+                Some(
+                    Handler::Sudo
+                        | Handler::Su
+                        | Handler::Env
+                        | Handler::Xargs
+                        | Handler::Exec
+                        | Handler::Watch
+                        | Handler::Shell
+                        | Handler::Eval
+                        | Handler::Find
+                )
+            )
+    });
+    let carries = !wrapper && w.secret_uses(args, &[], &site);
+    let mut out = match spec {
         Some(spec) => eval_spec(w, spec, args, scope, ctx),
         None => unknown_command(w, &base, args, scope, ctx),
-    }
+    };
+    out.secret_value |= carries;
+    out
 }
 
 fn display(raw: &str) -> String {

@@ -16,6 +16,7 @@ mod handlers;
 mod model;
 mod paths;
 mod run_files;
+mod secrets;
 mod sinks;
 mod tools;
 mod walk;
@@ -38,6 +39,8 @@ pub struct Context {
     /// the caller: the classifier stays pure and judges what it is given. A run file missing
     /// here is reported in [`Verdict::files_needed`] and makes the action at least `red`.
     pub files: std::sync::Arc<std::collections::BTreeMap<String, FileContent>>,
+    /// Where each vault secret may go, and the names only the egress proxy may use.
+    pub secrets: std::sync::Arc<crate::bindings::SecretPolicy>,
 }
 
 /// A file the action would run, as the caller read it.
@@ -190,6 +193,7 @@ impl Classifier {
             .unwrap_or_else(|| self.policy.settings.home.clone());
         let mut walker = walk::Walker::new(&self.policy, home);
         walker.files = ctx.files.clone();
+        walker.secrets = ctx.secrets.clone();
         walker.classify_top(script, ctx.cwd.clone());
         let commands = std::mem::take(&mut walker.seen);
         let mut files_needed = std::mem::take(&mut walker.files_needed);

@@ -24,6 +24,8 @@ pub(crate) struct Stream {
     pub text: Option<String>,
     /// The file it is read from (`< F`), normalised, when known.
     pub path: Option<String>,
+    /// May carry the value of a secret used outside its binding.
+    pub secret_value: bool,
 }
 
 impl Stream {
@@ -52,6 +54,7 @@ impl Stream {
             file: false,
             text: out.text.clone(),
             path: None,
+            secret_value: self.secret_value || out.secret_value,
         }
     }
 

@@ -57,6 +57,8 @@ pub(crate) struct Walker<'p> {
     pub files: std::sync::Arc<std::collections::BTreeMap<String, super::FileContent>>,
     /// Run files whose content was not supplied.
     pub files_needed: Vec<String>,
+    /// Where the vault's secrets may go (see [`super::secrets`]).
+    pub secrets: std::sync::Arc<crate::bindings::SecretPolicy>,
     /// How deeply evaluated values are nested right now (see [`super::evaluated`]).
     pub evaluating: u32,
     /// The command whose prefix assignments are being judged.
@@ -81,6 +83,7 @@ impl<'p> Walker<'p> {
             seen: Vec::new(),
             files: Default::default(),
             files_needed: Vec::new(),
+            secrets: Default::default(),
             written: HashMap::new(),
             evaluating: 0,
             prefix_for: String::new(),
@@ -122,7 +125,13 @@ impl<'p> Walker<'p> {
         // A risky finding that says the classifier cannot see what will run (code computed
         // at run time, input it cannot parse, a file it cannot read) lists "anything" among
         // the commands judged, so the differential oracle holds it to that admission.
-        if tier >= Tier::Red && UNSEEN_CODE_RULES.iter().any(|p| rule.starts_with(p)) {
+        if tier >= Tier::Red
+            && UNSEEN_CODE_RULES.iter().any(|p| rule.starts_with(p))
+            && self
+                .seen
+                .last()
+                .is_none_or(|last| last != &words::DYN.to_string())
+        {
             self.seen.push(words::DYN.to_string());
         }
         self.findings.push(Finding {
@@ -229,6 +238,16 @@ impl<'p> Walker<'p> {
             self.add(Tier::Red, site, "contains a NUL byte", "input.nul", None);
             return Stream::empty();
         }
+        // `SECRET_REF(name)` is a word of the product's command language: the daemon rewrites
+        // it into a quoted variable expansion before bash runs the script. Quote it the same
+        // way here so the parser reads what will run.
+        let quoted_refs;
+        let script = if script.contains(crate::secret_ref::PREFIX) {
+            quoted_refs = quote_secret_refs(script);
+            quoted_refs.as_str()
+        } else {
+            script
+        };
         let program = match parse(script) {
             Ok(p) => p,
             Err(message) => {
@@ -299,6 +318,9 @@ impl<'p> Walker<'p> {
         for cmd in &pipeline.seq {
             // Every part of a pipeline runs in a subshell: `cd` does not leak out.
             let mut part_scope = scope.clone();
+            if flow.secret_value {
+                self.secret_output_leaves("pipes into another program", &cmd.to_string());
+            }
             let o = self.walk_command(cmd, &mut part_scope, &flow);
             flow = flow.then(&o);
             out = Stream {
@@ -309,6 +331,7 @@ impl<'p> Walker<'p> {
                 file: false,
                 text: o.text,
                 path: None,
+                secret_value: o.secret_value,
             };
         }
         out
@@ -648,6 +671,7 @@ impl<'p> Walker<'p> {
         }
         let mut command_scope = scope.clone();
         let prefixed = !assignments.is_empty();
+        let env_refs: Vec<String> = assignments.iter().map(|a| a.to_string()).collect();
         self.prefix_for = args[0].text().to_owned();
         for a in assignments {
             self.eval_assignment(a, &mut command_scope, &site, false);
@@ -680,11 +704,23 @@ impl<'p> Walker<'p> {
                 | "xargs"
                 | "exec"
         );
-        let out = if child_shell && prefixed {
+        // References in prefix assignments and in a here-string or heredoc reach the program
+        // too (its environment, its stdin).
+        let env_refs: Vec<String> = env_refs
+            .into_iter()
+            .chain(ctx.stdin.text.clone())
+            .filter(|v| v.contains(crate::secret_ref::PREFIX))
+            .collect();
+        let env_carries = !env_refs.is_empty() && self.secret_uses(&args[..1], &env_refs, &site);
+        let mut out = if child_shell && prefixed {
             command::dispatch(self, &args, &mut command_scope, &ctx)
         } else {
             command::dispatch(self, &args, scope, &ctx)
         };
+        out.secret_value |= env_carries;
+        if out.secret_value && !effect.writes.is_empty() {
+            self.secret_output_leaves("writes to a file", &site);
+        }
         for path in &effect.writes {
             self.note_written(path, scope.cwd.as_deref(), out.clone());
         }
@@ -1154,6 +1190,45 @@ fn strip_tabs(text: &str, remove_tabs: bool) -> String {
         .map(|l| l.trim_start_matches('\t'))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Wraps every `SECRET_REF(name)` that stands outside quotes in double quotes (what the
+/// daemon's rewrite does to it, minus the variable): `echo SECRET_REF(k)` parses as
+/// `echo "SECRET_REF(k)"`.
+fn quote_secret_refs(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + 8);
+    let (mut single, mut double) = (false, false);
+    let mut rest = script;
+    while let Some(c) = rest.chars().next() {
+        if !single
+            && !double
+            && rest.starts_with(crate::secret_ref::PREFIX)
+            && let Some(close) = rest.find(')')
+        {
+            out.push('"');
+            out.push_str(&rest[..=close]);
+            out.push('"');
+            rest = &rest[close + 1..];
+            continue;
+        }
+        match c {
+            '\\' if !single => {
+                out.push(c);
+                rest = &rest[1..];
+                if let Some(next) = rest.chars().next() {
+                    out.push(next);
+                    rest = &rest[next.len_utf8()..];
+                }
+                continue;
+            }
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// Scripts with more unmatched `(` than this are refused before parsing (see [`parse`]).

@@ -157,6 +157,18 @@ impl Gate {
         }))
     }
 
+    /// Every secret's binding (from the vault) and the names reserved for the egress proxy.
+    fn secret_policy(&self) -> Result<safety::SecretPolicy, GateError> {
+        let vault = Vault::open(&self.layout).map_err(|e| GateError::Internal(e.to_string()))?;
+        let bindings = vault
+            .bindings()
+            .map_err(|e| GateError::Internal(e.to_string()))?;
+        Ok(safety::SecretPolicy {
+            bindings,
+            reserved: self.config.reserved_secrets.iter().cloned().collect(),
+        })
+    }
+
     fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>, GateError> {
         self.store
             .lock()
@@ -177,6 +189,18 @@ impl Gate {
             home: self.config.home.clone(),
             ..Default::default()
         };
+        // Where the named secrets may go: read from the vault only when the action names one.
+        let names_secret = req
+            .command
+            .as_deref()
+            .is_some_and(|c| c.contains(safety::secret_ref::PREFIX))
+            || req
+                .args
+                .as_ref()
+                .is_some_and(|a| a.to_string().contains(safety::secret_ref::PREFIX));
+        if names_secret {
+            ctx.secrets = Arc::new(self.secret_policy()?);
+        }
         let (verdict, action) = match (&req.command, &req.tool) {
             (Some(cmd), None) => {
                 if cmd.trim().is_empty() {
@@ -477,7 +501,10 @@ impl Gate {
             (None, Some(v)) => Arc::new(self.redactor(v)?),
             (None, None) => return Err("no redactor".into()),
         };
+        // The egress proxy's keys never reach a command, whatever was approved.
+        let reserved = &self.config.reserved_secrets;
         let prepared = exec::prepare(&request, |name| match &vault {
+            _ if reserved.iter().any(|r| r == name) => Ok(None),
             Some(v) => v.get(name),
             None => Ok(None),
         })

@@ -69,6 +69,8 @@ pub struct SecretInfo {
     pub created_at: i64,
     pub updated_at: i64,
     pub last_used_at: Option<i64>,
+    /// Where it may go (destinations, programs); empty: each use needs an approval.
+    pub binding: safety::SecretBinding,
 }
 
 /// Whether `set` created or replaced a secret.
@@ -326,7 +328,9 @@ impl Vault {
     pub fn list(&self) -> Result<Vec<SecretInfo>, VaultError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, created_at, updated_at, last_used_at FROM secrets ORDER BY name")
+            .prepare(
+                "SELECT name, created_at, updated_at, last_used_at, binding FROM secrets ORDER BY name",
+            )
             .map_err(self.db())?;
         let rows = stmt
             .query_map([], |r| {
@@ -335,6 +339,7 @@ impl Vault {
                     created_at: r.get(1)?,
                     updated_at: r.get(2)?,
                     last_used_at: r.get(3)?,
+                    binding: parse_binding(&r.get::<_, String>(4)?),
                 })
             })
             .map_err(self.db())?;
@@ -356,6 +361,37 @@ impl Vault {
             })
             .map_err(self.db())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.db())
+    }
+
+    /// Replaces where a secret may go.
+    pub fn set_binding(
+        &mut self,
+        name: &str,
+        binding: &safety::SecretBinding,
+    ) -> Result<(), VaultError> {
+        let json = serde_json::to_string(binding).unwrap_or_else(|_| "{}".to_owned());
+        let n = self
+            .conn
+            .execute(
+                "UPDATE secrets SET binding = ?1 WHERE name = ?2",
+                params![json, name],
+            )
+            .map_err(self.db())?;
+        if n == 0 {
+            return Err(VaultError::NotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Every secret's binding, by name (no values are read).
+    pub fn bindings(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, safety::SecretBinding>, VaultError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|i| (i.name, i.binding))
+            .collect())
     }
 
     /// Deletes a secret.
@@ -482,7 +518,31 @@ pub(crate) fn open_keyed(path: &Path, master: &MasterKey) -> Result<Connection, 
         Err(source) => return Err(db(source)),
     }
     conn.execute_batch(SCHEMA).map_err(db)?;
+    migrate_bindings(&conn).map_err(db)?;
     Ok(conn)
+}
+
+/// Schema 2: each secret carries its binding (JSON). A vault made before keeps its secrets,
+/// unbound.
+fn migrate_bindings(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('secrets') WHERE name = 'binding'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE secrets ADD COLUMN binding TEXT NOT NULL DEFAULT '{}';
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+fn parse_binding(text: &str) -> safety::SecretBinding {
+    // A binding that no longer parses binds nothing: the secret then needs an approval for
+    // every use (fail closed).
+    serde_json::from_str(text).unwrap_or_default()
 }
 
 #[cfg(test)]
