@@ -206,6 +206,7 @@ fn main() {
                 action_hash: action_hash(&action).unwrap(),
                 action,
                 created_at: now(),
+                secret_bindings: Default::default(),
             };
             let resp = signed(&http, &base, t, reqwest::Method::POST, "/v1/tenant/approvals", serde_json::to_vec(&req).unwrap())
                 .send()

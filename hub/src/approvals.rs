@@ -39,6 +39,8 @@ pub struct ApprovalView {
     pub decided_at: Option<i64>,
     pub scope: Option<Scope>,
     pub reason: Option<String>,
+    /// Where each secret the action names may go, as the tenant described it.
+    pub secret_bindings: std::collections::BTreeMap<String, String>,
 }
 
 /// An owner's decision.
@@ -103,8 +105,8 @@ pub fn submit(
     db.conn
         .execute(
             "INSERT INTO approvals (id, tenant_id, agent, tier, reasons, summary, action,
-                action_hash, tenant_created_at, received_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                action_hash, tenant_created_at, received_at, expires_at, secret_bindings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 req.id,
                 tenant.id,
@@ -116,7 +118,8 @@ pub fn submit(
                 req.action_hash,
                 req.created_at,
                 t,
-                expires_at
+                expires_at,
+                json(&req.secret_bindings)?
             ],
         )
         .map_err(sql(db))?;
@@ -151,7 +154,7 @@ fn effective_status(status: &str, expires_at: i64, now: i64) -> String {
 
 const VIEW_COLUMNS: &str = "p.id, t.name, p.agent, p.tier, p.reasons, p.summary, p.action,
     p.action_hash, p.received_at, p.expires_at, p.status, p.decided_by, p.decided_at, p.scope,
-    p.reason";
+    p.reason, p.secret_bindings";
 
 fn view_from_row(r: &rusqlite::Row<'_>, t: i64) -> rusqlite::Result<ApprovalView> {
     let reasons: String = r.get(4)?;
@@ -178,6 +181,7 @@ fn view_from_row(r: &rusqlite::Row<'_>, t: i64) -> rusqlite::Result<ApprovalView
         decided_at: r.get(12)?,
         scope: scope.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
         reason: r.get(14)?,
+        secret_bindings: serde_json::from_str(&r.get::<_, String>(15)?).unwrap_or_default(),
     })
 }
 

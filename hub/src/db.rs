@@ -154,6 +154,13 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE approvals ADD COLUMN outcome_at INTEGER;
     ",
     ),
+    (
+        5,
+        "secret bindings shown with approvals",
+        "
+    ALTER TABLE approvals ADD COLUMN secret_bindings TEXT NOT NULL DEFAULT '{}';
+    ",
+    ),
 ];
 
 /// A database operation failed.

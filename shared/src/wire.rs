@@ -107,6 +107,10 @@ pub struct ApprovalRequest {
     pub action_hash: String,
     /// Unix seconds, by the tenant's clock.
     pub created_at: i64,
+    /// Where each secret the action names may go, in words (`https://api.stripe.com,
+    /// program psql`), so the owner sees the binding next to the credential.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secret_bindings: std::collections::BTreeMap<String, String>,
 }
 
 /// An approval request the hub must refuse.
@@ -154,6 +158,14 @@ impl ApprovalRequest {
         }
         if self.summary.chars().count() > MAX_SUMMARY_CHARS {
             return Err(RequestError::TooLong("summary"));
+        }
+        if self.secret_bindings.len() > MAX_REASONS
+            || self
+                .secret_bindings
+                .iter()
+                .any(|(k, v)| k.chars().count() > 64 || v.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(RequestError::TooLong("secret_bindings"));
         }
         if self.reasons.len() > MAX_REASONS
             || self

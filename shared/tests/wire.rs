@@ -406,6 +406,7 @@ fn approval_requests_are_validated() {
         action_hash: action_hash(&action).unwrap(),
         action,
         created_at: 1,
+        secret_bindings: Default::default(),
     };
     assert_eq!(good.validate(), Ok(()));
     let check = |f: &dyn Fn(&mut ApprovalRequest), want: RequestError| {

@@ -185,6 +185,7 @@ fn request(id: &str, argv: &[&str]) -> ApprovalRequest {
         action_hash: action_hash(&action).unwrap(),
         action,
         created_at: now(),
+        secret_bindings: Default::default(),
     }
 }
 

@@ -243,6 +243,10 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
             action_hash: action_hash(&action).unwrap(),
             action,
             created_at: hub::db::now(),
+            secret_bindings: refs
+                .iter()
+                .map(|r| (r.to_string(), "https://api.stripe.com".to_owned()))
+                .collect(),
         };
         (serde_json::to_vec(&req).unwrap(), req.action_hash)
     };
@@ -318,6 +322,12 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
         "{command}"
     );
     assert_eq!(d.script("return [...document.querySelectorAll('#command .secret, #secrets .secret')].map(e => e.innerText)").await, json!(["SECRET stripe_key", "SECRET stripe_key"]));
+    // The binding stands next to the credential's pill (issue 14).
+    let bindings = d.text("#secrets").await;
+    assert!(
+        bindings.contains("stripe_key") && bindings.contains("may go to: https://api.stripe.com"),
+        "{bindings}"
+    );
     let page = d.text("main").await;
     assert!(
         !page.contains("null") && !page.contains("undefined"),

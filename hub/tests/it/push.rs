@@ -259,6 +259,7 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
         action_hash: action_hash(&action).unwrap(),
         action,
         created_at: hub::db::now(),
+        secret_bindings: Default::default(),
     };
     let body = serde_json::to_vec(&req).unwrap();
     let h = request::sign(

@@ -16,6 +16,7 @@
 
 mod json;
 mod pack;
+mod shadow;
 mod variants;
 
 use std::borrow::Cow;
@@ -110,7 +111,7 @@ impl Redactor {
                 });
             }
             let replacement = format!("SECRET_REF({name})").into_bytes();
-            for form in variants::variants(value) {
+            for form in variants::all_forms(value) {
                 patterns.push(form);
                 replacements.push(replacement.clone());
             }
@@ -153,8 +154,16 @@ impl Redactor {
         let mut stats = RedactionStats::default();
         let mut current: Cow<'a, [u8]> = Cow::Borrowed(input);
         if let Some(index) = &self.values
-            && let Some(out) = index.replace(&self.replacements, &current, &mut stats)
+            && let Some(mut out) = index.replace(&self.replacements, &current, &mut stats)
         {
+            // Replacing a span can only remove decodable text, never create it, so a second
+            // round finds nothing; the bound is for pathological input.
+            for _ in 0..VALUE_FIXPOINT_ROUNDS {
+                match index.replace(&self.replacements, &out, &mut stats) {
+                    Some(again) => out = again,
+                    None => break,
+                }
+            }
             current = Cow::Owned(out);
         }
         // Patterns and the entropy net never look inside a placeholder (`SECRET_REF(name)`,
@@ -230,6 +239,9 @@ impl Redactor {
 /// How many extra entropy rounds [`Redactor::redact_with_stats`] runs at most.
 const ENTROPY_FIXPOINT_ROUNDS: usize = 8;
 
+/// How many extra known-value rounds [`Redactor::redact_with_stats`] runs at most.
+const VALUE_FIXPOINT_ROUNDS: usize = 4;
+
 /// Finds registered values (every form of every secret) in text.
 ///
 /// Aho-Corasick does the matching; a bitset over the hashed first eight bytes of every form only
@@ -243,10 +255,16 @@ const ENTROPY_FIXPOINT_ROUNDS: usize = 8;
 /// Why not an unanchored automaton: a DFA over ~11,000 forms (1,000 secrets) costs ~200 MB and a
 /// second to build; the contiguous NFA is small but scans at half the speed. The anchored NFA
 /// plus the bitset is small (a few MB), builds in ~50 ms and scans faster than the DFA.
+///
+/// Encodings that mix raw and escaped bytes, or break a value over lines, are found in decoded
+/// shadows of the text ([`shadow`]); the same index is asked there, only at shadow positions
+/// where a form could include a decoded byte, and a hit replaces the whole original span.
 #[derive(Clone)]
 struct ValueIndex {
     automaton: AhoCorasick,
     bits: Vec<u64>,
+    /// The longest form, in bytes.
+    reach: usize,
 }
 
 /// log2 of the bitset size: 2^21 bits = 256 KiB, sparse enough that 11,000 forms set ~0.5%.
@@ -264,6 +282,7 @@ impl ValueIndex {
             .build(forms)
             .map_err(|e| RedactError::Automaton(e.to_string()))?;
         let mut bits = vec![0u64; 1 << (INDEX_BITS - 6)];
+        let reach = forms.iter().map(Vec::len).max().unwrap_or(MIN_SECRET_LEN);
         for form in forms {
             let Some(window) = form.first_chunk::<8>() else {
                 // Unreachable by construction (MIN_SECRET_LEN); refuse rather than miss values.
@@ -274,7 +293,11 @@ impl ValueIndex {
             let h = Self::slot(window);
             bits[h >> 6] |= 1 << (h & 63);
         }
-        Ok(ValueIndex { automaton, bits })
+        Ok(ValueIndex {
+            automaton,
+            bits,
+            reach,
+        })
     }
 
     #[inline]
@@ -282,38 +305,96 @@ impl ValueIndex {
         (u64::from_le_bytes(*window).wrapping_mul(INDEX_MULTIPLIER) >> INDEX_SHIFT) as usize
     }
 
-    /// Replaces every (leftmost-longest, non-overlapping) form by its replacement.
+    /// The longest form starting exactly at `i`, if the bitset allows one there.
+    #[inline]
+    fn find_at(&self, haystack: &[u8], i: usize) -> Option<aho_corasick::Match> {
+        let window = haystack.get(i..)?.first_chunk::<8>()?;
+        let h = Self::slot(window);
+        if self.bits[h >> 6] & (1u64 << (h & 63)) == 0 {
+            return None;
+        }
+        let search = Input::new(haystack).range(i..).anchored(Anchored::Yes);
+        self.automaton.find(search)
+    }
+
+    /// Every (leftmost-longest, non-overlapping) form in `input`: `(start, end, pattern)`.
+    fn find_direct(&self, input: &[u8], spans: &mut Vec<(usize, usize, usize)>) {
+        let mut i = 0;
+        while i + MIN_SECRET_LEN <= input.len() {
+            match self.find_at(input, i) {
+                Some(m) => {
+                    spans.push((i, m.end(), m.pattern().as_usize()));
+                    i = m.end().max(i + 1);
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Every form in a decoded shadow that includes a decoded byte, as original ranges.
+    fn find_in_shadow(&self, shadow: &shadow::Shadow, spans: &mut Vec<(usize, usize, usize)>) {
+        let bytes = &shadow.bytes;
+        // A form that includes a decoded byte starts less than `reach` bytes before it.
+        let mut next = 0;
+        for &(start, end) in &shadow.changed {
+            let from = start.saturating_sub(self.reach - 1).max(next);
+            let to = end.max(start + 1).min(bytes.len());
+            let mut i = from;
+            while i < to {
+                match self.find_at(bytes, i) {
+                    Some(m) => {
+                        if let Some((s, e)) = shadow.original(i, m.end()) {
+                            spans.push((s, e, m.pattern().as_usize()));
+                        }
+                        i = m.end().max(i + 1);
+                    }
+                    None => i += 1,
+                }
+            }
+            next = next.max(i);
+        }
+    }
+
+    /// Replaces every form, in the text itself or in one of its decoded shadows, by its
+    /// replacement; overlapping hits merge into one span, named by the first.
     fn replace(
         &self,
         replacements: &[Vec<u8>],
         input: &[u8],
         stats: &mut RedactionStats,
     ) -> Option<Vec<u8>> {
-        let mut out: Option<Vec<u8>> = None;
-        let mut last = 0;
-        let mut i = 0;
-        while let Some(window) = input.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
-            let h = Self::slot(window);
-            if self.bits[h >> 6] & (1u64 << (h & 63)) != 0 {
-                let search = Input::new(input).range(i..).anchored(Anchored::Yes);
-                if let Some(m) = self.automaton.find(search) {
-                    let buf = out.get_or_insert_with(|| Vec::with_capacity(input.len()));
-                    buf.extend_from_slice(&input[last..m.start()]);
-                    if let Some(replacement) = replacements.get(m.pattern().as_usize()) {
-                        buf.extend_from_slice(replacement);
-                    }
-                    last = m.end();
-                    i = m.end();
-                    stats.secrets += 1;
-                    continue;
-                }
-            }
-            i += 1;
+        let mut spans = Vec::new();
+        self.find_direct(input, &mut spans);
+        for shadow in shadow::shadows(input, self.reach) {
+            self.find_in_shadow(&shadow, &mut spans);
         }
-        out.map(|mut buf| {
-            buf.extend_from_slice(&input[last..]);
-            buf
-        })
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_unstable();
+        let mut buf = Vec::with_capacity(input.len());
+        let mut last = 0;
+        let mut iter = spans.into_iter().peekable();
+        while let Some((start, mut end, pattern)) = iter.next() {
+            while let Some(&(s, e, _)) = iter.peek() {
+                if s >= end {
+                    break;
+                }
+                end = end.max(e);
+                iter.next();
+            }
+            let (Some(before), Some(replacement)) =
+                (input.get(last..start), replacements.get(pattern))
+            else {
+                continue;
+            };
+            buf.extend_from_slice(before);
+            buf.extend_from_slice(replacement);
+            last = end;
+            stats.secrets += 1;
+        }
+        buf.extend_from_slice(input.get(last..).unwrap_or_default());
+        Some(buf)
     }
 }
 

@@ -315,6 +315,21 @@ impl Gate {
                     outcome: None,
                     created_at: store::now(),
                 };
+                // The owner sees where each named secret may go.
+                let secret_bindings = action
+                    .secret_refs()
+                    .iter()
+                    .map(|name| {
+                        let text = ctx
+                            .secrets
+                            .bindings
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_default()
+                            .describe();
+                        (name.clone(), text)
+                    })
+                    .collect();
                 let request = ApprovalRequest {
                     id: id.clone(),
                     agent: held.agent.clone(),
@@ -328,6 +343,7 @@ impl Gate {
                     action,
                     action_hash: hash,
                     created_at: held.created_at,
+                    secret_bindings,
                 };
                 let body = serde_json::to_string(&request)
                     .map_err(|e| GateError::Internal(e.to_string()))?;

@@ -8,7 +8,8 @@
 //!
 //! When the body ends, fails, goes silent past the idle timeout, or is dropped because the
 //! client went away (which also closes the upstream connection, cancelling the request), the
-//! usage event is recorded exactly once.
+//! usage event is recorded exactly once. A stream whose terminal event and usage were handed
+//! on is complete however it ends: clients close as soon as they read the terminal event.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -106,11 +107,16 @@ impl MeteredBody {
                 }
             }
             Mode::Sse { parser, meter, .. } => {
+                // The terminal event and the usage already went to the client: the answer is
+                // whole, whether or not the upstream's end of body arrived before the client
+                // closed (an SDK stops reading at `[DONE]` and closes at once). Judged before
+                // the flush below: a half-received event was never handed on.
+                let delivered = meter.saw_end && meter.saw_usage;
                 parser.finish();
                 while let Some(e) = parser.next_event() {
                     meter.event(p.kind, &e.event, &e.data);
                 }
-                let outcome = if clean && meter.saw_usage {
+                let outcome = if delivered || (clean && meter.saw_usage) {
                     Outcome::Complete
                 } else {
                     Outcome::Incomplete

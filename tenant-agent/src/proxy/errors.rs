@@ -8,41 +8,66 @@ use http_body_util::{BodyExt, Full};
 use super::ProxyBody;
 use crate::config::ProviderKind;
 
-/// Builds an error response. `message` must never hold a secret or a request body.
-pub fn error_response(
-    kind: ProviderKind,
-    status: StatusCode,
-    message: &str,
-) -> Response<ProxyBody> {
-    let body = match kind {
-        ProviderKind::Openai => serde_json::json!({
-            "error": {
-                "message": message,
-                "type": openai_type(status),
-                "param": null,
-                "code": openai_code(status),
-            }
-        }),
-        ProviderKind::Anthropic => serde_json::json!({
-            "type": "error",
-            "error": { "type": anthropic_type(status), "message": message }
-        }),
-    };
-    let bytes = Bytes::from(body.to_string());
-    let mut response = Response::new(
-        Full::new(bytes)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .headers_mut()
-        .insert("x-tenant-agent-proxy", HeaderValue::from_static("error"));
-    response
+/// A request the proxy answers itself instead of forwarding. Every stage of a request returns
+/// one; [`Refusal::render`] is the one place it becomes an HTTP response.
+#[derive(Debug, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// The `code` of the OpenAI shape (the Anthropic shape has only a type, from the status).
+    pub code: &'static str,
+    /// Fixed text, provider names and secret *names* only: never a secret, a token or a body.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with the usual code for its status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code: openai_code(status),
+            message: message.into(),
+        }
+    }
+
+    /// The same with a code of its own.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    /// The error response, in the shape of `kind`'s API.
+    pub fn render(&self, kind: ProviderKind) -> Response<ProxyBody> {
+        let body = match kind {
+            ProviderKind::Openai => serde_json::json!({
+                "error": {
+                    "message": self.message,
+                    "type": openai_type(self.status),
+                    "param": null,
+                    "code": self.code,
+                }
+            }),
+            ProviderKind::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": { "type": anthropic_type(self.status), "message": self.message }
+            }),
+        };
+        let bytes = Bytes::from(body.to_string());
+        let mut response = Response::new(
+            Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+            .headers_mut()
+            .insert("x-tenant-agent-proxy", HeaderValue::from_static("error"));
+        response
+    }
 }
 
 fn openai_type(status: StatusCode) -> &'static str {

@@ -749,6 +749,153 @@ async fn a_client_that_goes_away_cancels_the_upstream_and_is_metered_incomplete(
     );
 }
 
+/// Reads a stream until `end` has arrived (the upstream holds the body open past it).
+async fn read_until(mut resp: reqwest::Response, end: &str) -> String {
+    let mut all = String::new();
+    while !all.contains(end) {
+        match resp.chunk().await.unwrap() {
+            Some(chunk) => all.push_str(&String::from_utf8_lossy(&chunk)),
+            None => panic!("the stream ended before {end:?}: {all}"),
+        }
+    }
+    all
+}
+
+/// An SDK stops reading at the terminal event and closes the connection at once, often before
+/// the end of the body: a stream whose terminal event and usage went through is complete. The
+/// fake holds every body open after its last event, so the client always closes first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_closed_by_the_client_after_its_terminal_event_is_complete() {
+    let mut env = Env::start("").await;
+    env.fake.behave(|b| b.hold_open = true);
+    // OpenAI chat: the usage chunk the proxy asked for (stripped), then `data: [DONE]`.
+    let resp = env
+        .post("/openai/v1/chat/completions", &leaky_chat(true))
+        .send()
+        .await
+        .unwrap();
+    let all = read_until(resp, "data: [DONE]").await;
+    assert!(!all.contains(r#""choices":[]"#), "{all}");
+    // OpenAI chat with usage asked for: the chunk with `usage`, then `data: [DONE]`.
+    let mut asked = leaky_chat(true);
+    asked["stream_options"] = json!({"include_usage": true});
+    let resp = env
+        .post("/openai/v1/chat/completions", &asked)
+        .send()
+        .await
+        .unwrap();
+    let all = read_until(resp, "data: [DONE]").await;
+    assert!(all.contains(r#""choices":[]"#), "{all}");
+    // Anthropic: `message_delta` with the usage, then `message_stop`.
+    let resp = env
+        .http
+        .post(format!("{}/anthropic/v1/messages", env.base))
+        .header("x-api-key", &env.token)
+        .json(&json!({"model": "claude-fake", "stream": true, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let all = read_until(resp, "event: message_stop").await;
+    assert!(all.contains("event: message_delta"), "{all}");
+    env.stop().await;
+    assert_eq!(env.usage_totals("openai"), (2, 0, 0, 40, 18, 22, 0));
+    assert_eq!(env.usage_totals("anthropic"), (1, 0, 0, 21, 15, 100, 4));
+}
+
+/// A URL path is never rewritten: one that holds a vault secret or a credential, as written or
+/// percent-encoded, is refused with a 400 (`secret_in_path`) and nothing goes upstream; the
+/// query is redacted as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_the_path_is_refused_and_never_sent_upstream() {
+    let mut env = Env::start("").await;
+    let url = |p: &str| format!("{}{p}", env.base);
+    let encoded = encodings(DB_PASSWORD)[2].clone();
+    assert_ne!(encoded, DB_PASSWORD, "the test needs an encoded form");
+    let cases: Vec<(reqwest::RequestBuilder, bool)> = vec![
+        (
+            env.http
+                .get(url(&format!("/openai/v1/models/{DB_PASSWORD}")))
+                .bearer_auth(&env.token),
+            false,
+        ),
+        (
+            env.http
+                .get(url(&format!("/openai/v1/models/{encoded}")))
+                .bearer_auth(&env.token),
+            false,
+        ),
+        (
+            env.http
+                .delete(url(&format!("/openai/v1/files/x{SMTP_PASSWORD}x")))
+                .bearer_auth(&env.token),
+            false,
+        ),
+        (
+            env.http
+                .get(url(&format!("/openai/v1/models/{OPENAI_KEY}?q=1")))
+                .bearer_auth(&env.token),
+            false,
+        ),
+        (
+            env.http
+                .post(url(&format!("/anthropic/v1/messages/{SMTP_PASSWORD}")))
+                .header("x-api-key", &env.token)
+                .json(&json!({"model": "claude-fake", "messages": []})),
+            true,
+        ),
+    ];
+    for (request, anthropic) in cases {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 400);
+        assert_eq!(resp.headers()["x-tenant-agent-proxy"], "error");
+        let body = resp.text().await.unwrap();
+        assert_error_shape(&body, anthropic, "the request path holds a vault secret");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if anthropic {
+            assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
+        } else {
+            assert_eq!(v["error"]["code"], "secret_in_path", "{body}");
+            assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
+        }
+        for secret in [DB_PASSWORD, SMTP_PASSWORD, encoded.as_str()] {
+            assert!(!body.contains(secret), "{body}");
+        }
+    }
+    // Without the token: the usual 401, which says nothing about the path.
+    let resp = env
+        .http
+        .get(url(&format!("/openai/v1/models/{DB_PASSWORD}")))
+        .bearer_auth("tap_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        env.fake.requests().is_empty(),
+        "a request with a secret in its path reached the upstream"
+    );
+    // A clean path goes through; a secret in the query is redacted there.
+    let resp = env
+        .http
+        .get(url(&format!("/openai/v1/models?after={DB_PASSWORD}")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sent = env.fake.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, "/v1/models");
+    assert_eq!(
+        sent[0].query.as_deref(),
+        Some("after=SECRET_REF(db_password)")
+    );
+    assert_clean(&env.fake, &env.token);
+    env.stop().await;
+    let (requests, ..) = env.usage_totals("openai");
+    assert_eq!(requests, 1, "refused requests are not metered");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_survives_restarts_and_the_vault_reloads_live() {
     let mut env = Env::start("").await;

@@ -62,6 +62,9 @@ pub struct Behavior {
     pub record: bool,
     /// Pad every non-streaming answer's content to at least this many bytes.
     pub pad_to: usize,
+    /// After a stream's last event, keep its body open until the client goes away (the end of
+    /// body never comes: only the terminal event says the answer is whole).
+    pub hold_open: bool,
 }
 
 impl Default for Behavior {
@@ -74,6 +77,7 @@ impl Default for Behavior {
             cut_after: None,
             record: true,
             pad_to: 0,
+            hold_open: false,
         }
     }
 }
@@ -417,6 +421,9 @@ fn sse(
             }
         }
         watch.done();
+        if behavior.hold_open {
+            tx.closed().await;
+        }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
