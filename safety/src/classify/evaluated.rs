@@ -22,6 +22,12 @@ use crate::tier::Tier;
 /// again...) before the walk gives up.
 const MAX_VALUE_DEPTH: u32 = 8;
 
+/// Variables bash always treats as integers: a value assigned to them is evaluated as
+/// arithmetic (`RANDOM='a[$(id)]'` runs `id`).
+pub(crate) const INTEGER_VARS: &[&str] = &[
+    "RANDOM", "SRANDOM", "OPTIND", "SECONDS", "LINENO", "HISTCMD", "COLUMNS", "LINES",
+];
+
 /// Variables bash expands as a prompt (command substitutions in their value run).
 pub(crate) const PROMPT_VARS: &[&str] = &["PS0", "PS1", "PS2", "PS3", "PS4"];
 
@@ -401,6 +407,20 @@ pub(crate) fn names(
         // `set -- ARGS` gives the positional parameters values the agent chose.
         "set" if !positional.is_empty() || call.rest.iter().any(|a| a.text() == "--") => {
             scope.positional_data = true;
+        }
+        // `history -r FILE` loads a file that `history` then prints; `-a`/`-w FILE` writes one.
+        "history" => {
+            for (option, access) in [
+                ("-r", crate::policy::Access::Read),
+                ("-n", crate::policy::Access::Read),
+                ("-a", crate::policy::Access::Write),
+                ("-w", crate::policy::Access::Write),
+            ] {
+                for value in p.values_of(option) {
+                    let file = super::command::value_arg(call.rest, value);
+                    super::paths::check_path(w, &file, access, false, scope, &site);
+                }
+            }
         }
         "let" => {
             for arg in call.rest {

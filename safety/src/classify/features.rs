@@ -161,7 +161,10 @@ pub(crate) fn editor(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
             i += 2;
             continue;
         }
-        if matches!(t, "-S" | "-u" | "-U") {
+        if matches!(
+            t,
+            "-S" | "-u" | "-U" | "-s" | "-W" | "--script" | "-l" | "--eval" | "--load" | "-x"
+        ) {
             w.add(
                 Tier::Red,
                 &site,
@@ -226,12 +229,35 @@ fn ex_command(w: &mut Walker<'_>, text: &str, scope: &Scope, site: &str) {
     for part in text.split('|') {
         let part = part.trim().trim_start_matches(':').trim();
         let chars: Vec<char> = part.chars().collect();
+        let word: String = chars
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
         let bang = chars.iter().enumerate().position(|(i, c)| {
             *c == '!'
                 && (i == 0
                     || chars[i - 1].is_whitespace()
-                    || chars.get(i + 1).is_some_and(|n| !n.is_whitespace()))
+                    || chars.get(i + 1).is_some_and(|n| !n.is_whitespace())
+                    // `r! cmd`, `w! cmd` with a space after the bang.
+                    || (i == word.len() && matches!(word.as_str(), "r" | "read" | "w" | "write")
+                        && chars.get(i + 1).is_some_and(|n| n.is_whitespace())
+                        && chars.len() > i + 2))
         });
+        // `e FILE`, `r FILE` read a file into the buffer; `w FILE`, `sav FILE` write one.
+        let (verb, arg) = part.split_once(char::is_whitespace).unwrap_or((part, ""));
+        let arg = arg.trim();
+        if bang.is_none() && !arg.is_empty() && !arg.starts_with('!') {
+            let access = match verb.trim_end_matches('!') {
+                "e" | "edit" | "r" | "read" | "sp" | "split" | "vs" | "vsplit" | "tabe"
+                | "tabedit" | "view" | "sv" | "new" | "vnew" => Some(Access::Read),
+                "w" | "write" | "sav" | "saveas" | "wq" | "x" | "xit" | "up" | "update" | "wa"
+                | "wall" => Some(Access::Write),
+                _ => None,
+            };
+            if let Some(access) = access {
+                paths::check_path(w, &Arg::literal(arg), access, false, scope, site);
+            }
+        }
         if let Some(at) = bang {
             w.add(
                 Tier::Red,

@@ -28,8 +28,11 @@ pub(crate) enum RunAs {
     Exec,
     /// A Makefile: its recipe lines are shell.
     Make,
-    /// `npm run NAME`: the script of that name in `package.json`.
+    /// `npm run NAME`: the script of that name in `package.json`, with its `pre`/`post`
+    /// scripts.
     NpmScript(String),
+    /// `npm install` and friends: the lifecycle scripts they run, where `package.json` has them.
+    NpmLifecycle(Vec<&'static str>),
     /// SQL (and client commands) read by a database client (`sqlite3 db < F`).
     Sql,
 }
@@ -144,12 +147,23 @@ impl Walker<'_> {
                     .replace('\u{2}', "$");
                 self.script_content(&recipes, scope, &file_site);
             }
+            RunAs::NpmLifecycle(names) => {
+                let scripts = npm_scripts(text);
+                for name in names {
+                    if let Some(script) = scripts.get(*name) {
+                        self.script_content(script, scope, &format!("{file_site} {name}"));
+                    }
+                }
+            }
             RunAs::NpmScript(name) => {
-                let script = serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|v| v.get("scripts")?.get(name)?.as_str().map(str::to_owned));
-                match script {
-                    Some(script) => self.script_content(&script, scope, &file_site),
+                let scripts = npm_scripts(text);
+                for hook in [format!("pre{name}"), format!("post{name}")] {
+                    if let Some(script) = scripts.get(&hook) {
+                        self.script_content(script, scope, &format!("{file_site} {hook}"));
+                    }
+                }
+                match scripts.get(name) {
+                    Some(script) => self.script_content(script, scope, &file_site),
                     None => self.add(
                         Tier::Red,
                         site,
@@ -169,6 +183,20 @@ impl Walker<'_> {
         inner.positional_data = true;
         self.classify_script(text, &mut inner, &Stream::empty(), site);
     }
+}
+
+/// The `scripts` of a `package.json` (an unparsable file has none).
+fn npm_scripts(text: &str) -> std::collections::BTreeMap<String, String> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.get("scripts")?.as_object().map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
 }
 
 enum Interp {
@@ -280,14 +308,56 @@ pub(crate) fn project_file(
         }
         return Default::default();
     }
-    // npm: `run NAME` or the script a subcommand stands for (`test`, `start`...).
+    // npm: which subcommand this is (an alias of the spec: `test`, `start`, `ci`...), read
+    // from the command as written.
     let invoked = call
-        .rest
-        .first()
-        .map(|a| a.text().to_owned())
-        .unwrap_or_default();
+        .site
+        .split_whitespace()
+        .skip(1)
+        .find(|w| !w.starts_with('-'))
+        .unwrap_or_default()
+        .to_owned();
+    if !call.spec.id.ends_with(".sub.run") {
+        // Install-like subcommands run the package's lifecycle scripts (unless told not to).
+        if call.rest.iter().any(|a| a.text() == "--ignore-scripts") {
+            return Default::default();
+        }
+        let lifecycle: Vec<&'static str> = match invoked.as_str() {
+            "install" | "i" | "ci" | "add" | "update" | "up" | "upgrade" | "rebuild" | "link"
+            | "ln" | "dedupe" | "prune" | "uninstall" | "remove" | "rm" | "un" | "r" => vec![
+                "preinstall",
+                "install",
+                "postinstall",
+                "prepublish",
+                "preprepare",
+                "prepare",
+                "postprepare",
+            ],
+            "pack" | "publish" => vec![
+                "prepack",
+                "prepare",
+                "postpack",
+                "prepublishOnly",
+                "publish",
+                "postpublish",
+            ],
+            "version" => vec!["preversion", "version", "postversion"],
+            _ => return Default::default(),
+        };
+        let path = project("package.json");
+        let files = w.files.clone();
+        match files.get(&path) {
+            Some(FileContent::Text(_)) => {
+                w.run_path(&path, RunAs::NpmLifecycle(lifecycle), &dir_scope, &site)
+            }
+            // No package.json (installing into an empty directory) runs no script of ours.
+            Some(FileContent::Unreadable(_)) => {}
+            None => w.files_needed.push(path),
+        }
+        return Default::default();
+    }
     let script = match invoked.as_str() {
-        "run" | "run-script" => match p.positionals.get(1).map(|&i| &call.rest[i]) {
+        "run" | "run-script" => match p.positionals.first().map(|&i| &call.rest[i]) {
             Some(name) if name.word.dynamic => {
                 w.add(
                     Tier::Red,

@@ -63,6 +63,8 @@ pub(crate) struct Walker<'p> {
     pub evaluating: u32,
     /// The command whose prefix assignments are being judged.
     prefix_for: String,
+    /// Descriptors opened on a network connection (`exec 3<>/dev/tcp/h/80`).
+    net_fds: HashSet<String>,
     /// Files this command line writes, and what it writes into them (family 3). Kept for the
     /// whole walk: a subshell's write is on disk for what follows.
     pub written: HashMap<String, Stream>,
@@ -87,6 +89,7 @@ impl<'p> Walker<'p> {
             written: HashMap::new(),
             evaluating: 0,
             prefix_for: String::new(),
+            net_fds: HashSet::new(),
         }
     }
 
@@ -453,6 +456,12 @@ impl<'p> Walker<'p> {
                 }
                 // `for x; do` walks the positional parameters.
                 tainted |= clause.values.is_none();
+                // A loop variable with the integer attribute evaluates each value.
+                if scope.integers.contains(&clause.variable_name) {
+                    for value in clause.values.iter().flatten() {
+                        self.arith(&value.value, scope, &site);
+                    }
+                }
                 scope.vars.remove(&clause.variable_name);
                 if tainted {
                     scope.tainted.insert(clause.variable_name.clone());
@@ -540,8 +549,15 @@ impl<'p> Walker<'p> {
                 self.walk_list(&clause.body.list, scope, input)
             }
             CompoundCommand::Coprocess(co) => {
+                // A coprocess reads from a pipe the script writes to later: what arrives is
+                // only known at run time.
                 let mut inner = scope.clone();
-                self.walk_command(&co.body, &mut inner, input)
+                let piped = Stream {
+                    opaque: true,
+                    ..Default::default()
+                };
+                self.walk_command(&co.body, &mut inner, &piped);
+                Stream::empty()
             }
         }
     }
@@ -626,6 +642,7 @@ impl<'p> Walker<'p> {
             }
         }
 
+        let mut late_procs: Vec<ast::CompoundList> = Vec::new();
         let mut args: Vec<Arg> = Vec::new();
         for item in items {
             match item {
@@ -635,10 +652,20 @@ impl<'p> Walker<'p> {
                 }
                 CommandPrefixOrSuffixItem::ProcessSubstitution(kind, sub) => {
                     let mut inner = scope.clone();
-                    let sub_input = match kind {
-                        ProcessSubstitutionKind::Read => Stream::empty(),
-                        ProcessSubstitutionKind::Write => input.clone(),
-                    };
+                    // `tee >(sh) < f`: a writable substitution gets what the command passes
+                    // on, which is its stdin after the redirections (walked below).
+                    if matches!(kind, ProcessSubstitutionKind::Write) {
+                        late_procs.push(sub.list.clone());
+                        let mut arg = Arg::literal("/dev/fd/63");
+                        arg.word.raw = sub.to_string();
+                        arg.procsub = Some(Stream {
+                            opaque: true,
+                            ..Default::default()
+                        });
+                        args.push(arg);
+                        continue;
+                    }
+                    let sub_input = Stream::empty();
                     let out = self.walk_list(&sub.list, &mut inner, &sub_input);
                     let mut arg = Arg::literal("/dev/fd/63");
                     arg.word.raw = sub.to_string();
@@ -652,6 +679,11 @@ impl<'p> Walker<'p> {
         }
 
         let effect = self.eval_redirects(&redirects, scope, input, &site);
+        for list in &late_procs {
+            let mut inner = scope.clone();
+            let fed = effect.stdin.clone().unwrap_or_else(|| input.clone());
+            self.walk_list(list, &mut inner, &fed);
+        }
         let stdin = effect.stdin.unwrap_or_else(|| input.clone());
 
         if args.is_empty() {
@@ -718,6 +750,10 @@ impl<'p> Walker<'p> {
             command::dispatch(self, &args, scope, &ctx)
         };
         out.secret_value |= env_carries;
+        for list in &effect.output_procs {
+            let mut inner = scope.clone();
+            self.walk_list(list, &mut inner, &out);
+        }
         if out.secret_value && !effect.writes.is_empty() {
             self.secret_output_leaves("writes to a file", &site);
         }
@@ -764,6 +800,10 @@ impl<'p> Walker<'p> {
                     }
                     let args = self.expand_word(&word.value, scope, site);
                     tainted |= args.iter().any(|a| a.tainted);
+                    // Elements of an integer array are arithmetic (`declare -ai a; a=('...')`).
+                    if scope.integers.contains(&name) {
+                        self.arith(&word.value, scope, site);
+                    }
                     // `$name` of an array is its first element: `y=(x); echo $((y))`.
                     if n == 0
                         && key.is_none()
@@ -775,7 +815,8 @@ impl<'p> Walker<'p> {
             }
         }
         self.check_env_name(&name, site, standalone);
-        if scope.integers.contains(&name) {
+        if scope.integers.contains(&name) || super::evaluated::INTEGER_VARS.contains(&name.as_str())
+        {
             self.arith(&raw_value, scope, site);
         }
         self.evaluated_assignment(&name, &raw_value, value.as_deref(), tainted, scope, site);
@@ -872,7 +913,32 @@ impl<'p> Walker<'p> {
                                 let text = arg.text().to_owned();
                                 if dup && (text == "-" || text.chars().all(|c| c.is_ascii_digit()))
                                 {
+                                    // `<&3`: stdin from a descriptor opened earlier. If it is a
+                                    // network connection (`exec 3<>/dev/tcp/...`), the command
+                                    // talks to the network; either way its input is unknown.
+                                    if matches!(kind, IoFileRedirectKind::DuplicateInput)
+                                        && fd.unwrap_or(0) == 0
+                                        && text != "0"
+                                    {
+                                        if self.net_fds.contains(&text) {
+                                            effect.network = true;
+                                        }
+                                        effect.stdin = Some(Stream {
+                                            opaque: true,
+                                            fetched: self.net_fds.contains(&text),
+                                            ..Default::default()
+                                        });
+                                    } else if matches!(kind, IoFileRedirectKind::DuplicateOutput)
+                                        && self.net_fds.contains(&text)
+                                    {
+                                        effect.network = true;
+                                    }
                                     continue;
+                                }
+                                if (text.starts_with("/dev/tcp/") || text.starts_with("/dev/udp/"))
+                                    && let Some(n) = fd
+                                {
+                                    self.net_fds.insert(n.to_string());
                                 }
                                 if self.redirect_to_network(&text, site) {
                                     effect.network = true;
@@ -933,6 +999,13 @@ impl<'p> Walker<'p> {
                                         opaque: out.text.is_none(),
                                         ..out
                                     });
+                                }
+                                // `cmd > >(sh)`: the substitution reads what the command
+                                // writes; it is walked once that output is known.
+                                ProcessSubstitutionKind::Write
+                                    if fd.unwrap_or(1) == 1 && (writes || dup) =>
+                                {
+                                    effect.output_procs.push(sub.list.clone());
                                 }
                                 ProcessSubstitutionKind::Write => {
                                     self.walk_list(&sub.list, &mut inner, input);
@@ -1171,6 +1244,8 @@ struct RedirectEffect {
     network: bool,
     /// Files the command's output is written to.
     writes: Vec<String>,
+    /// Process substitutions the command's output is written into (`> >(sh)`).
+    output_procs: Vec<ast::CompoundList>,
     findings_added: usize,
 }
 

@@ -110,7 +110,7 @@ impl MeteredBody {
                 // The terminal event and the usage already went to the client: the answer is
                 // whole, whether or not the upstream's end of body arrived before the client
                 // closed (an SDK stops reading at `[DONE]` and closes at once). Judged before
-                // the flush below: a half-received event was never handed on.
+                // the flush below: an event whose closing blank line never came is not one.
                 let delivered = meter.saw_end && meter.saw_usage;
                 parser.finish();
                 while let Some(e) = parser.next_event() {

@@ -749,6 +749,33 @@ async fn a_client_that_goes_away_cancels_the_upstream_and_is_metered_incomplete(
     );
 }
 
+/// The upstream connection is pooled: sequential requests from clients that each open a new
+/// connection to the proxy reuse one or a few upstream connections, not one per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_are_reused() {
+    let mut env = Env::start("").await;
+    let body = json!({"model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}]});
+    for stream in [false, true] {
+        for _ in 0..10 {
+            let mut body = body.clone();
+            body["stream"] = json!(stream);
+            let resp = env
+                .post("/openai/v1/chat/completions", &body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap();
+        }
+    }
+    let connections = env.fake.connections();
+    assert!(
+        connections <= 2,
+        "{connections} upstream connections for 20 requests"
+    );
+    env.stop().await;
+}
+
 /// Reads a stream until `end` has arrived (the upstream holds the body open past it).
 async fn read_until(mut resp: reqwest::Response, end: &str) -> String {
     let mut all = String::new();

@@ -91,6 +91,8 @@ struct Shared {
     cancelled: AtomicUsize,
     /// Requests whose response was sent whole.
     completed: AtomicUsize,
+    /// TCP connections accepted.
+    connections: AtomicUsize,
 }
 
 /// A running fake LLM provider.
@@ -111,7 +113,9 @@ impl FakeLlm {
         let addr = listener.local_addr().unwrap();
         // Like a real provider: no Nagle delay on small frames (else the first event of a
         // stream waits ~40 ms for a delayed ACK, direct or proxied alike).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let counter = shared.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+            counter.connections.fetch_add(1, Ordering::SeqCst);
             let _ = tcp.set_nodelay(true);
         });
         tokio::spawn(async move {
@@ -154,11 +158,13 @@ impl FakeLlm {
         let (shared, app) = Self::app(openai_key, anthropic_key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let shared_tls = shared.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                shared_tls.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, app) = (acceptor.clone(), app.clone());
                 tokio::spawn(async move {
@@ -188,6 +194,7 @@ impl FakeLlm {
             requests: Mutex::new(Vec::new()),
             cancelled: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
@@ -233,6 +240,11 @@ impl FakeLlm {
 
     pub fn completed(&self) -> usize {
         self.shared.completed.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 }
 

@@ -85,7 +85,12 @@ pub(super) fn render_printf(format: &str, values: &[&str]) -> Option<String> {
             }
             for piece in pieces {
                 let value = values.next().copied().unwrap_or("");
-                rendered.push_str(value);
+                // `%b` expands backslash escapes in its argument (`printf %b '\x72m'` is `rm`).
+                if piece.starts_with('b') {
+                    rendered.push_str(&super::super::words::decode_ansi_c(value));
+                } else {
+                    rendered.push_str(value);
+                }
                 rendered.push_str(&piece[1..]);
             }
         }
@@ -265,7 +270,10 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
                 w.classify_script(&script, &mut inner, &Stream::empty(), &site);
             }
         }
-        if integer {
+        if integer
+            || scope.integers.contains(base)
+            || super::super::evaluated::INTEGER_VARS.contains(&base)
+        {
             w.arith(
                 if raw_value.is_empty() { v } else { raw_value },
                 scope,

@@ -414,7 +414,16 @@ pub(super) fn kill(w: &mut Walker<'_>, call: &Call<'_>) -> HandlerOutcome {
                 None,
             );
         }
-        if mentions_guard(&w.policy.settings, arg) {
+        // `pkill`/`pgrep`/`killall -r` take a regular expression matched anywhere in the
+        // process name or command line: `pkill tenant-agen` and `pkill -f 'tenant.*agent'`
+        // reach the guard as surely as its full name.
+        let pattern_matches_guard = matches!(call.spec.name.as_str(), "pkill" | "killall")
+            && !t.starts_with('-')
+            && regex::RegexBuilder::new(t)
+                .size_limit(1 << 16)
+                .build()
+                .is_ok_and(|re| w.policy.settings.guard_names.iter().any(|g| re.is_match(g)));
+        if mentions_guard(&w.policy.settings, arg) || pattern_matches_guard {
             w.add(
                 Tier::Critical,
                 &site,

@@ -43,6 +43,10 @@ pub(super) fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> H
         }
         return outcome;
     }
+    // `bash -n F` only checks the syntax: nothing runs.
+    if p.has("-n") && !p.has("-c") {
+        return outcome;
+    }
     if let Some(script) = positional(call, 0).filter(|_| !p.has("-s")) {
         paths::check_path(w, script, Access::Read, false, scope, &site);
         if let Some(out) = &script.procsub {
@@ -125,6 +129,10 @@ pub(super) fn interpreter(
             "interpreter.module",
             None,
         );
+        return outcome;
+    }
+    // `node --check F`, `php -l F`, `ruby -c F`: a syntax check runs nothing.
+    if spec.readonly_flags.iter().any(|f| p.has(f)) {
         return outcome;
     }
     if let Some(script) = positional(call, 0) {
