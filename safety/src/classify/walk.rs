@@ -704,11 +704,13 @@ impl<'p> Walker<'p> {
         let mut command_scope = scope.clone();
         let prefixed = !assignments.is_empty();
         let env_refs: Vec<String> = assignments.iter().map(|a| a.to_string()).collect();
-        self.prefix_for = args[0].text().to_owned();
-        for a in assignments {
-            self.eval_assignment(a, &mut command_scope, &site, false);
+        if prefixed {
+            self.prefix_for = args[0].text().to_owned();
+            for a in assignments {
+                self.eval_assignment(a, &mut command_scope, &site, false);
+            }
+            self.prefix_for.clear();
         }
-        self.prefix_for.clear();
         let ctx = CallCtx {
             site: site.clone(),
             stdin,

@@ -57,7 +57,7 @@ impl Shadow {
         self.bytes.extend_from_slice(bytes);
     }
 
-    fn decoded(&mut self, base: usize, range: std::ops::Range<usize>, out: &[u8]) {
+    fn decoded(&mut self, base: usize, range: std::ops::Range<usize>, out: &[u8], changed: bool) {
         let at = self.bytes.len();
         if !out.is_empty() {
             self.pieces.push(Piece {
@@ -68,7 +68,9 @@ impl Shadow {
             });
             self.bytes.extend_from_slice(out);
         }
-        self.changed.push((at, self.bytes.len()));
+        if changed {
+            self.changed.push((at, self.bytes.len()));
+        }
     }
 
     fn piece(&self, pos: usize) -> Option<&Piece> {
@@ -151,6 +153,19 @@ fn decode_window(
     marker: u8,
     mut step: impl FnMut(&[u8], usize) -> Option<(usize, Vec<u8>)>,
 ) -> Shadow {
+    decode_window_marking(input, (lo, hi), marker, |w, i| {
+        step(w, i).map(|(len, bytes)| (len, bytes, true))
+    })
+}
+
+/// [`decode_window`] where `step` also tells whether a sequence counts as changed: a match in
+/// the shadow is only looked for around sequences that do.
+fn decode_window_marking(
+    input: &[u8],
+    (lo, hi): (usize, usize),
+    marker: u8,
+    mut step: impl FnMut(&[u8], usize) -> Option<(usize, Vec<u8>, bool)>,
+) -> Shadow {
     let mut shadow = Shadow::default();
     let Some(window) = input.get(lo..hi) else {
         return shadow;
@@ -160,9 +175,9 @@ fn decode_window(
         if i < copied {
             continue;
         }
-        if let Some((len, bytes)) = step(window, i) {
+        if let Some((len, bytes, changed)) = step(window, i) {
             shadow.copy(window, lo, copied..i);
-            shadow.decoded(lo, i..i + len, &bytes);
+            shadow.decoded(lo, i..i + len, &bytes, changed);
             copied = i + len;
         }
     }
@@ -207,7 +222,7 @@ fn percent(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
                 };
                 if let Some((len, byte)) = decoded {
                     shadow.copy(text, window.0, copied..i);
-                    shadow.decoded(window.0, i..i + len, &[byte]);
+                    shadow.decoded(window.0, i..i + len, &[byte], true);
                     copied = i + len;
                 }
             }
@@ -276,8 +291,8 @@ const LATIN1: [&str; 96] = [
     "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute",
     "THORN", "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring", "aelig", "ccedil",
     "egrave", "eacute", "ecirc", "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde",
-    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute",
-    "ucirc", "uuml", "yacute", "thorn", "yuml",
+    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute", "ucirc",
+    "uuml", "yacute", "thorn", "yuml",
 ];
 
 /// The character reference starting at `input[i]` (an `&`): its length and code point.
@@ -291,6 +306,10 @@ fn entity(input: &[u8], i: usize) -> Option<(usize, char)> {
         }
         [b'#', dec @ ..] if !dec.is_empty() && dec.iter().all(u8::is_ascii_digit) => {
             std::str::from_utf8(dec).ok()?.parse().ok()?
+        }
+        // Names are 2 to 8 ASCII letters and digits; most `&...;` in text are code (`&x);`).
+        _ if body.len() < 2 || body.len() > 8 || !body.iter().all(u8::is_ascii_alphanumeric) => {
+            return None;
         }
         _ => {
             let name = std::str::from_utf8(body).ok()?;
@@ -319,8 +338,8 @@ fn entity(input: &[u8], i: usize) -> Option<(usize, char)> {
 
 /// HTML character references: named, decimal and hex.
 fn html(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
-    let sites = memchr_iter(b'&', input)
-        .filter_map(|i| entity(input, i).map(|(len, _)| (i, i + len)));
+    let sites =
+        memchr_iter(b'&', input).filter_map(|i| entity(input, i).map(|(len, _)| (i, i + len)));
     // A decoded byte comes from at most MAX_ENTITY + 2 bytes of text.
     let span = (MAX_ENTITY + 2) * reach;
     for window in windows(sites, input.len(), span, span) {
@@ -345,7 +364,8 @@ fn quoted_printable(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
             _ => hex_pair(w, i + 1).map(|b| (3, vec![b])),
         }
     }
-    let sites = memchr_iter(b'=', input).filter_map(|i| step(input, i).map(|(len, _)| (i, i + len)));
+    let sites =
+        memchr_iter(b'=', input).filter_map(|i| step(input, i).map(|(len, _)| (i, i + len)));
     // A decoded byte comes from at most 3 bytes, and soft breaks come at most every other byte.
     let span = 5 * reach;
     for window in windows(sites, input.len(), span, span) {
@@ -401,7 +421,14 @@ fn json_unescape(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
         while lo > 0 && input.get(lo - 1) == Some(&b'\\') {
             lo -= 1;
         }
-        push_if_changed(out, decode_window(input, (lo, hi), b'\\', step));
+        // Only an escaped backslash marks a change: every form escaped once differs from the
+        // value only in sequences that start with a backslash, which escaping twice doubles.
+        push_if_changed(
+            out,
+            decode_window_marking(input, (lo, hi), b'\\', |w, i| {
+                step(w, i).map(|(len, bytes)| (len, bytes, w.get(i + 1) == Some(&b'\\')))
+            }),
+        );
     }
 }
 
@@ -478,12 +505,9 @@ fn wrapped(input: &[u8], out: &mut Vec<Shadow>) {
         }
         let mut shadow = Shadow::default();
         let mut copied = run_start;
-        loop {
-            let Some(&(start, end)) = breaks.get(k) else {
-                break;
-            };
+        while let Some(&(start, end)) = breaks.get(k) {
             shadow.copy(input, 0, copied..start);
-            shadow.decoded(0, start..end, &[]);
+            shadow.decoded(0, start..end, &[], true);
             copied = end;
             k += 1;
             let mut run_end = end;
@@ -540,15 +564,16 @@ mod tests {
     fn each_decoder_reads_its_syntax() {
         assert!(decoded(b"a=p%40ss%2fword&b").contains(&b"a=p@ss/word&b".to_vec()));
         assert!(decoded(b"x p%40ss+word").contains(&b"x p@ss word".to_vec()));
-        assert!(decoded(b"&lt;p&#64;s&#x73;&eacute;&gt;").contains(&"<p@sé>".as_bytes().to_vec()));
+        assert!(decoded(b"&lt;p&#64;s&#x73;&eacute;&gt;").contains(&"<p@ssé>".as_bytes().to_vec()));
         assert!(decoded(b"abc=\r\ndef=3D").contains(&b"abcdef=".to_vec()));
         assert!(decoded(br#"{\\\"k\\\": 1}"#).contains(&br#"{\"k\": 1}"#.to_vec()));
         let b64 = "x: QUJDREVGR0hJSktMTU5PUFFS\r\n  U1RVVldYWVo=\n";
-        assert!(decoded(b64.as_bytes()).contains(&b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=".to_vec()));
+        assert!(
+            decoded(b64.as_bytes()).contains(&b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=".to_vec())
+        );
         let escaped = r#""QUJDREVGR0hJSktMTU5PUFFS\r\nU1RVVldYWVo=""#;
         assert!(
-            decoded(escaped.as_bytes())
-                .contains(&b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=".to_vec())
+            decoded(escaped.as_bytes()).contains(&b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=".to_vec())
         );
     }
 

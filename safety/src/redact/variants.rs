@@ -5,13 +5,93 @@
 //! and in base64, standard and URL-safe. Inside a longer base64 string (an HTTP Basic
 //! `user:password` header, a base64-encoded file) the secret starts at one of three byte
 //! alignments; for each, the characters that depend only on the secret's bytes are the same
-//! whatever surrounds it, and those are what we match.
+//! whatever surrounds it, and those are what we match. The JSON-escaped forms are also matched
+//! in base64 (a base64-encoded JSON document that contains the value).
+//!
+//! A multi-line value (a PEM key or certificate, a service-account JSON file) is also matched
+//! line by line, each distinctive line a form of its own, so that a partial read (`head`,
+//! `grep`, `sed -n`) still redacts; its base64 body is also matched joined (re-wrapped at
+//! another width, found in the line-joining shadow), and the whole value with CRLF breaks.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 /// The shortest encoded fragment worth matching: shorter fragments would redact ordinary text.
 const MIN_FRAGMENT: usize = 8;
+
+/// The shortest line of a multi-line value matched on its own.
+const MIN_LINE_FORM: usize = 16;
+
+/// Every form of `value` the redactor matches: its encodings, and for a multi-line value its
+/// distinctive lines (in their encodings) and its joined base64 body.
+pub(crate) fn all_forms(value: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = variants(value);
+    let mut add = |forms: Vec<Vec<u8>>| {
+        for form in forms {
+            if form.len() >= MIN_FRAGMENT && !out.contains(&form) {
+                out.push(form);
+            }
+        }
+    };
+    if !value.contains(&b'\n') {
+        return out;
+    }
+    if !value.contains(&b'\r') {
+        let crlf: Vec<u8> = value
+            .iter()
+            .flat_map(|&b| {
+                if b == b'\n' {
+                    vec![b'\r', b'\n']
+                } else {
+                    vec![b]
+                }
+            })
+            .collect();
+        add(variants(&crlf));
+    }
+    let mut body = Vec::new();
+    for line in value.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if is_armor(line) {
+            continue;
+        }
+        if line
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
+            body.extend_from_slice(line);
+        }
+        if line.len() >= MIN_LINE_FORM && is_distinctive(line) {
+            add(variants(line));
+        }
+    }
+    if body.len() >= MIN_LINE_FORM && value.split(|&b| b == b'\n').any(is_armor) {
+        add(vec![body]);
+    }
+    out
+}
+
+/// A PEM armor line (`-----BEGIN ...-----`), the same in every key.
+fn is_armor(line: &[u8]) -> bool {
+    line.trim_ascii().starts_with(b"-----")
+}
+
+/// Whether a line is unlikely to occur outside this value: a base64 line (PEM body), or a line
+/// with a word mixing letters and digits (a key id, an e-mail address with a project number).
+/// Lines every file of the kind has (`"type": "service_account",`, `"auth_uri": "https://..."`)
+/// are not.
+fn is_distinctive(line: &[u8]) -> bool {
+    let base64 = line.len() >= 2 * MIN_LINE_FORM
+        && line
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+    base64
+        || line.split(|b| !b.is_ascii_alphanumeric()).any(|w| {
+            w.len() >= 8
+                && w.iter().any(u8::is_ascii_digit)
+                && w.iter().any(u8::is_ascii_alphabetic)
+        })
+}
 
 /// Every distinct encoded form of `value` (the raw value first).
 pub(crate) fn variants(value: &[u8]) -> Vec<Vec<u8>> {
@@ -21,13 +101,19 @@ pub(crate) fn variants(value: &[u8]) -> Vec<Vec<u8>> {
             out.push(v);
         }
     };
+    let mut escaped = Vec::new();
     if let Ok(text) = std::str::from_utf8(value) {
         // JSON string contents as serde writes them (raw UTF-8) and fully ASCII-escaped.
-        if let Ok(quoted) = serde_json::to_string(text) {
-            push(quoted.as_bytes()[1..quoted.len() - 1].to_vec());
+        if let Ok(quoted) = serde_json::to_string(text)
+            && let Some(inner) = quoted.get(1..quoted.len().saturating_sub(1))
+        {
+            escaped.push(inner.as_bytes().to_vec());
         }
-        push(json_ascii_escape(text).into_bytes());
-        push(json_ascii_escape(text).replace('/', "\\/").into_bytes());
+        escaped.push(json_ascii_escape(text).into_bytes());
+        escaped.push(json_ascii_escape(text).replace('/', "\\/").into_bytes());
+        for form in &escaped {
+            push(form.clone());
+        }
     }
     // Every byte as %XX, as an evasive encoder would write it.
     push(
@@ -53,6 +139,10 @@ pub(crate) fn variants(value: &[u8]) -> Vec<Vec<u8>> {
     for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
         for offset in 0..3 {
             push(base64_core(&engine, value, offset));
+            // Base64 of a JSON document that holds the value escaped.
+            for form in escaped.iter().filter(|f| f.as_slice() != value) {
+                push(base64_core(&engine, form, offset));
+            }
         }
     }
     out

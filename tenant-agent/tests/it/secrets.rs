@@ -153,7 +153,78 @@ fn list_shows_names_and_times_only() {
     assert_eq!(entry["name"], "stripe_key");
     assert!(entry["created_at"].as_str().unwrap().ends_with('Z'));
     assert!(entry["last_used_at"].is_null());
-    assert_eq!(entry.as_object().unwrap().len(), 4);
+    // Name, times and the binding (where it may go): never a value.
+    assert_eq!(entry["allow_hosts"], serde_json::json!([]));
+    assert_eq!(entry["allow_programs"], serde_json::json!([]));
+    assert_eq!(entry.as_object().unwrap().len(), 6);
+}
+
+#[test]
+fn bindings_are_set_with_the_value_kept_on_update_and_refused_when_malformed() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path();
+    let out = ok(&ta(
+        dir,
+        &[
+            "secrets",
+            "set",
+            "stripe_key",
+            "--allow-host",
+            "https://api.stripe.com",
+            "--allow-program",
+            "stripe",
+        ],
+        b"sk_test_abcdefgh12345678",
+    ));
+    assert!(
+        out.contains("may go to: https://api.stripe.com, program stripe"),
+        "{out}"
+    );
+    // A new value without `--allow-*` keeps the binding.
+    ok(&ta(
+        dir,
+        &["secrets", "set", "stripe_key"],
+        b"sk_test_zyxwvuts87654321",
+    ));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&ta(dir, &["secrets", "list", "--json"], b""))).unwrap();
+    assert_eq!(
+        json[0]["allow_hosts"],
+        serde_json::json!(["https://api.stripe.com"])
+    );
+    assert_eq!(json[0]["allow_programs"], serde_json::json!(["stripe"]));
+    // `bind` replaces it; with nothing, the secret is unbound.
+    let out = ok(&ta(
+        dir,
+        &["secrets", "bind", "stripe_key", "--allow-program", "psql"],
+        b"",
+    ));
+    assert!(out.contains("program psql"), "{out}");
+    let out = ok(&ta(dir, &["secrets", "bind", "stripe_key"], b""));
+    assert!(out.contains("not bound"), "{out}");
+    let table = ok(&ta(dir, &["secrets", "list"], b""));
+    assert!(
+        table.contains("MAY GO TO") && table.contains("not bound"),
+        "{table}"
+    );
+    // Bad bindings are refused before anything is stored.
+    for bad in ["ftp://x.example", "https://user@x.example", "https://"] {
+        let e = err(&ta(
+            dir,
+            &["secrets", "set", "other_key", "--allow-host", bad],
+            b"long-enough-value",
+        ));
+        assert!(e.contains("is not a destination"), "{bad}: {e}");
+    }
+    let e = err(&ta(
+        dir,
+        &["secrets", "bind", "missing", "--allow-program", "git"],
+        b"",
+    ));
+    assert!(e.contains("no secret named `missing`"), "{e}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&ta(dir, &["secrets", "list", "--json"], b""))).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
 }
 
 #[test]
