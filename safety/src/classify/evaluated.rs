@@ -500,17 +500,7 @@ pub(crate) fn names(
                 }
             }
             if call.spec.name == "mapfile" {
-                for value in p.values_of("-C") {
-                    let callback = value.arg.map(|i| &call.rest[i]);
-                    callback_code(
-                        w,
-                        callback,
-                        &value.text,
-                        scope,
-                        &site,
-                        "a `mapfile -C` callback",
-                    );
-                }
+                callbacks(w, call, "-C", scope, &site, "runs a `mapfile -C` callback");
             }
         }
         "compgen" => {
@@ -529,43 +519,25 @@ pub(crate) fn names(
                     }
                 }
             }
-            for value in p.values_of("-C") {
-                let callback = value.arg.map(|i| &call.rest[i]);
-                callback_code(
-                    w,
-                    callback,
-                    &value.text,
-                    scope,
-                    &site,
-                    "a `compgen -C` command",
-                );
-            }
+            callbacks(w, call, "-C", scope, &site, "runs a `compgen -C` command");
         }
         _ => {}
     }
     super::command::HandlerOutcome::default()
 }
 
-/// A string bash runs as a command later (a callback): classified as a script when static.
-fn callback_code(
+/// The values of `option`: strings bash runs as commands later (callbacks), classified as
+/// scripts when static and risky when not.
+fn callbacks(
     w: &mut Walker<'_>,
-    arg: Option<&Arg>,
-    text: &str,
+    call: &super::command::Call<'_>,
+    option: &str,
     scope: &Scope,
     site: &str,
     what: &str,
 ) {
-    let dynamic = arg.is_some_and(|a| a.word.dynamic || a.procsub.is_some()) || text.contains(DYN);
-    if dynamic {
-        w.add(
-            Tier::Red,
-            site,
-            format!("{what} computed at run time, so it cannot be checked"),
-            "flow.dynamic_code",
-            None,
-        );
-        return;
+    for value in call.parsed.values_of(option) {
+        let arg = super::command::value_arg(call.rest, value);
+        super::handlers::run_script_arg(w, &arg, scope, &super::model::Stream::empty(), site, what);
     }
-    let mut inner = scope.clone();
-    w.classify_script(text, &mut inner, &super::model::Stream::empty(), site);
 }

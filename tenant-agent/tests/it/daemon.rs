@@ -134,6 +134,23 @@ pub(crate) fn set_secret(state: &Path, name: &str, value: &str) {
     assert!(set.wait().unwrap().success());
 }
 
+/// `tenant-agent enroll` against the test hub with a fresh token; panics with its stderr.
+pub(crate) fn enroll(state: &Path, hub: &super::hub::Hub, token: &str) {
+    let (ok, _, err) = agent(
+        state,
+        &[
+            "enroll",
+            "--hub",
+            &hub.url,
+            "--token",
+            token,
+            "--fingerprint",
+            &hub.fingerprint(),
+        ],
+    );
+    assert!(ok, "{err}");
+}
+
 pub(crate) async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f().await {
@@ -154,19 +171,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
     // The owner's account and the tenant's enrollment.
     let http = reqwest::Client::new();
     let (cookie, csrf, token) = hub.owner("anna@bakery.example", "bakery").await;
-    let (ok, _, err) = agent(
-        &state,
-        &[
-            "enroll",
-            "--hub",
-            &hub.url,
-            "--token",
-            &token,
-            "--fingerprint",
-            &hub.fingerprint(),
-        ],
-    );
-    assert!(ok, "{err}");
+    enroll(&state, &hub, &token);
     set_secret(&state, "api_token", SECRET);
 
     let daemon = start_daemon(&state);
@@ -243,16 +248,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
         "{r}"
     );
     let id = r["id"].as_str().unwrap().to_owned();
-    let approvals = async || -> Value {
-        http.get(format!("{}/v1/approvals?status=all", hub.url))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let approvals = async || -> Value { hub.approvals(&cookie).await };
     wait_until("the request reaches the hub", async || {
         approvals().await["approvals"]
             .as_array()
@@ -528,19 +524,7 @@ async fn files_that_run_are_judged_by_content_and_pinned_by_their_digest() {
     let cwd = work.to_str().unwrap().to_owned();
     let http = reqwest::Client::new();
     let (cookie, csrf, token) = hub.owner("ben@shop.example", "shop").await;
-    let (ok, _, err) = agent(
-        &state,
-        &[
-            "enroll",
-            "--hub",
-            &hub.url,
-            "--token",
-            &token,
-            "--fingerprint",
-            &hub.fingerprint(),
-        ],
-    );
-    assert!(ok, "{err}");
+    enroll(&state, &hub, &token);
     let daemon = start_daemon(&state);
     let sock = daemon.socket.clone();
     let submit = async |command: &str| {
@@ -602,16 +586,7 @@ async fn files_that_run_are_judged_by_content_and_pinned_by_their_digest() {
     let r = submit("bash push.sh").await;
     assert_eq!(r["status"], "pending", "{r}");
     let id = r["id"].as_str().unwrap().to_owned();
-    let approvals = async || -> Value {
-        http.get(format!("{}/v1/approvals?status=all", hub.url))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let approvals = async || -> Value { hub.approvals(&cookie).await };
     wait_until("the request reaches the hub", async || {
         approvals().await["approvals"]
             .as_array()

@@ -52,6 +52,19 @@ impl Hub {
             .token
     }
 
+    /// Every approval the owner with this session cookie can see.
+    pub(crate) async fn approvals(&self, cookie: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/approvals?status=all", self.url))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub(crate) fn fingerprint(&self) -> String {
         self.state.key.public_key().fingerprint()
     }

@@ -290,16 +290,7 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
             .await
         })
     };
-    let approvals = async || -> Value {
-        http.get(format!("{}/v1/approvals?status=all", hub.url))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    };
+    let approvals = async || -> Value { hub.approvals(&cookie).await };
     wait_until("the request reaches the hub", async || {
         approvals().await["approvals"]
             .as_array()

@@ -107,7 +107,7 @@ fn sub_ctx(call: &Call<'_>, args: &[Arg]) -> CallCtx {
 }
 
 /// Runs a script string (a `-c` argument, an `eval` string): parsed when static, risky when not.
-fn run_script_arg(
+pub(crate) fn run_script_arg(
     w: &mut Walker<'_>,
     arg: &Arg,
     scope: &Scope,
