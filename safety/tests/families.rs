@@ -738,6 +738,23 @@ fn red_team_round_two() {
     ] {
         t.at_least(command, Critical);
     }
+    // What is read decides the tier: harmless verbs reading a credential file.
+    for command in [
+        "column -t /etc/shadow",
+        "paste -s /etc/shadow",
+        "fold -s /etc/shadow",
+        "perl -ne print /etc/shadow",
+        "ruby -pe1 /etc/shadow",
+        "python3 -m base64 /etc/shadow",
+        "openssl base64 -in /etc/shadow",
+    ] {
+        t.at_least(command, Critical);
+    }
+    for command in ["export -p", "declare -px", "declare"] {
+        t.at_least(command, Red);
+    }
+    t.check("export FOO=bar", Green);
+    t.check("cut -d, -f1 data.csv", Green);
     // npm runs lifecycle and pre/post scripts of package.json.
     let package = r#"{"scripts":{"test":"rm -rf /","prenuke":"rm -rf /","nuke":"echo hi","postinstall":"rm -rf /","build":"vite build"}}"#;
     let json = [("/srv/shop/package.json", Some(package))];

@@ -114,11 +114,18 @@ pub(super) fn interpreter(
         }
     }
     if ran_code {
+        // `perl -ne print FILE`, `ruby -pe1 FILE`: the operands are files the code reads.
+        for file in positionals(call) {
+            paths::check_path(w, file, Access::Read, false, scope, &site);
+        }
         return outcome;
     }
     // `python3 -m MODULE ARGS`: the arguments belong to the module (its rules are in the
     // policy), they are not a script to run.
     if let Some(module) = p.values_of("-m").next() {
+        for file in positionals(call) {
+            paths::check_path(w, file, Access::Read, false, scope, &site);
+        }
         w.add(
             Tier::Yellow,
             &site,
