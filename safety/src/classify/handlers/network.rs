@@ -156,6 +156,21 @@ pub(super) fn ssh(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Han
         return HandlerOutcome::default();
     };
     let destination = call.rest[host_index].text().to_owned();
+    // What arrives on ssh's stdin goes to the remote host: business data leaves the server.
+    let stdin = &call.ctx.stdin;
+    let empty = stdin.path.as_deref() == Some("/dev/null");
+    if !empty && (stdin.file || (stdin.opaque && !stdin.fetched) || stdin.text.is_some()) {
+        w.add(
+            Tier::External,
+            &site,
+            format!(
+                "sends its input to `{}`, outside the server",
+                super::super::truncate(&destination, 60)
+            ),
+            "net.ssh.stdin",
+            Some("network"),
+        );
+    }
     let after = &call.rest[host_index + 1..];
     // OpenSSH accepts more options after the destination, up to the command.
     let more = parse_args(call.spec, after, true);
