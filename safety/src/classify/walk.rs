@@ -313,6 +313,11 @@ impl<'p> Walker<'p> {
         scope: &mut Scope,
         input: &Stream,
     ) -> Stream {
+        // `sh` is dash on Debian, where `time` is the program /usr/bin/time, not a keyword:
+        // list it, so the oracle's account holds under either shell (it only runs the rest).
+        if pipeline.timed.is_some() {
+            self.seen.push("time".to_owned());
+        }
         if pipeline.seq.len() == 1 {
             return self.walk_command(&pipeline.seq[0], scope, input);
         }
@@ -549,6 +554,8 @@ impl<'p> Walker<'p> {
                 self.walk_list(&clause.body.list, scope, input)
             }
             CompoundCommand::Coprocess(co) => {
+                // Under dash, `coproc` is a program name (found nowhere): list it as well.
+                self.seen.push("coproc".to_owned());
                 // A coprocess reads from a pipe the script writes to later: what arrives is
                 // only known at run time.
                 let mut inner = scope.clone();
