@@ -608,6 +608,43 @@ mod tests {
     }
 
     #[test]
+    fn a_vault_made_before_bindings_keeps_its_secrets_unbound() {
+        let (_dir, db, source) = fresh();
+        let mut vault = Vault::open_with(&db, source.clone()).unwrap();
+        vault.set("api_key", &secret("value-12345678")).unwrap();
+        // Back to schema 1: no binding column.
+        vault
+            .conn
+            .execute_batch(
+                "ALTER TABLE secrets DROP COLUMN binding;
+                 UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+        drop(vault);
+        let mut vault = Vault::open_with(&db, source).unwrap();
+        let listed = vault.list().unwrap();
+        assert_eq!(listed[0].name, "api_key");
+        assert!(listed[0].binding.is_empty());
+        assert_eq!(
+            vault.get("api_key").unwrap().unwrap().expose(),
+            b"value-12345678"
+        );
+        let binding =
+            safety::SecretBinding::parse(&["https://api.example.com".into()], &[]).unwrap();
+        vault.set_binding("api_key", &binding).unwrap();
+        assert_eq!(vault.bindings().unwrap()["api_key"], binding);
+        let version: String = vault
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, "2");
+    }
+
+    #[test]
     fn rotation_keeps_every_secret() {
         let (_dir, db, source) = fresh();
         let mut vault = Vault::open_with(&db, source.clone()).unwrap();
