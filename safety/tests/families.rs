@@ -574,6 +574,10 @@ fn family_5_path_aliases_and_protected_places() {
         "echo 'x' >> ~/.psqlrc",
         "echo 'x' > .npmrc",
         "cd .git/hooks && echo x > pre-commit",
+        "tar -xf x.tar -C /",
+        "tar -xf x.tar -C ~",
+        "unzip -o x.zip -d /",
+        "zstd -d x.zst -o ~/.bashrc",
     ] {
         t.at_least(command, Red);
     }
@@ -583,6 +587,8 @@ fn family_5_path_aliases_and_protected_places() {
     t.check("cat /proc/self/status", Green);
     t.check("cat /proc/cpuinfo", Green);
     t.check("git log --oneline -5", Green);
+    t.check("tar xf x.tar -C /srv/shop/uploads", Yellow);
+    t.check("unzip x.zip -d build", Yellow);
     t.check("cat .git/config", Green);
     t.done();
 }
