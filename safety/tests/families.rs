@@ -756,9 +756,12 @@ fn red_team_round_two() {
         "ruby -pe1 /etc/shadow",
         "python3 -m base64 /etc/shadow",
         "openssl base64 -in /etc/shadow",
+        "rg -uuu BEGIN ~",
+        "ag --hidden PRIVATE ~",
     ] {
         t.at_least(command, Critical);
     }
+    t.check("rg -n TODO src", Green);
     for command in ["export -p", "declare -px", "declare"] {
         t.at_least(command, Red);
     }

@@ -623,7 +623,11 @@ fn apply(
     let secret_rule = apply_flags_and_rules(w, spec, rest, parsed, &site, scope);
 
     // Paths named by positional arguments, path options and key=value arguments.
-    let recursive = spec.recursive_flags.iter().any(|f| parsed.has(f));
+    // `*` marks a command that always recurses into directories (`rg`, `ag`).
+    let recursive = spec
+        .recursive_flags
+        .iter()
+        .any(|f| f == "*" || parsed.has(f));
     let mut read_secret = false;
     let count = parsed
         .positionals

@@ -438,7 +438,7 @@ fn compile_command(
     }
     let mut flags: HashSet<String> = r.flags.iter().cloned().collect();
     flags.extend(r.optional_values.iter().cloned());
-    flags.extend(r.recursive_flags.iter().cloned());
+    flags.extend(r.recursive_flags.iter().filter(|f| *f != "*").cloned());
     flags.extend(r.readonly_flags.iter().cloned());
     if let Some(h) = &http {
         flags.extend(h.get_flags.iter().cloned());

@@ -84,7 +84,8 @@ pub(crate) struct RawCommand {
     /// Options whose value is optional and only ever attached (`sed -i.bak`, `--in-place=.bak`).
     #[serde(default)]
     pub optional_values: Vec<String>,
-    /// Flags that make the command recursive (deletes and reads reach whole trees).
+    /// Flags that make the command recursive (deletes and reads reach whole trees); `*`: it
+    /// always recurses (`rg`).
     #[serde(default)]
     pub recursive_flags: Vec<String>,
     /// Flags that make the command read-only whatever else it does (`--dry-run`, `--get`).
