@@ -12,9 +12,12 @@
 //! `&entity;`, `=\n`/`=XX`, an escaped backslash, a line break between long base64/hex runs),
 //! and the known-value index is asked only at shadow positions where a match could include a
 //! byte that decoding changed: anything else is the original text, which the direct pass has
-//! already searched. Text without such syntax costs one `memchr` pass per decoder.
+//! already searched. One pass over the bytes ([`Sites::scan`]) finds the sites of every decoder
+//! at once: 32 bytes at a time, vector compares flag every byte a decoder starts at (`%`, `&`,
+//! `=`, `\\`, line feed), and each flagged byte is checked for its decoder's syntax on the
+//! spot, so ordinary code (`a = &b;`, `x % 2`, `"\\n"`) opens no window and decodes nothing.
 
-use memchr::{memchr_iter, memmem};
+use memchr::memchr_iter;
 
 /// A decoded stretch of text.
 #[derive(Debug, Default)]
@@ -101,12 +104,121 @@ impl Shadow {
 /// bytes: windows around each decodable sequence are wide enough for any form that includes it.
 pub(crate) fn shadows(input: &[u8], reach: usize) -> Vec<Shadow> {
     let mut out = Vec::new();
-    percent(input, reach, &mut out);
-    html(input, reach, &mut out);
-    quoted_printable(input, reach, &mut out);
-    json_unescape(input, reach, &mut out);
-    wrapped(input, &mut out);
+    let sites = Sites::scan(input);
+    if !sites.percent.is_empty() {
+        percent(input, &sites.percent, reach, &mut out);
+    }
+    if !sites.html.is_empty() {
+        html(input, &sites.html, reach, &mut out);
+    }
+    if !sites.qp.is_empty() {
+        quoted_printable(input, &sites.qp, reach, &mut out);
+    }
+    if !sites.json.is_empty() {
+        json_unescape(input, &sites.json, reach, &mut out);
+    }
+    if !sites.breaks.is_empty() {
+        wrapped(input, sites.breaks, &mut out);
+    }
     out
+}
+
+/// A byte some decoder's syntax starts at: `%XX`, `&entity;`, `=XX` and `=` line breaks, `\\`
+/// escapes and escaped line breaks, raw line feeds (wrapped lines). Compares, not a table
+/// lookup, so that a chunk of them vectorises.
+#[inline(always)]
+fn is_site_byte(b: u8) -> bool {
+    (b == b'%') | (b == b'&') | (b == b'=') | (b == b'\\') | (b == b'\n')
+}
+
+/// Bytes [`Sites::scan`] classifies at once.
+const LANES: usize = 32;
+
+/// Every decodable sequence in a text, per decoder, as `[start, end)` in text order; for
+/// wrapped lines, the line breaks (with the following indentation) between base64/hex runs.
+#[derive(Debug, Default)]
+struct Sites {
+    percent: Vec<(usize, usize)>,
+    html: Vec<(usize, usize)>,
+    qp: Vec<(usize, usize)>,
+    /// Escaped backslashes (`\\`), non-overlapping from the left.
+    json: Vec<(usize, usize)>,
+    breaks: Vec<(usize, usize)>,
+}
+
+impl Sites {
+    /// One pass over `input` for all decoders.
+    fn scan(input: &[u8]) -> Sites {
+        let mut sites = Sites::default();
+        // End of the last escaped backslash: `\\\\` is two of them, not three.
+        let mut json_next = 0;
+        // 32 bytes at a time: a flag per byte (vector compares), packed into a bit mask eight
+        // flags per multiply, then only the set bits are visited. No per-hit search restarts,
+        // which is what made one `memchr` pass per decoder slow on code, where `=` and line
+        // feeds come every few dozen bytes.
+        let mut chunks = input.chunks_exact(LANES);
+        let mut base = 0;
+        for chunk in &mut chunks {
+            let mut flags = [0u8; LANES];
+            for (f, &b) in flags.iter_mut().zip(chunk) {
+                *f = u8::from(is_site_byte(b));
+            }
+            let mut mask = 0u32;
+            for (k, word) in flags.chunks_exact(8).enumerate() {
+                if let Some(word) = word.first_chunk::<8>() {
+                    // Byte j's flag (bit 8j) lands on bit 56 + j; no two products collide.
+                    let packed =
+                        u64::from_le_bytes(*word).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+                    mask |= (packed as u32) << (8 * k);
+                }
+            }
+            while mask != 0 {
+                let i = base + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                sites.visit(input, i, &mut json_next);
+            }
+            base += LANES;
+        }
+        for (k, &b) in chunks.remainder().iter().enumerate() {
+            if is_site_byte(b) {
+                sites.visit(input, base + k, &mut json_next);
+            }
+        }
+        sites
+    }
+
+    /// Checks the site byte at `input[i]` for its decoder's syntax.
+    fn visit(&mut self, input: &[u8], i: usize, json_next: &mut usize) {
+        let Some(&b) = input.get(i) else {
+            return;
+        };
+        match b {
+            b'%' => {
+                if hex_pair(input, i + 1).is_some() {
+                    self.percent.push((i, i + 3));
+                }
+            }
+            b'&' => {
+                if let Some((len, _)) = entity(input, i) {
+                    self.html.push((i, i + len));
+                }
+            }
+            b'=' => {
+                if let Some(len) = qp_len(input, i) {
+                    self.qp.push((i, i + len));
+                }
+            }
+            b'\\' => match input.get(i + 1) {
+                Some(b'\\') if i >= *json_next => {
+                    self.json.push((i, i + 2));
+                    *json_next = i + 2;
+                }
+                Some(b'n') => escaped_break(input, i, &mut self.breaks),
+                _ => {}
+            },
+            _ => raw_break(input, i, &mut self.breaks),
+        }
+    }
 }
 
 /// Merges windows `[site - before, site_end + after)` into disjoint ranges.
@@ -193,12 +305,9 @@ fn push_if_changed(out: &mut Vec<Shadow>, shadow: Shadow) {
 
 /// Percent-encoding, whatever the encoder left raw, in either case of hex digit. Where the
 /// text has `+`, a second shadow reads it as a space (HTML forms, Python's `quote_plus`).
-fn percent(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
-    let sites = memchr_iter(b'%', input)
-        .filter(|&i| hex_pair(input, i + 1).is_some())
-        .map(|i| (i, i + 3));
+fn percent(input: &[u8], sites: &[(usize, usize)], reach: usize, out: &mut Vec<Shadow>) {
     // A decoded byte comes from at most 3 bytes of text.
-    for window in windows(sites, input.len(), 3 * reach, 3 * reach) {
+    for window in windows(sites.iter().copied(), input.len(), 3 * reach, 3 * reach) {
         let has_plus = input
             .get(window.0..window.1)
             .is_some_and(|w| w.contains(&b'+'));
@@ -298,7 +407,15 @@ const LATIN1: [&str; 96] = [
 /// The character reference starting at `input[i]` (an `&`): its length and code point.
 fn entity(input: &[u8], i: usize) -> Option<(usize, char)> {
     let rest = input.get(i + 1..)?;
-    let semi = rest.iter().take(MAX_ENTITY).position(|&b| b == b';')?;
+    // A reference is `#` or an ASCII letter or digit, then only letters and digits up to the
+    // `;`: stop at the first other byte (`&self)`, `&& x`), the usual case in code.
+    let semi = rest
+        .iter()
+        .take(MAX_ENTITY)
+        .enumerate()
+        .find(|&(k, &b)| !(b.is_ascii_alphanumeric() || (k == 0 && b == b'#')))
+        .filter(|&(_, &b)| b == b';')?
+        .0;
     let body = rest.get(..semi)?;
     let code = match body {
         [b'#', b'x' | b'X', hex @ ..] if !hex.is_empty() => {
@@ -337,12 +454,10 @@ fn entity(input: &[u8], i: usize) -> Option<(usize, char)> {
 }
 
 /// HTML character references: named, decimal and hex.
-fn html(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
-    let sites =
-        memchr_iter(b'&', input).filter_map(|i| entity(input, i).map(|(len, _)| (i, i + len)));
+fn html(input: &[u8], sites: &[(usize, usize)], reach: usize, out: &mut Vec<Shadow>) {
     // A decoded byte comes from at most MAX_ENTITY + 2 bytes of text.
     let span = (MAX_ENTITY + 2) * reach;
-    for window in windows(sites, input.len(), span, span) {
+    for window in windows(sites.iter().copied(), input.len(), span, span) {
         push_if_changed(
             out,
             decode_window(input, window, b'&', |w, i| {
@@ -355,8 +470,17 @@ fn html(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
     }
 }
 
+/// The length of the quoted-printable sequence at `input[i]` (an `=`), if it is one.
+fn qp_len(input: &[u8], i: usize) -> Option<usize> {
+    match input.get(i + 1..) {
+        Some([b'\r', b'\n', ..]) => Some(3),
+        Some([b'\n', ..]) => Some(2),
+        _ => hex_pair(input, i + 1).map(|_| 3),
+    }
+}
+
 /// Quoted-printable: soft line breaks (`=\r\n`, `=\n`) removed, `=XX` decoded.
-fn quoted_printable(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
+fn quoted_printable(input: &[u8], sites: &[(usize, usize)], reach: usize, out: &mut Vec<Shadow>) {
     fn step(w: &[u8], i: usize) -> Option<(usize, Vec<u8>)> {
         match w.get(i + 1..) {
             Some([b'\r', b'\n', ..]) => Some((3, Vec::new())),
@@ -364,11 +488,9 @@ fn quoted_printable(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
             _ => hex_pair(w, i + 1).map(|b| (3, vec![b])),
         }
     }
-    let sites =
-        memchr_iter(b'=', input).filter_map(|i| step(input, i).map(|(len, _)| (i, i + len)));
     // A decoded byte comes from at most 3 bytes, and soft breaks come at most every other byte.
     let span = 5 * reach;
-    for window in windows(sites, input.len(), span, span) {
+    for window in windows(sites.iter().copied(), input.len(), span, span) {
         push_if_changed(out, decode_window(input, window, b'=', step));
     }
 }
@@ -376,7 +498,7 @@ fn quoted_printable(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
 /// One level of JSON string escaping undone, where the text has an escaped backslash (`\\`):
 /// a JSON document inside a JSON string (tool-call `arguments`) carries values escaped twice.
 /// Once undone, the value is in one of the escaped forms the index knows.
-fn json_unescape(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
+fn json_unescape(input: &[u8], sites: &[(usize, usize)], reach: usize, out: &mut Vec<Shadow>) {
     fn step(w: &[u8], i: usize) -> Option<(usize, Vec<u8>)> {
         let byte = |b: u8| Some((2, vec![b]));
         match w.get(i + 1)? {
@@ -413,10 +535,9 @@ fn json_unescape(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
             _ => None,
         }
     }
-    let sites = memmem::find_iter(input, b"\\\\").map(|i| (i, i + 2));
     // A decoded byte comes from at most 6 bytes (`\u0041`).
     let span = 6 * reach;
-    for (mut lo, hi) in windows(sites, input.len(), span, span) {
+    for (mut lo, hi) in windows(sites.iter().copied(), input.len(), span, span) {
         // Never start inside a run of backslashes: their pairing decides what they mean.
         while lo > 0 && input.get(lo - 1) == Some(&b'\\') {
             lo -= 1;
@@ -437,59 +558,81 @@ fn json_unescape(input: &[u8], reach: usize, out: &mut Vec<Shadow>) {
 /// wrap width (`base64` 76, PEM 64, `xxd -p` 60, `openssl` 64).
 const MIN_WRAPPED_LINE: usize = 16;
 
+/// Base64 (standard and URL-safe, with padding) and hex characters.
+const B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_');
+        b += 1;
+    }
+    t
+};
+
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')
+    B64[usize::from(b)]
+}
+
+/// Records the line break whose `\n` token starts at `newline_start` and whose text goes on at
+/// `after` (indentation skipped), if a base64/hex run of [`MIN_WRAPPED_LINE`] ends the line
+/// before it and another starts after it.
+fn consider_break(
+    input: &[u8],
+    newline_start: usize,
+    after: usize,
+    breaks: &mut Vec<(usize, usize)>,
+) {
+    // A `\r` token may come first.
+    let start = cr_before(input, newline_start);
+    let Some(line) = input.get(..start) else {
+        return;
+    };
+    // From the end: ordinary lines fail within a few bytes.
+    if line.len() < MIN_WRAPPED_LINE
+        || !line.iter().rev().take(MIN_WRAPPED_LINE).all(|&b| is_b64(b))
+    {
+        return;
+    }
+    let mut end = after;
+    while matches!(input.get(end), Some(b' ' | b'\t')) {
+        end += 1;
+    }
+    if input.get(end).is_some_and(|&b| is_b64(b)) {
+        breaks.push((start, end));
+    }
+}
+
+/// A raw line feed at `i`.
+fn raw_break(input: &[u8], i: usize, breaks: &mut Vec<(usize, usize)>) {
+    // Cheap test first: most lines end in something else.
+    let before = match i.checked_sub(1).and_then(|j| input.get(j)) {
+        Some(b'\r') => i.checked_sub(2).and_then(|j| input.get(j)),
+        other => other,
+    };
+    if before.is_some_and(|&b| is_b64(b)) {
+        consider_break(input, i, i + 1, breaks);
+    }
+}
+
+/// An escaped line feed: backslash-n at `i`, once or more escaped.
+fn escaped_break(input: &[u8], i: usize, breaks: &mut Vec<(usize, usize)>) {
+    let mut start = i;
+    while start > 0 && input.get(start - 1) == Some(&b'\\') {
+        start -= 1;
+    }
+    if input
+        .get(start.wrapping_sub(1))
+        .is_some_and(|&b| is_b64(b) || b == b'r')
+    {
+        consider_break(input, start, i + 2, breaks);
+    }
 }
 
 /// Base64 and hex wrapped over lines, with LF or CRLF breaks, written raw or JSON-escaped
-/// (`\n`, `\r\n`, `\\n`), continuation lines indented or not: the runs are joined.
-fn wrapped(input: &[u8], out: &mut Vec<Shadow>) {
-    // Each break: [start, end) of the break (with the following indentation).
-    let mut breaks: Vec<(usize, usize)> = Vec::new();
-    let mut consider = |newline_start: usize, after: usize| {
-        // `newline_start` is where the `\n` token starts; a `\r` token may come first.
-        let start = cr_before(input, newline_start);
-        let Some(line) = input.get(..start) else {
-            return;
-        };
-        if line.len() < MIN_WRAPPED_LINE
-            || !line[line.len() - MIN_WRAPPED_LINE..]
-                .iter()
-                .all(|&b| is_b64(b))
-        {
-            return;
-        }
-        let mut end = after;
-        while matches!(input.get(end), Some(b' ' | b'\t')) {
-            end += 1;
-        }
-        if input.get(end).is_some_and(|&b| is_b64(b)) {
-            breaks.push((start, end));
-        }
-    };
-    for i in memchr_iter(b'\n', input) {
-        // Cheap test first: most lines end in something else.
-        let before = match i.checked_sub(1).and_then(|j| input.get(j)) {
-            Some(b'\r') => i.checked_sub(2).and_then(|j| input.get(j)),
-            other => other,
-        };
-        if before.is_some_and(|&b| is_b64(b)) {
-            consider(i, i + 1);
-        }
-    }
-    // Escaped breaks: `\n` written as backslash-n, once or more escaped.
-    for i in memmem::find_iter(input, b"\\n") {
-        let mut start = i;
-        while start > 0 && input.get(start - 1) == Some(&b'\\') {
-            start -= 1;
-        }
-        if input
-            .get(start.wrapping_sub(1))
-            .is_some_and(|&b| is_b64(b) || b == b'r')
-        {
-            consider(start, i + 2);
-        }
-    }
+/// (`\n`, `\r\n`, `\\n`), continuation lines indented or not: the runs are joined. `breaks` are
+/// the breaks [`Sites::scan`] found.
+fn wrapped(input: &[u8], mut breaks: Vec<(usize, usize)>, out: &mut Vec<Shadow>) {
     if breaks.is_empty() {
         return;
     }
