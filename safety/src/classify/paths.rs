@@ -157,7 +157,11 @@ pub(crate) fn check_path(
     let text = text.strip_prefix("file://").unwrap_or(text);
     // `/proc/<pid>/root` (and `/proc/<pid>/task/<tid>/root`) is `/`, also before a `..` and
     // nested: resolve the alias before the lexical normalisation, which would eat it.
-    let unaliased = strip_proc_root(text);
+    let unaliased = if text.starts_with("/proc/") {
+        std::borrow::Cow::Owned(strip_proc_root(text))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     let norm = normalize(&unaliased, scope.cwd.as_deref());
     // `/proc/<pid>/root/X` is `/X`; `/proc/<pid>/cwd/...` and `/proc/<pid>/fd/N` point to
     // whatever the process has open, known only at run time.

@@ -85,14 +85,16 @@ impl Walker<'_> {
     /// assignments, given as `env`); true when the command's output may carry a value the
     /// binding did not cover.
     pub(crate) fn secret_uses(&mut self, args: &[Arg], env: &[String], site: &str) -> bool {
+        // Every simple command passes here: decide without allocating when none names a secret.
+        let names_secret = |t: &str| t.contains(crate::secret_ref::PREFIX);
+        if !args.iter().any(|a| names_secret(a.text())) && !env.iter().any(|e| names_secret(e)) {
+            return false;
+        }
         let texts: Vec<&str> = args
             .iter()
             .map(|a| a.text())
             .chain(env.iter().map(String::as_str))
             .collect();
-        if !texts.iter().any(|t| t.contains(crate::secret_ref::PREFIX)) {
-            return false;
-        }
         let program = args
             .first()
             .map(|a| a.text().rsplit('/').next().unwrap_or_default().to_owned())

@@ -61,8 +61,6 @@ pub(crate) struct Walker<'p> {
     pub secrets: std::sync::Arc<crate::bindings::SecretPolicy>,
     /// How deeply evaluated values are nested right now (see [`super::evaluated`]).
     pub evaluating: u32,
-    /// The command whose prefix assignments are being judged.
-    prefix_for: String,
     /// Descriptors opened on a network connection (`exec 3<>/dev/tcp/h/80`).
     net_fds: HashSet<String>,
     /// Files this command line writes, and what it writes into them (family 3). Kept for the
@@ -88,7 +86,6 @@ impl<'p> Walker<'p> {
             secrets: Default::default(),
             written: HashMap::new(),
             evaluating: 0,
-            prefix_for: String::new(),
             net_fds: HashSet::new(),
         }
     }
@@ -695,7 +692,7 @@ impl<'p> Walker<'p> {
 
         if args.is_empty() {
             for a in assignments {
-                self.eval_assignment(a, scope, &site, true);
+                self.eval_assignment(a, scope, &site, None);
             }
             if redirects.is_empty() && effect.findings_added == 0 {
                 self.add(
@@ -710,13 +707,16 @@ impl<'p> Walker<'p> {
         }
         let mut command_scope = scope.clone();
         let prefixed = !assignments.is_empty();
-        let env_refs: Vec<String> = assignments.iter().map(|a| a.to_string()).collect();
-        if prefixed {
-            self.prefix_for = args[0].text().to_owned();
-            for a in assignments {
-                self.eval_assignment(a, &mut command_scope, &site, false);
-            }
-            self.prefix_for.clear();
+        // References in prefix assignments and in a here-string or heredoc reach the program
+        // too (its environment, its stdin); collected only when there is one.
+        let env_refs: Vec<String> = assignments
+            .iter()
+            .map(|a| a.to_string())
+            .chain(ctx_stdin_text(&stdin))
+            .filter(|v| v.contains(crate::secret_ref::PREFIX))
+            .collect();
+        for a in assignments {
+            self.eval_assignment(a, &mut command_scope, &site, Some(args[0].text()));
         }
         let ctx = CallCtx {
             site: site.clone(),
@@ -745,13 +745,7 @@ impl<'p> Walker<'p> {
                 | "xargs"
                 | "exec"
         );
-        // References in prefix assignments and in a here-string or heredoc reach the program
-        // too (its environment, its stdin).
-        let env_refs: Vec<String> = env_refs
-            .into_iter()
-            .chain(ctx.stdin.text.clone())
-            .filter(|v| v.contains(crate::secret_ref::PREFIX))
-            .collect();
+
         let env_carries = !env_refs.is_empty() && self.secret_uses(&args[..1], &env_refs, &site);
         let mut out = if child_shell && prefixed {
             command::dispatch(self, &args, &mut command_scope, &ctx)
@@ -772,14 +766,16 @@ impl<'p> Walker<'p> {
         out
     }
 
-    /// A `NAME=value` assignment: standalone (shell variable) or as a command prefix (env).
+    /// A `NAME=value` assignment: standalone (shell variable, `prefix_of` is `None`) or as a
+    /// prefix of a command (its environment).
     fn eval_assignment(
         &mut self,
         a: &ast::Assignment,
         scope: &mut Scope,
         site: &str,
-        standalone: bool,
+        prefix_of: Option<&str>,
     ) {
+        let standalone = prefix_of.is_none();
         let name = match &a.name {
             ast::AssignmentName::VariableName(n) => n.clone(),
             ast::AssignmentName::ArrayElementName(n, index) => {
@@ -823,7 +819,12 @@ impl<'p> Walker<'p> {
                 }
             }
         }
-        self.check_env_name(&name, site, standalone);
+        // `IFS=, read -r a b`: the field separator of one `read` is not a shell-wide change.
+        let read_separator =
+            name == "IFS" && matches!(prefix_of, Some("read" | "mapfile" | "readarray"));
+        if !read_separator {
+            self.check_env_name(&name, site, standalone);
+        }
         if scope.integers.contains(&name) || super::evaluated::INTEGER_VARS.contains(&name.as_str())
         {
             self.arith(&raw_value, scope, site);
@@ -858,13 +859,6 @@ impl<'p> Walker<'p> {
 
     /// The tier of setting an environment or shell variable.
     pub(crate) fn check_env_name(&mut self, name: &str, site: &str, standalone: bool) {
-        // `IFS=, read -r a b`: the field separator of one `read` is not a shell-wide change.
-        if name == "IFS"
-            && !standalone
-            && matches!(self.prefix_for.as_str(), "read" | "mapfile" | "readarray")
-        {
-            return;
-        }
         let settings = &self.policy.settings;
         if let Some(tier) = settings.env.get(name).copied() {
             self.add(
@@ -1274,6 +1268,16 @@ fn strip_tabs(text: &str, remove_tabs: bool) -> String {
         .map(|l| l.trim_start_matches('\t'))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A here-string's or heredoc's text, when it names a secret (cheap test first: this runs for
+/// every command with prefix assignments or a known stdin).
+fn ctx_stdin_text(stdin: &Stream) -> Option<String> {
+    stdin
+        .text
+        .as_deref()
+        .filter(|t| t.contains(crate::secret_ref::PREFIX))
+        .map(str::to_owned)
 }
 
 /// Wraps every `SECRET_REF(name)` that stands outside quotes in double quotes (what the

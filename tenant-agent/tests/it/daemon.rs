@@ -274,15 +274,10 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
 
     // The owner approves through the hub API; the daemon runs exactly that, secret injected,
     // output redacted.
-    let resp = http
-        .post(format!("{}/v1/approvals/{id}/decision", hub.url))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"decision": "approve"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let status = hub
+        .decide((&cookie, &csrf), &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, 200);
     let (_, r) = local(&sock, "GET", &format!("/v1/actions/{id}?wait=10"), None).await;
     assert_eq!(r["status"], "ran", "{r}");
     assert_eq!(
@@ -522,7 +517,6 @@ async fn files_that_run_are_judged_by_content_and_pinned_by_their_digest() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let cwd = work.to_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
     let (cookie, csrf, token) = hub.owner("ben@shop.example", "shop").await;
     enroll(&state, &hub, &token);
     let daemon = start_daemon(&state);
@@ -613,15 +607,10 @@ async fn files_that_run_are_judged_by_content_and_pinned_by_their_digest() {
         64
     );
     std::fs::write(&push, format!("touch {}\n", marker.display())).unwrap();
-    let resp = http
-        .post(format!("{}/v1/approvals/{id}/decision", hub.url))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"decision": "approve"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let status = hub
+        .decide((&cookie, &csrf), &id, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, 200);
     let (_, r) = local(&sock, "GET", &format!("/v1/actions/{id}?wait=10"), None).await;
     assert_eq!(r["status"], "failed", "{r}");
     assert!(r["outcome"].to_string().contains("changed since"), "{r}");

@@ -65,6 +65,24 @@ impl Hub {
             .unwrap()
     }
 
+    /// The owner's decision through the hub API (`body` as the app sends it); the status.
+    pub(crate) async fn decide(
+        &self,
+        (cookie, csrf): (&str, &str),
+        id: &str,
+        body: serde_json::Value,
+    ) -> reqwest::StatusCode {
+        reqwest::Client::new()
+            .post(format!("{}/v1/approvals/{id}/decision", self.url))
+            .header("cookie", cookie)
+            .header("x-csrf-token", csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub(crate) fn fingerprint(&self) -> String {
         self.state.key.public_key().fingerprint()
     }

@@ -241,7 +241,6 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
     let cwd = work.to_str().unwrap().to_owned();
     let port = free_port();
     setup(&state, port, &[], "");
-    let http = reqwest::Client::new();
     let (cookie, csrf, token) = hub.owner("bo@garage.example", "garage").await;
     let (ok, _, err) = agent(&state, &["enroll", "--hub", &hub.url, "--token", &token]);
     assert!(ok, "{err}");
@@ -305,15 +304,14 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
         work.join("cache").exists(),
         "nothing ran before the decision"
     );
-    let resp = http
-        .post(format!("{}/v1/approvals/{id}/decision", hub.url))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({"decision": "approve", "scope": "action24h"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let decided = hub
+        .decide(
+            (&cookie, &csrf),
+            &id,
+            json!({"decision": "approve", "scope": "action24h"}),
+        )
+        .await;
+    assert_eq!(decided, 200);
     let r = act.await.unwrap();
     assert_eq!(r["status"], "ran", "{r}");
     assert_eq!(
