@@ -151,6 +151,19 @@ pub(crate) fn enroll(state: &Path, hub: &super::hub::Hub, token: &str) {
     assert!(ok, "{err}");
 }
 
+/// Proposes a command through the local API, as the runtime's plugin does; the answer.
+pub(crate) async fn propose(socket: &Path, cwd: &str, command: &str) -> Value {
+    let (s, r) = local(
+        socket,
+        "POST",
+        "/v1/actions",
+        Some(json!({"command": command, "cwd": cwd})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    r
+}
+
 pub(crate) async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f().await {
@@ -521,17 +534,7 @@ async fn files_that_run_are_judged_by_content_and_pinned_by_their_digest() {
     enroll(&state, &hub, &token);
     let daemon = start_daemon(&state);
     let sock = daemon.socket.clone();
-    let submit = async |command: &str| {
-        let (s, r) = local(
-            &sock,
-            "POST",
-            "/v1/actions",
-            Some(json!({"command": command, "cwd": cwd})),
-        )
-        .await;
-        assert_eq!(s, 200, "{r}");
-        r
-    };
+    let submit = async |command: &str| propose(&sock, &cwd, command).await;
 
     // A script that only reads runs like its content: green.
     let script = work.join("report.sh");
@@ -689,17 +692,7 @@ async fn a_secret_goes_only_where_its_binding_allows() {
 
     let daemon = start_daemon(&state);
     let sock = daemon.socket.clone();
-    let submit = async |command: String| {
-        let (s, r) = local(
-            &sock,
-            "POST",
-            "/v1/actions",
-            Some(json!({"command": command, "cwd": cwd})),
-        )
-        .await;
-        assert_eq!(s, 200, "{r}");
-        r
-    };
+    let submit = async |command: String| propose(&sock, &cwd, &command).await;
 
     // Bound: runs unasked at autonomy 3, and the value reaches its destination.
     let r = submit(format!(
