@@ -166,6 +166,14 @@ pub enum Command {
         root: Option<PathBuf>,
     },
 
+    /// Install or inspect the agent runtime (OpenClaw, pinned).
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
+
+    /// Talk to the supervised agent runtime.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+
     /// Show the daemon, runtime, proxy, hub connection and last heartbeat, pending approvals,
     /// policy version and usage this hour.
     Status {
@@ -181,6 +189,67 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Install the pinned Node.js and OpenClaw into DIR, reproducibly and idempotently.
+    ///
+    /// Node and npm are downloaded from the npm registry and checked against the SHA-512 in
+    /// the lockfile built into this binary; OpenClaw and every dependency come from `npm ci`
+    /// against its lockfile (each package's integrity checked). A complete install of the same
+    /// versions is left alone; a half-finished one is completed. Needs network access to the
+    /// npm registry (or a mirror in `npm_config_registry`); about 860 MB on disk.
+    ///
+    /// Examples:
+    ///   sudo tenant-agent runtime install
+    ///   tenant-agent runtime install --dir /srv/openclaw
+    ///
+    /// Then point the daemon at it in config.toml:
+    ///   [runtime]
+    ///   type = "openclaw"
+    ///   dir = "/opt/openclaw"
+    ///   user = "tenant-rt"
+    #[command(verbatim_doc_comment)]
+    Install {
+        /// Where to install (default /opt/openclaw).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the pinned versions and whether DIR holds a complete install of them.
+    Versions {
+        /// The install directory (default /opt/openclaw).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Send one message to the supervised runtime and print the agent's reply.
+    ///
+    /// The message is an ordinary user turn: every tool call the agent makes goes through the
+    /// gate, and a held one waits for the owner like any other. Needs the daemon running with
+    /// `[runtime] type = "openclaw"`.
+    ///
+    /// Examples:
+    ///   tenant-agent agent message "What is in the workspace?"
+    ///   tenant-agent agent message --session orders "Summarise today's orders"
+    #[command(verbatim_doc_comment)]
+    Message {
+        /// The agent (OpenClaw's agent id).
+        #[arg(long, default_value = "main", value_name = "ID")]
+        agent: String,
+        /// Keep a conversation: messages with the same key share one session.
+        #[arg(long, value_name = "KEY")]
+        session: Option<String>,
+        /// Print the whole answer as JSON (`{"reply": ...}`).
+        #[arg(long)]
+        json: bool,
+        /// The message.
+        #[arg(required = true, value_name = "TEXT")]
+        text: Vec<String>,
     },
 }
 

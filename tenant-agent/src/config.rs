@@ -65,6 +65,21 @@ pub struct RuntimeConfig {
     pub user: Option<String>,
     /// Its working and home directory (`/var/lib/tenant-runtime` when installed).
     pub workdir: Option<PathBuf>,
+    /// `openclaw`: where `tenant-agent runtime install` put Node and OpenClaw
+    /// (default `/opt/openclaw`).
+    pub dir: Option<PathBuf>,
+    /// `openclaw`: where the daemon writes the gateway config and the gate plugin, a directory
+    /// the runtime's user cannot write (default `/etc/tenant-runtime`; `DIR/runtime-config`
+    /// with `--state-dir DIR`).
+    pub config_dir: Option<PathBuf>,
+    /// `openclaw`: seconds a tool call waits for the owner's decision before it is handed
+    /// over to the daemon (which runs it on approval and tells the agent). At most 330:
+    /// OpenClaw aborts a run that makes no progress for 360 s.
+    pub hold_secs: u64,
+    /// `openclaw`: the agents' default model, `provider/model` (unset: OpenClaw's default).
+    pub model: Option<String>,
+    /// `openclaw`: a file the gate plugin appends each hook's latency to (for benchmarks).
+    pub hook_latency_log: Option<PathBuf>,
     /// Seconds between health checks.
     pub health_interval_secs: u64,
     /// Consecutive failed health checks after which it is restarted.
@@ -94,6 +109,11 @@ impl Default for RuntimeConfig {
             env: BTreeMap::new(),
             user: None,
             workdir: None,
+            dir: None,
+            config_dir: None,
+            hold_secs: 300,
+            model: None,
+            hook_latency_log: None,
             health_interval_secs: 10,
             unhealthy_after: 3,
             startup_secs: 120,
@@ -407,6 +427,19 @@ impl RuntimeConfig {
                 return Err(format!("[runtime.env] {name:?} is not a variable name"));
             }
         }
+        if self.hold_secs > 330 {
+            return Err(format!(
+                "[runtime] hold_secs = {}: at most 330 (OpenClaw aborts a run that makes no progress for 360 s)",
+                self.hold_secs
+            ));
+        }
+        if let Some(model) = &self.model
+            && !model.contains('/')
+        {
+            return Err(format!(
+                "[runtime] model = {model:?}: give it as provider/model, e.g. \"openai/gpt-4.1\""
+            ));
+        }
         Ok(())
     }
 }
@@ -543,6 +576,8 @@ mod tests {
             Err("loopback"),
         );
         check("[runtime]\ngrace = 3\n", Err("unknown field `grace`"));
+        check("[runtime]\nhold_secs = 400\n", Err("at most 330"));
+        check("[runtime]\nmodel = \"gpt\"\n", Err("provider/model"));
         check("[runtime]\nbackoff_max_secs = 0\n", Err("backoff_max_secs"));
         check(
             "[runtime.env]\n\"A-B\" = \"x\"\n",

@@ -114,6 +114,7 @@ pub async fn run(
             })?;
         task
     };
+    let mut gateway = None;
     let runtime = match &config.runtime {
         Some(rc) => {
             let values = crate::supervisor::registry::Values {
@@ -123,7 +124,21 @@ pub async fn run(
                 api_socket: socket.display().to_string(),
                 ..Default::default()
             };
-            let plan = crate::supervisor::LaunchPlan::new(rc, layout.runtime_dir(), values)?;
+            let gateway_token = crate::runtime::gateway::load_or_create_token(&layout.state_dir)
+                .map_err(|e| DaemonError::Proxy(format!("cannot keep the gateway token: {e}")))?;
+            let plan = crate::supervisor::LaunchPlan::new(
+                rc,
+                layout.runtime_dir(),
+                layout.runtime_config_dir(),
+                &gateway_token,
+                values,
+            )?;
+            if let Some(setup) = &plan.openclaw {
+                gateway = Some(crate::runtime::gateway::Gateway {
+                    port: setup.port,
+                    token: gateway_token.clone(),
+                });
+            }
             let previous = gate
                 .with_store(|s| s.get_kv(gate::sync::KV_RUNTIME))
                 .ok()
@@ -160,6 +175,7 @@ pub async fn run(
             }
         })
     };
+    let relay = tokio::spawn(gate::relay::run(gate.clone(), gateway.clone()));
     let sync = tokio::spawn(gate::sync::run(
         gate.clone(),
         layout.clone(),
@@ -213,6 +229,7 @@ pub async fn run(
         w.abort();
     }
     expiry.abort();
+    relay.abort();
     dog.abort();
     sync.abort();
     api.abort();

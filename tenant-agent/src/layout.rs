@@ -59,6 +59,16 @@ impl Layout {
         }
     }
 
+    /// Where the daemon writes the runtime's config and the gate plugin: a directory the
+    /// runtime's user cannot write (`[runtime] config_dir` overrides it).
+    pub fn runtime_config_dir(&self) -> PathBuf {
+        if self.development {
+            self.state_dir.join("runtime-config")
+        } else {
+            PathBuf::from("/etc/tenant-runtime")
+        }
+    }
+
     /// The system layout inside the directory tree `root` (for `install --root`).
     pub fn system_in(root: &Path) -> Self {
         let sys = Layout::system();

@@ -15,6 +15,7 @@ pub mod install;
 pub mod layout;
 pub mod policy_files;
 pub mod proxy;
+pub mod runtime;
 pub mod secrets_cmd;
 pub mod status_cmd;
 pub mod supervisor;

@@ -8,7 +8,9 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use safety::{Autonomy, Classifier, Context, Policy};
 use tenant_agent::classify_cmd::{self, ClassifyOptions};
-use tenant_agent::cli::{ClassifyArgs, Cli, Command, ProxyCommand, SecretsCommand};
+use tenant_agent::cli::{
+    AgentCommand, ClassifyArgs, Cli, Command, ProxyCommand, RuntimeCommand, SecretsCommand,
+};
 use tenant_agent::config::Config;
 use tenant_agent::layout::Layout;
 use tenant_agent::usage::{UsageStore, render_table};
@@ -156,6 +158,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 purge,
             };
             tenant_agent::install::uninstall(&opts, &mut out)?;
+        }
+        Command::Runtime(RuntimeCommand::Install { dir }) => {
+            let dir = dir.unwrap_or_else(|| tenant_agent::runtime::DEFAULT_DIR.into());
+            runtime()?.block_on(tenant_agent::runtime::install(&dir))?;
+        }
+        Command::Runtime(RuntimeCommand::Versions { dir }) => {
+            let dir = dir.unwrap_or_else(|| tenant_agent::runtime::DEFAULT_DIR.into());
+            let installed = tenant_agent::runtime::Installed::new(&dir).is_current();
+            writeln!(
+                out,
+                "openclaw {}\nnode {}\nnpm {}\n{}: {}",
+                tenant_agent::runtime::OPENCLAW_VERSION,
+                tenant_agent::runtime::NODE_VERSION,
+                tenant_agent::runtime::NPM_VERSION,
+                dir.display(),
+                if installed {
+                    "installed"
+                } else {
+                    "not installed (run `tenant-agent runtime install`)"
+                }
+            )?;
+            if !installed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Agent(AgentCommand::Message {
+            agent,
+            session,
+            json,
+            text,
+        }) => {
+            let config = Config::load(&layout.config_file())?;
+            let rc = config.runtime.as_ref().filter(|r| r.kind == "openclaw").context(
+                "no OpenClaw runtime is configured: set [runtime] type = \"openclaw\" in config.toml",
+            )?;
+            let token = tenant_agent::runtime::gateway::load_or_create_token(&layout.state_dir)
+                .context("cannot read the gateway token")?;
+            let gateway = tenant_agent::runtime::gateway::Gateway {
+                port: rc.port.unwrap_or(18789),
+                token,
+            };
+            let reply = runtime()?.block_on(gateway.message(
+                &agent,
+                session.as_deref(),
+                &text.join(" "),
+            ))?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "reply": reply }))?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{reply}")?;
+            }
         }
         Command::Status { json } => {
             let config = Config::load(&layout.config_file())?;

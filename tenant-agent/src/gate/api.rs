@@ -5,6 +5,10 @@
 //!   the agent) or `ask` (`pending`, with the request id).
 //! - `GET /v1/actions/ID?wait=SECONDS`: the held action's state, waiting up to 60 s for the
 //!   decision and the outcome.
+//! - `POST /v1/actions/ID/handover` `{"agent", "session"}`: the runtime stopped waiting; the
+//!   daemon carries the owner's decision out and tells the agent in that session (see `relay`).
+//! - `POST /v1/redact` with any JSON document: the same document with every vault value and
+//!   credential redacted (the runtime's transcript hooks, before anything is stored).
 //! - `GET /v1/health`.
 //!
 //! Only root, the daemon's own user and the runtime's uid may connect (checked with
@@ -108,7 +112,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>
 fn gate_error(e: GateError) -> Response<Full<Bytes>> {
     match e {
         GateError::NotFound(_) => error(StatusCode::NOT_FOUND, e.to_string()),
-        GateError::Shape | GateError::Empty | GateError::Cwd => {
+        GateError::Shape | GateError::Empty | GateError::Cwd | GateError::NotJson(_) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
         other => {
@@ -153,6 +157,54 @@ async fn handle(
             };
             match gate.submit(action).await {
                 Ok(r) => json(StatusCode::OK, &r),
+                Err(e) => gate_error(e),
+            }
+        }
+        (Method::POST, "/v1/redact") => {
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return Ok(error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("body over {MAX_BODY} bytes"),
+                    ));
+                }
+            };
+            match gate.redact_json(&body) {
+                Ok(out) => {
+                    let mut resp = Response::new(Full::new(Bytes::from(out)));
+                    resp.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
+                    resp
+                }
+                Err(e) => gate_error(e),
+            }
+        }
+        (Method::POST, p) if p.starts_with("/v1/actions/") && p.ends_with("/handover") => {
+            let id = &p["/v1/actions/".len()..p.len() - "/handover".len()];
+            if !shared::wire::valid_id(id) {
+                return Ok(error(StatusCode::NOT_FOUND, format!("no action {id:?}")));
+            }
+            let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
+            };
+            let handover: super::relay::Handover = match serde_json::from_slice(&body) {
+                Ok(h) => h,
+                Err(e) => {
+                    return Ok(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("malformed request: {e}"),
+                    ));
+                }
+            };
+            match gate.hand_over(id, &handover) {
+                Ok(()) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({"status": "handed-over"}),
+                ),
                 Err(e) => gate_error(e),
             }
         }

@@ -9,6 +9,7 @@
 //! hub away held actions simply wait.
 
 pub mod api;
+pub mod relay;
 pub mod run_files;
 pub mod store;
 pub mod sync;
@@ -88,6 +89,8 @@ pub enum GateError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -295,6 +298,24 @@ impl Gate {
                 let id = new_id()?;
                 let hash = action_hash(&action).map_err(|e| GateError::Internal(e.to_string()))?;
                 let summary = self.summary(&action);
+                // An approval that arrived after the runtime stopped waiting covers exactly one
+                // identical tool call (see `relay`).
+                if matches!(action, Action::Tool { .. })
+                    && self
+                        .store()?
+                        .take_kv(&format!("{}{hash}", relay::APPROVED_ONCE_PREFIX))?
+                {
+                    tracing::info!(%hash, "allowed once under an approval given after a hand-over");
+                    return Ok(ActionResponse {
+                        decision: "run".into(),
+                        status: "allowed".into(),
+                        id: None,
+                        message: "Approved by the owner earlier: make the tool call now.".into(),
+                        tier,
+                        reasons,
+                        outcome: None,
+                    });
+                }
                 if let Some((grant, grant_json)) = self.reusable_grant(&hash)? {
                     return self
                         .run_under_earlier_grant(
@@ -536,6 +557,39 @@ impl Gate {
             let _ = v.mark_used(&names);
         }
         Ok(outcome)
+    }
+
+    /// Redacts every string of a JSON document (the runtime's transcript hooks send each message
+    /// before it is stored). Invalid JSON is an error.
+    pub fn redact_json(&self, body: &[u8]) -> Result<Vec<u8>, GateError> {
+        let redactor: Arc<safety::Redactor> = match &self.live {
+            Some(live) => live.current(),
+            None => {
+                let vault =
+                    Vault::open(&self.layout).map_err(|e| GateError::Internal(e.to_string()))?;
+                Arc::new(self.redactor(&vault).map_err(GateError::Internal)?)
+            }
+        };
+        redactor
+            .redact_json(body)
+            .map(|(out, _)| out.into_owned())
+            .map_err(|e| GateError::NotJson(e.to_string()))
+    }
+
+    /// The runtime stopped waiting for a held action: when the owner decides, the daemon
+    /// carries the decision out itself and tells the agent in `session` (see [`relay`]).
+    pub fn hand_over(&self, id: &str, handover: &relay::Handover) -> Result<(), GateError> {
+        let held = self
+            .store()?
+            .get(id)?
+            .ok_or_else(|| GateError::NotFound(id.to_owned()))?;
+        let json =
+            serde_json::to_string(handover).map_err(|e| GateError::Internal(e.to_string()))?;
+        self.store()?
+            .set_kv(&format!("{}{}", relay::KV_PREFIX, held.id), &json)?;
+        tracing::info!(id = %held.id, "the runtime handed a held action over to the daemon");
+        self.bump();
+        Ok(())
     }
 
     /// A redactor over the vault's current secrets and the compiled pattern pack (the vault is

@@ -370,4 +370,26 @@ impl Store {
             .map(|_| ())
             .map_err(self.err())
     }
+
+    /// Every key-value pair whose key starts with `prefix`, in key order.
+    pub fn kv_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key, value FROM gate_kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Removes a key; true when it was there (so exactly one caller wins).
+    pub fn take_kv(&self, key: &str) -> Result<bool, StoreError> {
+        self.conn
+            .execute("DELETE FROM gate_kv WHERE key = ?1", [key])
+            .map(|n| n > 0)
+            .map_err(self.err())
+    }
 }

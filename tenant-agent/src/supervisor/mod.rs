@@ -91,8 +91,8 @@ pub struct LaunchPlan {
     pub workdir: PathBuf,
     pub run_as: Option<RunAs>,
     pub health_url: Option<String>,
-    /// A generated config file: path and contents (written unless taken over by hand).
-    pub config_file: Option<(PathBuf, String, &'static str)>,
+    /// OpenClaw: its config and gate plugin, written before every start.
+    pub openclaw: Option<crate::runtime::openclaw::Setup>,
     pub health_interval: Duration,
     pub unhealthy_after: u32,
     pub startup: Duration,
@@ -106,10 +106,14 @@ pub struct LaunchPlan {
 
 impl LaunchPlan {
     /// The plan for `[runtime]`. `values` carries the proxy URL and token and the socket path;
-    /// its `port` and `workdir` are filled in here.
+    /// its `port` and `workdir` are filled in here. `default_config_dir` is where OpenClaw's
+    /// config goes unless `[runtime] config_dir` says otherwise; `gateway_token` is the stable
+    /// token of OpenClaw's gateway.
     pub fn new(
         config: &RuntimeConfig,
         default_workdir: PathBuf,
+        default_config_dir: PathBuf,
+        gateway_token: &str,
         mut values: registry::Values,
     ) -> Result<LaunchPlan, SupervisorError> {
         let kind = registry::lookup(&config.kind)
@@ -117,10 +121,33 @@ impl LaunchPlan {
         let workdir = config.workdir.clone().unwrap_or(default_workdir);
         values.port = config.port.or(kind.port);
         values.workdir = workdir.display().to_string();
-        let command: Vec<String> = if config.command.is_empty() {
-            kind.command.iter().map(|s| values.fill(s)).collect()
-        } else {
-            config.command.iter().map(|s| values.fill(s)).collect()
+        let openclaw = (kind.name == "openclaw" && config.command.is_empty()).then(|| {
+            crate::runtime::openclaw::Setup {
+                install: crate::runtime::Installed::new(
+                    config
+                        .dir
+                        .as_deref()
+                        .unwrap_or(Path::new(crate::runtime::DEFAULT_DIR)),
+                ),
+                config_dir: config.config_dir.clone().unwrap_or(default_config_dir),
+                workdir: workdir.clone(),
+                port: values.port.unwrap_or(18789),
+                proxy_url: values.proxy_url.clone(),
+                api_socket: values.api_socket.clone(),
+                hold_ms: config.hold_secs * 1000,
+                model: config.model.clone(),
+                latency_log: config.hook_latency_log.clone(),
+            }
+        });
+        let command: Vec<String> = match &openclaw {
+            Some(setup) => {
+                let (program, args) = setup.command();
+                std::iter::once(program).chain(args).collect()
+            }
+            None if config.command.is_empty() => {
+                kind.command.iter().map(|s| values.fill(s)).collect()
+            }
+            None => config.command.iter().map(|s| values.fill(s)).collect(),
         };
         let Some((program, args)) = command.split_first() else {
             return Err(SupervisorError::NoCommand(config.kind.clone()));
@@ -138,6 +165,11 @@ impl LaunchPlan {
         for (k, v) in kind.env {
             set(k, values.fill(v));
         }
+        if let Some(setup) = &openclaw {
+            for (k, v) in setup.env(&values.proxy_token, gateway_token) {
+                set(&k, v);
+            }
+        }
         for (k, v) in &config.env {
             set(k, values.fill(v));
         }
@@ -149,10 +181,10 @@ impl LaunchPlan {
             kind.health_path
                 .map(|path| format!("http://127.0.0.1:{port}{path}"))
         });
-        let config_file = kind
-            .config_template
-            .map(|t| (workdir.join(t.file), values.fill_json(t.text), t.marker));
         let run_as = config.user.as_deref().map(resolve_user).transpose()?;
+        if openclaw.is_some() && run_as.is_none() {
+            tracing::warn!(target: "runtime", "OpenClaw runs as the daemon's own user: it could rewrite its own config and switch the gate off; set [runtime] user");
+        }
         Ok(LaunchPlan {
             kind: kind.name.to_owned(),
             program: program.clone(),
@@ -161,7 +193,7 @@ impl LaunchPlan {
             workdir,
             run_as,
             health_url,
-            config_file,
+            openclaw,
             health_interval: Duration::from_secs(config.health_interval_secs),
             unhealthy_after: config.unhealthy_after,
             startup: Duration::from_secs(config.startup_secs),
@@ -396,8 +428,13 @@ impl Supervisor {
                 };
             }
         }
-        if let Err(e) = write_config(&plan) {
-            tracing::warn!(target: "runtime", error = %e, "cannot write the runtime's config file");
+        if let Some(setup) = &plan.openclaw
+            && let Err(e) = setup.write(plan.run_as.map(|w| (w.uid, w.gid)))
+        {
+            return RunEnd::Died {
+                exit: format!("cannot set OpenClaw up: {e}"),
+                healthy_for: Duration::ZERO,
+            };
         }
         let mut command = tokio::process::Command::new(&plan.program);
         command
@@ -457,6 +494,7 @@ impl Supervisor {
         });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_probe: Option<Instant> = None;
+        let mut known: Vec<Proc> = Vec::new();
         let end = loop {
             tokio::select! {
                 status = child.wait() => {
@@ -483,6 +521,9 @@ impl Supervisor {
                         continue;
                     }
                     last_probe = Some(Instant::now());
+                    if let Some(pid) = pid {
+                        known = descendants(pid);
+                    }
                     let ok = match (&plan.health_url, &probe) {
                         (Some(url), Some(client)) => matches!(
                             client.get(url).send().await,
@@ -528,8 +569,10 @@ impl Supervisor {
                 terminate(&mut child, pid, plan.grace).await;
             }
             RunEnd::Died { .. } => {
-                // The leader is gone; children it left behind in its group go with it.
+                // The leader is gone; children it left behind in its group go with it, and
+                // so do the descendants seen at the last probe (in sessions of their own).
                 signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                kill_all(&known);
             }
         }
         for mut p in pumps.into_iter().flatten() {
@@ -558,14 +601,71 @@ impl Supervisor {
     }
 }
 
-/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
+/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group and
+/// to every process that descended from the leader, including those in sessions of their own
+/// (OpenClaw runs every command under a broker in its own session): none survives a stop.
 async fn terminate(child: &mut tokio::process::Child, pid: Option<u32>, grace: Duration) {
+    let mut tree = pid.map(descendants).unwrap_or_default();
     signal_group(pid, nix::sys::signal::Signal::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         tracing::warn!(target: "runtime", grace_s = grace.as_secs(), "the runtime ignored SIGTERM; killing its process group");
+        if let Some(pid) = pid {
+            tree.extend(descendants(pid));
+        }
     }
     signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+    kill_all(&tree);
     let _ = child.wait().await;
+}
+
+/// A process and its start time (so that a recycled pid is never signalled).
+type Proc = (u32, u64);
+
+fn start_time(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state, ppid, ..., starttime is field 22 overall (index 19 here).
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((ppid, start))
+}
+
+/// Every process below `root` (not `root` itself), from one scan of /proc.
+fn descendants(root: u32) -> Vec<Proc> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<(u32, u32, u64)> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| start_time(pid).map(|(ppid, start)| (pid, ppid, start)))
+        .collect();
+    let mut found: Vec<Proc> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, _, start) in all.iter().filter(|(_, ppid, _)| *ppid == parent) {
+            if !found.iter().any(|(p, _)| p == pid) {
+                found.push((*pid, *start));
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
+}
+
+/// SIGKILL to each process that is still the one recorded.
+fn kill_all(procs: &[Proc]) {
+    for (pid, start) in procs {
+        if start_time(*pid).is_some_and(|(_, s)| s == *start)
+            && let Ok(raw) = i32::try_from(*pid)
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 fn signal_group(pid: Option<u32>, signal: nix::sys::signal::Signal) {
@@ -585,27 +685,6 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
         ),
         _ => "ended".into(),
     }
-}
-
-/// Writes the generated config file unless someone took it over (removed the marker line).
-fn write_config(plan: &LaunchPlan) -> std::io::Result<()> {
-    let Some((path, text, marker)) = &plan.config_file else {
-        return Ok(());
-    };
-    match std::fs::read_to_string(path) {
-        Ok(existing) if existing == *text => return Ok(()),
-        Ok(existing) if !existing.starts_with(marker) => {
-            tracing::info!(target: "runtime", path = %path.display(), "config file managed by hand; left as it is");
-            return Ok(());
-        }
-        _ => {}
-    }
-    crate::hub_client::write_private(path, text.as_bytes())
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    if let Some(who) = plan.run_as {
-        std::os::unix::fs::chown(path, Some(who.uid), Some(who.gid))?;
-    }
-    Ok(())
 }
 
 /// Logs one output stream line by line, redacted.

@@ -5,6 +5,11 @@
 //! `/v1/responses`, `/v1/embeddings`, `/v1/models`) and Anthropic (`/v1/messages`,
 //! `/v1/messages/count_tokens`), streaming included, checks the API key like they do, records
 //! every request it received, and can be told to be slow, fail, or cut a stream short.
+//!
+//! It can also play a script of tool calls (see [`directives`]): a line `TOOL exec
+//! {"command":"ls"}` in the last user message makes it answer with that tool call, one
+//! directive per round trip, then with `TOOL RESULT SEEN: <the last tool result>`. The
+//! `fake-llm` binary serves the same fake on a fixed address.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -19,6 +24,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+mod script;
+use script::{Answer, Api, decide};
+pub use script::{demo_script, directives};
 
 /// The text every fake completion answers with (non-ASCII on purpose).
 pub const REPLY: &str = "Hello from the fake upstream: naïve café ✓";
@@ -65,6 +74,11 @@ pub struct Behavior {
     /// After a stream's last event, keep its body open until the client goes away (the end of
     /// body never comes: only the terminal event says the answer is whole).
     pub hold_open: bool,
+    /// The script played when the last user message has no `TOOL` directives: the same
+    /// semantics as directives (see [`directives`]). Empty: plain text answers.
+    pub script: Vec<(String, Value)>,
+    /// Write one line per answer to stderr (what was asked, what was answered).
+    pub log: bool,
 }
 
 impl Default for Behavior {
@@ -78,6 +92,8 @@ impl Default for Behavior {
             record: true,
             pad_to: 0,
             hold_open: false,
+            script: Vec::new(),
+            log: false,
         }
     }
 }
@@ -108,8 +124,18 @@ impl FakeLlm {
     /// Starts on a free loopback port. Requests must carry `openai_key` (`Authorization:
     /// Bearer`) on OpenAI routes and `anthropic_key` (`x-api-key`) on Anthropic routes.
     pub async fn start(openai_key: &str, anthropic_key: &str) -> FakeLlm {
-        let (shared, app) = Self::app(openai_key, anthropic_key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, openai_key, anthropic_key)
+    }
+
+    /// Serves plain HTTP on an already bound listener, like [`FakeLlm::start`] (which binds a
+    /// free loopback port). Must be called inside a Tokio runtime; serves until it ends.
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        openai_key: &str,
+        anthropic_key: &str,
+    ) -> FakeLlm {
+        let (shared, app) = Self::app(openai_key, anthropic_key);
         let addr = listener.local_addr().unwrap();
         // Like a real provider: no Nagle delay on small frames (else the first event of a
         // stream waits ~40 ms for a delayed ACK, direct or proxied alike).
@@ -223,6 +249,12 @@ impl FakeLlm {
 
     pub fn behave(&self, f: impl FnOnce(&mut Behavior)) {
         f(&mut self.shared.behavior.lock().unwrap());
+    }
+
+    /// Sets [`Behavior::script`], the tool calls played when the last user message has no
+    /// `TOOL` directives (empty: plain text answers). E.g. `fake.set_script(demo_script())`.
+    pub fn set_script(&self, script: Vec<(String, Value)>) {
+        self.behave(|b| b.script = script);
     }
 
     /// Every request received so far.
@@ -384,15 +416,19 @@ fn model_of(v: &Value) -> String {
         .to_owned()
 }
 
-fn pieces(n: usize) -> Vec<String> {
-    let chars: Vec<char> = REPLY.chars().collect();
+/// `text` cut in (at most) `n` pieces, at least one.
+fn pieces(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
     let n = n.clamp(1, chars.len());
     let size = chars.len().div_ceil(n);
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
-fn padded(behavior: &Behavior) -> String {
-    let mut s = REPLY.to_owned();
+fn padded(text: &str, behavior: &Behavior) -> String {
+    let mut s = text.to_owned();
     while s.len() < behavior.pad_to {
         s.push_str(" lorem ipsum dolor sit amet");
     }
@@ -463,15 +499,27 @@ async fn chat(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Err(r) => return r,
     };
     let model = model_of(&body);
+    let answer = decide(Api::Chat, &body, &behavior);
     let usage = json!({"prompt_tokens": 31, "completion_tokens": 9, "total_tokens": 40,
         "prompt_tokens_details": {"cached_tokens": 11}});
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        let (message, finish) = match &answer {
+            Answer::Text(text) => (
+                json!({"role": "assistant", "content": padded(text, &behavior), "refusal": null}),
+                "stop",
+            ),
+            Answer::Call { n, name, args } => (
+                json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [
+                    {"id": format!("call_{n}"), "type": "function",
+                     "function": {"name": name, "arguments": args.to_string()}}]}),
+                "tool_calls",
+            ),
+        };
         return json_ok(
             &shared,
             json!({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_800_000_000, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": padded(&behavior), "refusal": null},
-                             "logprobs": null, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
                 "usage": usage,
             }),
         );
@@ -487,14 +535,42 @@ async fn chat(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         "usage": null,
     }).to_string()
     };
-    let mut events = vec![(
-        None,
-        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
-    )];
-    for p in pieces(behavior.deltas) {
-        events.push((None, chunk(json!({"content": p}), Value::Null)));
-    }
-    events.push((None, chunk(json!({}), json!("stop"))));
+    let mut events = Vec::new();
+    let finish = match &answer {
+        Answer::Text(text) => {
+            events.push((
+                None,
+                chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            ));
+            for p in pieces(text, behavior.deltas) {
+                events.push((None, chunk(json!({"content": p}), Value::Null)));
+            }
+            "stop"
+        }
+        Answer::Call { n, name, args } => {
+            // The first chunk names the call, the next ones carry its arguments piece by piece.
+            events.push((
+                None,
+                chunk(
+                    json!({"role": "assistant", "content": null, "refusal": null,
+                "tool_calls": [{"index": 0, "id": format!("call_{n}"), "type": "function",
+                                "function": {"name": name, "arguments": ""}}]}),
+                    Value::Null,
+                ),
+            ));
+            for p in pieces(&args.to_string(), behavior.deltas) {
+                events.push((
+                    None,
+                    chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}),
+                        Value::Null,
+                    ),
+                ));
+            }
+            "tool_calls"
+        }
+    };
+    events.push((None, chunk(json!({}), json!(finish))));
     let mut finals = 2;
     if include_usage {
         events.push((None, json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_800_000_000,
@@ -511,28 +587,88 @@ async fn responses(State(shared): State<Arc<Shared>>, req: Request) -> Response 
         Err(r) => return r,
     };
     let model = model_of(&body);
+    let answer = decide(Api::Responses, &body, &behavior);
     let usage = json!({"input_tokens": 52, "input_tokens_details": {"cached_tokens": 2},
         "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 60});
-    let response = |status: &str, usage: Value| {
+    let response = |status: &str, output: Value, usage: Value| {
         json!({
             "id": "resp_fake", "object": "response", "created_at": 1_800_000_000, "status": status, "model": model,
-            "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": REPLY, "annotations": []}]}],
-            "usage": usage,
+            "output": output, "usage": usage,
         })
     };
-    if body.get("stream").and_then(Value::as_bool) != Some(true) {
-        return json_ok(&shared, response("completed", usage));
+    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let event = |kind: &str, data: Value| (Some(kind.to_owned()), data.to_string());
+    match answer {
+        Answer::Text(text) => {
+            let output = json!([{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}]);
+            if !stream {
+                return json_ok(&shared, response("completed", output, usage));
+            }
+            let mut events = vec![event(
+                "response.created",
+                json!({"type": "response.created",
+                "sequence_number": 0, "response": response("in_progress", output.clone(), Value::Null)}),
+            )];
+            for (i, p) in pieces(&text, behavior.deltas).into_iter().enumerate() {
+                events.push(event("response.output_text.delta", json!({"type": "response.output_text.delta",
+                    "sequence_number": i + 1, "item_id": "msg_fake", "output_index": 0, "content_index": 0,
+                    "delta": p})));
+            }
+            events.push(event(
+                "response.completed",
+                json!({"type": "response.completed",
+                "sequence_number": 99, "response": response("completed", output, usage)}),
+            ));
+            sse(&shared, behavior, events, 1)
+        }
+        Answer::Call { n, name, args } => {
+            let (item_id, arguments) = (format!("fc_{n}"), args.to_string());
+            let item = |status: &str, arguments: &str| {
+                json!({"type": "function_call", "id": item_id, "call_id": format!("call_{n}"),
+                    "name": name, "arguments": arguments, "status": status})
+            };
+            let output = json!([item("completed", &arguments)]);
+            if !stream {
+                return json_ok(&shared, response("completed", output, usage));
+            }
+            let mut seq = 0..;
+            let mut events = vec![
+                event(
+                    "response.created",
+                    json!({"type": "response.created", "sequence_number": seq.next(),
+                    "response": response("in_progress", json!([]), Value::Null)}),
+                ),
+                event(
+                    "response.output_item.added",
+                    json!({"type": "response.output_item.added",
+                    "sequence_number": seq.next(), "output_index": 0, "item": item("in_progress", "")}),
+                ),
+            ];
+            for p in pieces(&arguments, behavior.deltas) {
+                events.push(event(
+                    "response.function_call_arguments.delta",
+                    json!({
+                    "type": "response.function_call_arguments.delta", "sequence_number": seq.next(),
+                    "item_id": item_id, "output_index": 0, "delta": p}),
+                ));
+            }
+            events.push(event(
+                "response.function_call_arguments.done",
+                json!({
+                "type": "response.function_call_arguments.done", "sequence_number": seq.next(),
+                "item_id": item_id, "output_index": 0, "name": name, "arguments": arguments}),
+            ));
+            events.push(event("response.output_item.done", json!({"type": "response.output_item.done",
+                "sequence_number": seq.next(), "output_index": 0, "item": item("completed", &arguments)})));
+            events.push(event(
+                "response.completed",
+                json!({"type": "response.completed",
+                "sequence_number": seq.next(), "response": response("completed", output, usage)}),
+            ));
+            sse(&shared, behavior, events, 3)
+        }
     }
-    let mut events = vec![(Some("response.created".to_owned()),
-        json!({"type": "response.created", "sequence_number": 0, "response": response("in_progress", Value::Null)}).to_string())];
-    for (i, p) in pieces(behavior.deltas).into_iter().enumerate() {
-        events.push((Some("response.output_text.delta".to_owned()), json!({"type": "response.output_text.delta",
-            "sequence_number": i + 1, "item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": p}).to_string()));
-    }
-    events.push((Some("response.completed".to_owned()),
-        json!({"type": "response.completed", "sequence_number": 99, "response": response("completed", usage)}).to_string()));
-    sse(&shared, behavior, events, 1)
 }
 
 async fn embeddings(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -565,18 +701,45 @@ async fn messages(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Err(r) => return r,
     };
     let model = model_of(&body);
+    let answer = decide(Api::Messages, &body, &behavior);
+    let stop_reason = match answer {
+        Answer::Text(_) => "end_turn",
+        Answer::Call { .. } => "tool_use",
+    };
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        let content = match &answer {
+            Answer::Text(text) => json!([{"type": "text", "text": padded(text, &behavior)}]),
+            Answer::Call { n, name, args } => {
+                json!([{"type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": args}])
+            }
+        };
         return json_ok(
             &shared,
             json!({
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": padded(&behavior)}],
-                "stop_reason": "end_turn", "stop_sequence": null,
+                "content": content,
+                "stop_reason": stop_reason, "stop_sequence": null,
                 "usage": {"input_tokens": 21, "output_tokens": 7, "cache_read_input_tokens": 100,
                           "cache_creation_input_tokens": 4},
             }),
         );
     }
+    let (block, deltas) = match &answer {
+        Answer::Text(text) => (
+            json!({"type": "text", "text": ""}),
+            pieces(text, behavior.deltas)
+                .into_iter()
+                .map(|p| json!({"type": "text_delta", "text": p}))
+                .collect::<Vec<_>>(),
+        ),
+        Answer::Call { n, name, args } => (
+            json!({"type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": {}}),
+            pieces(&args.to_string(), behavior.deltas)
+                .into_iter()
+                .map(|p| json!({"type": "input_json_delta", "partial_json": p}))
+                .collect(),
+        ),
+    };
     let mut events = vec![
         (
             "message_start",
@@ -587,16 +750,14 @@ async fn messages(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         ),
         (
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": block}),
         ),
         ("ping", json!({"type": "ping"})),
     ];
-    for p in pieces(behavior.deltas) {
+    for delta in deltas {
         events.push((
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": p}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": delta}),
         ));
     }
     events.push((
@@ -610,7 +771,7 @@ async fn messages(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         "delta": {"stop_reason": null, "stop_sequence": null}, "usage": {"output_tokens": 12}}),
     ));
     events.push(("message_delta", json!({"type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 15}})));
+        "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 15}})));
     events.push(("message_stop", json!({"type": "message_stop"})));
     let events = events
         .into_iter()
