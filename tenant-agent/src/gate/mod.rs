@@ -501,6 +501,7 @@ impl Gate {
             timeout: Duration::from_secs(self.config.exec_timeout_secs),
             output_limit: self.config.output_limit,
             run_as: self.run_as.map(|r| (r.uid, r.gid)),
+            secret_run_as: None,
         };
         // The vault is opened only when the action names a secret.
         let needs_vault = match action {
