@@ -462,7 +462,7 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
     match ctx.ids(RUNTIME_USER) {
         Some((uid, _)) => {
             let rules = crate::egress::ruleset(&crate::egress::EgressLock {
-                runtime_uid: uid,
+                uids: vec![uid],
                 allowed_ports: vec![config.proxy.listen.port()],
             });
             ctx.file(EGRESS, rules.as_bytes(), 0o644, "root", "root")?;
