@@ -137,10 +137,11 @@ pub enum Command {
 
     /// Install this VPS as the appliance (as root, on Debian 12 / Ubuntu 22.04+).
     ///
-    /// Creates the users (tenant-agent, tenant-rt), the directories with their modes, the
-    /// binary in /usr/local/bin, the unit, config.toml (only if missing: your edits are kept),
-    /// the vault key (a systemd credential where systemd-creds exists, else a 0600 file), the
-    /// nftables egress lock for the runtime's uid, the enrollment when a token is given; then
+    /// Creates the users (tenant-agent, tenant-rt, tenant-secret), the directories with their
+    /// modes, the binary in /usr/local/bin, the unit, config.toml (only if missing: your edits
+    /// are kept), the vault key (a systemd credential where systemd-creds exists, else a 0600
+    /// file), the nftables egress lock for the uids of the runtime and of the secret user, the
+    /// enrollment when a token is given; then
     /// enables and (re)starts tenant-agent.service. Every step says what it did.
     ///
     /// Safe to run again: a second run changes nothing and says so; a run that failed half way

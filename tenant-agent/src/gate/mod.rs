@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod run_files;
+pub mod secret_user;
 pub mod store;
 pub mod sync;
 
@@ -108,6 +109,9 @@ pub struct Gate {
     pub enrollment: Option<crate::hub_client::Enrollment>,
     /// The user actions run as (the runtime's), when configured.
     run_as: Option<RunAs>,
+    /// The user actions that resolve a secret run as ([`secret_user::resolve`]); `None`: as
+    /// `run_as`.
+    secret_run_as: Option<RunAs>,
     live: Option<crate::proxy::LiveRedactor>,
 }
 
@@ -125,14 +129,16 @@ fn reason_lines(v: &safety::Verdict) -> Vec<String> {
 }
 
 impl Gate {
-    /// The gate over `policy` (the active one, compiled by the caller). `redactor` is the
-    /// proxy's live redactor (vault secrets reloaded on change); without it one is built per
-    /// action.
+    /// The gate over `policy` (the active one, compiled by the caller). Actions run as
+    /// `run_as`, those that resolve a secret as `secret_run_as` (see [`secret_user`]).
+    /// `redactor` is the proxy's live redactor (vault secrets reloaded on change); without it
+    /// one is built per action.
     pub fn open(
         layout: &Layout,
         config: &GateConfig,
         policy: safety::Policy,
         run_as: Option<RunAs>,
+        secret_run_as: Option<RunAs>,
         redactor: Option<crate::proxy::LiveRedactor>,
     ) -> Result<Arc<Gate>, GateError> {
         layout
@@ -153,6 +159,7 @@ impl Gate {
             changed: watch::channel(0).0,
             enrollment,
             run_as,
+            secret_run_as,
             live: redactor,
         }))
     }
@@ -501,7 +508,7 @@ impl Gate {
             timeout: Duration::from_secs(self.config.exec_timeout_secs),
             output_limit: self.config.output_limit,
             run_as: self.run_as.map(|r| (r.uid, r.gid)),
-            secret_run_as: None,
+            secret_run_as: self.secret_run_as.map(|r| (r.uid, r.gid)),
         };
         // The vault is opened only when the action names a secret.
         let needs_vault = match action {
