@@ -7,6 +7,7 @@ mod egress;
 mod exec;
 mod hub;
 mod install;
+mod proc_isolation;
 mod proxy;
 mod runtime;
 mod sdk;
