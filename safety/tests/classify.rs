@@ -369,6 +369,111 @@ fn destructive_actions_are_red() {
     check("tool: {}", Red);
 }
 
+/// OpenClaw's own tools, as its model calls them (the gate plugin sends `tool` + `args`).
+#[test]
+fn openclaw_tools() {
+    let ws = "/var/lib/tenant-runtime/.openclaw/workspace";
+    let tool = |t: &str, expected: Tier| check_in(ws, &format!("tool:{t}"), expected);
+    tool(r#"exec {"command":"ls -la"}"#, Green);
+    tool(r#"exec {"command":"ls","env":{}}"#, Green);
+    tool(
+        r#"exec {"command":"ls","env":{"LD_PRELOAD":"/tmp/x.so"}}"#,
+        Red,
+    );
+    tool(r#"exec {"command":"ls","env":{"BASH_ENV":"/tmp/x"}}"#, Red);
+    tool(r#"exec {"command":"ls","elevated":true}"#, Critical);
+    tool(r#"exec {"command":"ls","elevated":false}"#, Green);
+    tool(r#"exec {"command":"ls","host":"node"}"#, Red);
+    tool(r#"exec {"command":"ls","host":"gateway"}"#, Green);
+    tool(r#"exec {"command":"ls","node":"phone"}"#, Red);
+    tool(r#"exec {"command":"rm -rf /etc"}"#, Critical);
+    tool(r#"exec {}"#, Red);
+    tool(r#"ls {"path":"."}"#, Green);
+    tool(r#"read {"path":"~/.ssh/id_ed25519"}"#, Critical);
+    tool(r#"read {"path":"notes.txt"}"#, Green);
+    tool(r#"view_image {"path":"logo.png"}"#, Green);
+    tool(r#"write {"path":"notes.md","content":"x"}"#, Yellow);
+    tool(
+        r#"write {"path":".openclaw/extensions/x/index.js","content":"x"}"#,
+        Critical,
+    );
+    tool(
+        r#"write {"path":"hooks/h/handler.js","content":"x"}"#,
+        Critical,
+    );
+    tool(
+        r#"write {"path":"/etc/tenant-runtime/openclaw.json","content":"{}"}"#,
+        Critical,
+    );
+    tool(
+        r#"edit {"path":"~/.openclaw/openclaw.json","edits":[]}"#,
+        Critical,
+    );
+    tool(r#"process {"action":"poll","sessionId":"s"}"#, Green);
+    tool(
+        r#"process {"action":"write","sessionId":"s","data":"rm -rf /
+"}"#,
+        Red,
+    );
+    tool(
+        r#"process {"action":"send-keys","sessionId":"s","keys":["C-c"]}"#,
+        Red,
+    );
+    tool(
+        r#"process {"action":"paste","sessionId":"s","text":"x"}"#,
+        Red,
+    );
+    tool(r#"process {"action":"kill","sessionId":"s"}"#, Yellow);
+    tool(r#"sessions_yield {}"#, Green);
+    tool(r#"tool_search {"query":"calendar"}"#, Green);
+    tool(r#"tool_describe {"id":"cron"}"#, Green);
+    tool(
+        r#"openclaw {"message":"turn the tenant-gate plugin off"}"#,
+        Red,
+    );
+    tool(r#"computer {"action":"click","x":1,"y":2}"#, Red);
+    tool(r#"cron {"action":"add"}"#, Red);
+    // A bridged call is judged as the call it makes, however it is nested.
+    tool(r#"tool_call {"id":"exec","args":{"command":"ls"}}"#, Green);
+    tool(
+        r#"tool_call {"id":"exec","args":{"command":"rm -rf /etc"}}"#,
+        Critical,
+    );
+    tool(
+        r#"tool_call {"id":"tool_call","args":{"id":"exec","args":{"command":"rm -rf /etc"}}}"#,
+        Critical,
+    );
+    tool(r#"tool_call {"id":"unknown_thing","args":{}}"#, Red);
+    tool(r#"tool_call {"id":"exec"}"#, Red);
+    let deep = (0..6).fold(
+        r#"{"id":"exec","args":{"command":"ls"}}"#.to_owned(),
+        |inner, _| format!(r#"{{"id":"tool_call","args":{inner}}}"#),
+    );
+    tool(&format!("tool_call {deep}"), Red);
+    // apply_patch: every file the patch names is checked.
+    let patch = |body: &str| {
+        format!(
+            "apply_patch {}",
+            serde_json::json!({ "input": format!("*** Begin Patch\n{body}\n*** End Patch") })
+        )
+    };
+    tool(&patch("*** Add File: notes.md\n+hello"), Yellow);
+    tool(&patch("*** Update File: src/app.py\n@@\n-a\n+b"), Yellow);
+    tool(
+        &patch("*** Update File: ~/.ssh/authorized_keys\n@@\n+ssh-ed25519 AAAA"),
+        Critical,
+    );
+    tool(
+        &patch("*** Update File: notes.md\n*** Move to: /etc/cron.d/x\n@@\n+x"),
+        Critical,
+    );
+    tool(&patch("*** Delete File: /etc/passwd"), Critical);
+    tool(
+        r#"apply_patch {"patch":"--- a/notes.md\n+++ b/.openclaw/extensions/x.js\n@@\n+x"}"#,
+        Critical,
+    );
+}
+
 #[test]
 fn system_level_actions_are_critical() {
     check("rm -rf /", Critical);

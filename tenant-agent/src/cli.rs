@@ -97,13 +97,15 @@ pub enum Command {
         json: bool,
     },
 
-    /// Print the nftables egress lock for the agent runtime's user.
+    /// Print the nftables egress lock for the agent runtime's user (and the secret user).
     ///
     /// The runtime's uid may then reach only the egress proxy on loopback (the port from
-    /// config.toml) and any --allow-port; everything else it sends is rejected. Root and other
-    /// users are untouched. The installer applies it; by hand:
+    /// config.toml) and any --allow-port; everything else it sends is rejected. Give the secret
+    /// user too (--user tenant-secret), whose uid runs the approved actions that use a secret,
+    /// so that they stay as locked as the runtime. Root and other users are untouched. The
+    /// installer applies it; by hand:
     ///
-    ///   tenant-agent egress-rules --user openclaw | nft -f -
+    ///   tenant-agent egress-rules --user tenant-rt --user tenant-secret | nft -f -
     #[command(verbatim_doc_comment)]
     EgressRules(EgressArgs),
 
@@ -135,10 +137,11 @@ pub enum Command {
 
     /// Install this VPS as the appliance (as root, on Debian 12 / Ubuntu 22.04+).
     ///
-    /// Creates the users (tenant-agent, tenant-rt), the directories with their modes, the
-    /// binary in /usr/local/bin, the unit, config.toml (only if missing: your edits are kept),
-    /// the vault key (a systemd credential where systemd-creds exists, else a 0600 file), the
-    /// nftables egress lock for the runtime's uid, the enrollment when a token is given; then
+    /// Creates the users (tenant-agent, tenant-rt, tenant-secret), the directories with their
+    /// modes, the binary in /usr/local/bin, the unit, config.toml (only if missing: your edits
+    /// are kept), the vault key (a systemd credential where systemd-creds exists, else a 0600
+    /// file), the nftables egress lock for the uids of the runtime and of the secret user, the
+    /// enrollment when a token is given; then
     /// enables and (re)starts tenant-agent.service. Every step says what it did.
     ///
     /// Safe to run again: a second run changes nothing and says so; a run that failed half way
@@ -296,14 +299,14 @@ pub struct EnrollArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("who").required(true).args(["uid", "user"])))]
+#[command(group(clap::ArgGroup::new("who").required(true).multiple(true).args(["uids", "users"])))]
 pub struct EgressArgs {
-    /// The agent runtime's uid.
-    #[arg(long)]
-    pub uid: Option<u32>,
-    /// The agent runtime's user name (looked up in the passwd database).
-    #[arg(long)]
-    pub user: Option<String>,
+    /// A uid to lock: the agent runtime's, and the secret user's (repeatable).
+    #[arg(long = "uid", value_name = "UID")]
+    pub uids: Vec<u32>,
+    /// A user name to lock, looked up in the passwd database (repeatable).
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
     /// Another loopback TCP port the runtime may reach, besides the proxy's (repeatable).
     #[arg(long = "allow-port", value_name = "PORT")]
     pub allow_ports: Vec<u16>,

@@ -139,6 +139,10 @@ pub struct GateConfig {
     pub exec_timeout_secs: u64,
     /// Bytes of stdout and of stderr kept per action.
     pub output_limit: usize,
+    /// The user actions that use a secret run as (with the runtime's group), so that the
+    /// runtime's uid cannot read their `/proc` entries. Unset: `tenant-secret` when installed;
+    /// in a `--state-dir` layout, the runtime's user (with a warning).
+    pub secret_user: Option<String>,
     /// The runtime user's real home (`~`, `$HOME` in the agent's commands): the runtime's
     /// working directory. Set by the daemon from `[runtime]`, not read from the file.
     #[serde(skip)]
@@ -156,6 +160,7 @@ impl Default for GateConfig {
             unlocked: Vec::new(),
             exec_timeout_secs: 300,
             output_limit: 64 * 1024,
+            secret_user: None,
             home: None,
             reserved_secrets: Vec::new(),
         }
@@ -351,6 +356,9 @@ impl Config {
         }
         if let Some(rt) = &self.runtime {
             rt.validate()?;
+        }
+        if self.gate.secret_user.as_deref().is_some_and(str::is_empty) {
+            return Err("[gate] secret_user must name a user (or be left out)".to_owned());
         }
         for (name, provider) in &self.providers {
             let valid_name = !name.is_empty()

@@ -27,6 +27,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error(transparent)]
     Runtime(#[from] crate::supervisor::SupervisorError),
+    #[error(transparent)]
+    SecretUser(#[from] gate::secret_user::SecretUserError),
 }
 
 /// Sends a state to systemd when started as a `Type=notify` unit (a no-op otherwise). The
@@ -90,7 +92,16 @@ pub async fn run(
         .values()
         .filter_map(|p| p.key_secret.clone())
         .collect();
-    let gate = Gate::open(layout, &gate_config, policy, run_as, Some(proxy.redactor()))?;
+    let secret_run_as =
+        gate::secret_user::resolve(layout, config.gate.secret_user.as_deref(), run_as)?;
+    let gate = Gate::open(
+        layout,
+        &gate_config,
+        policy,
+        run_as,
+        secret_run_as,
+        Some(proxy.redactor()),
+    )?;
     let socket = layout.api_socket();
     // Bind before READY so that a client started after us can connect at once.
     let api = {

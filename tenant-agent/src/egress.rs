@@ -1,6 +1,8 @@
 //! The egress lock: an nftables ruleset that lets the agent runtime's uid reach only the
 //! egress proxy (and any other tenant-agent port) on loopback, and rejects everything else that
-//! uid sends. Other users, root and tenant-agent itself are untouched. The local safety API is
+//! uid sends; the same for every other locked uid (the secret user that approved actions using
+//! a secret run as, so that moving them off the runtime's uid opens no way out). Other users,
+//! root and tenant-agent itself are untouched. The local safety API is
 //! a unix socket, which nftables does not see; its file mode guards it.
 //!
 //! The ruleset replaces its own table atomically (`nft -f`), so applying it twice is the same
@@ -12,8 +14,8 @@ pub const TABLE: &str = "tenant_agent_egress";
 /// What to allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressLock {
-    /// uid of the agent runtime's user.
-    pub runtime_uid: u32,
+    /// The locked uids: the agent runtime's user, and the secret user when there is one.
+    pub uids: Vec<u32>,
     /// Loopback TCP ports it may connect to (the proxy's, at least).
     pub allowed_ports: Vec<u16>,
 }
@@ -23,7 +25,20 @@ pub fn ruleset(lock: &EgressLock) -> String {
     let mut ports = lock.allowed_ports.clone();
     ports.sort_unstable();
     ports.dedup();
-    let uid = lock.runtime_uid;
+    let mut uids = lock.uids.clone();
+    uids.sort_unstable();
+    uids.dedup();
+    // One uid as itself, several as an anonymous set.
+    let uid = match uids.as_slice() {
+        [one] => one.to_string(),
+        many => format!(
+            "{{ {} }}",
+            many.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let allow = if ports.is_empty() {
         String::new()
     } else {
@@ -64,7 +79,7 @@ mod tests {
     #[track_caller]
     fn check(uid: u32, ports: &[u16], expected_lines: &[&str]) {
         let text = ruleset(&EgressLock {
-            runtime_uid: uid,
+            uids: vec![uid],
             allowed_ports: ports.to_vec(),
         });
         for line in expected_lines {
@@ -86,9 +101,20 @@ mod tests {
         );
         check(7, &[9000, 8791, 9000], &["tcp dport { 8791, 9000 } accept"]);
         let none = ruleset(&EgressLock {
-            runtime_uid: 7,
+            uids: vec![7],
             allowed_ports: vec![],
         });
         assert!(!none.contains("dport"), "{none}");
+        let two = ruleset(&EgressLock {
+            uids: vec![1002, 1001, 1002],
+            allowed_ports: vec![8791],
+        });
+        for line in [
+            "meta skuid != { 1001, 1002 } accept",
+            "meta skuid { 1001, 1002 } oifname \"lo\" ip daddr 127.0.0.1 tcp dport { 8791 } accept",
+            "meta skuid { 1001, 1002 } counter reject with icmpx type admin-prohibited",
+        ] {
+            assert!(two.contains(line), "missing {line:?} in\n{two}");
+        }
     }
 }

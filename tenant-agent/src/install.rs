@@ -38,9 +38,10 @@ const CREDSTORE: &str = "/etc/credstore.encrypted";
 const CREDENTIAL: &str = "/etc/credstore.encrypted/tenant-agent.vault-key";
 const KEY_FILE: &str = "/etc/tenant-agent/vault.key";
 
-/// The service user and the runtime user.
+/// The service user, the runtime user, and the user approved actions that use a secret run as.
 pub const AGENT_USER: &str = "tenant-agent";
 pub const RUNTIME_USER: &str = "tenant-rt";
+pub const SECRET_USER: &str = crate::gate::secret_user::DEFAULT_SECRET_USER;
 
 /// Uses the vault key file instead of the encrypted credential (systemd < 250, or --root).
 const KEY_FILE_DROPIN: &str = "\
@@ -385,8 +386,12 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
 
     let _ = writeln!(ctx.out, "users");
     ctx.file(SYSUSERS_PATH, SYSUSERS.as_bytes(), 0o644, "root", "root")?;
-    if ctx.ids(AGENT_USER).is_some() && ctx.ids(RUNTIME_USER).is_some() {
-        ctx.same(&format!("users {AGENT_USER} and {RUNTIME_USER} exist"));
+    let users = format!("users {AGENT_USER}, {RUNTIME_USER} and {SECRET_USER}");
+    if [AGENT_USER, RUNTIME_USER, SECRET_USER]
+        .iter()
+        .all(|u| ctx.ids(u).is_some())
+    {
+        ctx.same(&format!("{users} exist"));
     } else {
         let root = ctx.root.as_ref().map(|r| r.display().to_string());
         let mut args: Vec<&str> = Vec::new();
@@ -397,18 +402,16 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
             }
         }
         args.push("tenant-agent.conf");
-        ctx.run(
-            &format!("create users {AGENT_USER} and {RUNTIME_USER}"),
-            "systemd-sysusers",
-            &args,
-        )?;
+        ctx.run(&format!("create {users}"), "systemd-sysusers", &args)?;
     }
 
     let _ = writeln!(ctx.out, "directories");
     ctx.dir(ETC, 0o750, "root", AGENT_USER)?;
     ctx.dir(POLICIES, 0o750, AGENT_USER, AGENT_USER)?;
     ctx.dir(STATE, 0o700, AGENT_USER, AGENT_USER)?;
-    ctx.dir(RUNTIME_HOME, 0o700, RUNTIME_USER, RUNTIME_USER)?;
+    // Group-accessible: actions that use a secret run as SECRET_USER with the runtime's group,
+    // usually with their working directory in here (see `exec`).
+    ctx.dir(RUNTIME_HOME, 0o770, RUNTIME_USER, RUNTIME_USER)?;
 
     let _ = writeln!(ctx.out, "program and unit");
     let target = ctx.path(BINARY_PATH);
@@ -459,18 +462,25 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
         .map_or_else(|| "none".to_owned(), |r| r.kind.clone());
 
     let _ = writeln!(ctx.out, "egress lock");
-    match ctx.ids(RUNTIME_USER) {
-        Some((uid, _)) => {
+    // The secret user is locked like the runtime: moving an action to it opens no way out.
+    match (ctx.ids(RUNTIME_USER), ctx.ids(SECRET_USER)) {
+        (Some((runtime, _)), Some((secret, _))) => {
             let rules = crate::egress::ruleset(&crate::egress::EgressLock {
-                runtime_uid: uid,
+                uids: vec![runtime, secret],
                 allowed_ports: vec![config.proxy.listen.port()],
             });
             ctx.file(EGRESS, rules.as_bytes(), 0o644, "root", "root")?;
         }
-        None if ctx.dry => ctx.changed(format!(
-            "file {EGRESS}: nftables rules for the uid of {RUNTIME_USER} (created above)"
+        _ if ctx.dry => ctx.changed(format!(
+            "file {EGRESS}: nftables rules for the uids of {RUNTIME_USER} and {SECRET_USER} \
+             (created above)"
         )),
-        None => return Err(step_err("egress lock", format!("no user {RUNTIME_USER}"))),
+        _ => {
+            return Err(step_err(
+                "egress lock",
+                format!("no user {RUNTIME_USER} or {SECRET_USER}"),
+            ));
+        }
     }
 
     let _ = writeln!(ctx.out, "vault key");
@@ -778,8 +788,9 @@ pub fn uninstall(opts: &UninstallOptions, out: &mut dyn Write) -> Result<Report,
         ));
     }
     text.push_str(&format!(
-        "Users {AGENT_USER} and {RUNTIME_USER} are kept (files elsewhere may belong to them); \
-         remove them with: userdel {AGENT_USER}; userdel {RUNTIME_USER}\n"
+        "Users {AGENT_USER}, {RUNTIME_USER} and {SECRET_USER} are kept (files elsewhere may \
+         belong to them); remove them with: userdel {AGENT_USER}; userdel {RUNTIME_USER}; \
+         userdel {SECRET_USER}\n"
     ));
     text.push_str(&if ctx.report.changed.is_empty() {
         "Nothing to remove: tenant-agent is not installed.\n".to_owned()

@@ -85,20 +85,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::EgressRules(args) => {
-            let uid = match (args.uid, &args.user) {
-                (Some(uid), _) => uid,
-                (None, Some(name)) => nix::unistd::User::from_name(name)
+            let mut uids = args.uids;
+            for name in &args.users {
+                let user = nix::unistd::User::from_name(name)
                     .with_context(|| format!("cannot look up user {name}"))?
-                    .with_context(|| format!("no such user: {name}"))?
-                    .uid
-                    .as_raw(),
-                (None, None) => anyhow::bail!("give --uid or --user"),
-            };
+                    .with_context(|| format!("no such user: {name}"))?;
+                uids.push(user.uid.as_raw());
+            }
+            if uids.is_empty() {
+                anyhow::bail!("give --uid or --user");
+            }
             let config = Config::load(&layout.config_file())?;
             let mut ports = args.allow_ports;
             ports.push(config.proxy.listen.port());
             let lock = tenant_agent::egress::EgressLock {
-                runtime_uid: uid,
+                uids,
                 allowed_ports: ports,
             };
             write!(out, "{}", tenant_agent::egress::ruleset(&lock))?;

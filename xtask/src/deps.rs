@@ -28,16 +28,59 @@ pub(crate) fn venv_dir(root: &Path) -> PathBuf {
     root.join("target").join("test-venv")
 }
 
+/// Where the pinned OpenClaw (with its Node) is installed for tests and `cargo xtask run`
+/// (by `tenant-agent runtime install`, once; later runs find it complete and skip it).
+pub(crate) fn openclaw_dir(root: &Path) -> PathBuf {
+    root.join("target").join("openclaw-runtime")
+}
+
 /// Environment the tests get from `cargo xtask test`.
 pub(crate) fn test_env(root: &Path) -> Vec<(&'static str, String)> {
-    vec![(
-        "TEST_PYTHON",
-        venv_dir(root)
-            .join("bin")
-            .join("python")
-            .display()
-            .to_string(),
-    )]
+    vec![
+        (
+            "TEST_PYTHON",
+            venv_dir(root)
+                .join("bin")
+                .join("python")
+                .display()
+                .to_string(),
+        ),
+        (
+            "TEST_OPENCLAW_DIR",
+            openclaw_dir(root).display().to_string(),
+        ),
+    ]
+}
+
+/// Builds tenant-agent and installs the pinned OpenClaw with it (about 50 s and 860 MB the
+/// first time, nothing afterwards).
+pub(crate) fn install_openclaw(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    crate::run_step(
+        root,
+        &cargo,
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "tenant-agent",
+            "--bin",
+            "tenant-agent",
+        ],
+        &[],
+    )?;
+    let agent = root.join("target").join("debug").join("tenant-agent");
+    crate::run_step(
+        root,
+        &agent.display().to_string(),
+        &[
+            "runtime",
+            "install",
+            "--dir",
+            &openclaw_dir(root).display().to_string(),
+        ],
+        &[],
+    )
 }
 
 /// Debian packages needed just to build (SQLCipher links the system libcrypto).
@@ -45,7 +88,8 @@ pub(crate) const BUILD_PACKAGES: &[&str] = &["libssl-dev", "pkg-config"];
 
 pub(crate) fn install_test_deps(root: &Path) -> Result<(), String> {
     install_debian_packages(DEBIAN_PACKAGES)?;
-    install_python_venv(root)
+    install_python_venv(root)?;
+    install_openclaw(root)
 }
 
 fn installed(package: &str) -> bool {

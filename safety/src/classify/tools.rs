@@ -34,7 +34,84 @@ fn rule_text(value: &Value) -> String {
     }
 }
 
+/// The files a patch touches and how: OpenClaw's envelope (`*** Add File: P`,
+/// `*** Update File: P`, `*** Delete File: P`, `*** Move to: P`) and unified diffs
+/// (`--- a/P`, `+++ b/P`).
+pub(crate) fn patch_paths(patch: &str) -> Vec<(&str, crate::policy::Access)> {
+    use crate::policy::Access;
+    let mut out = Vec::new();
+    for line in patch.lines() {
+        let line = line.trim_end_matches('\r');
+        let diff = line.starts_with("+++ ") || line.starts_with("--- ");
+        let found = if let Some(p) = line.strip_prefix("*** Delete File:") {
+            Some((p, Access::Delete))
+        } else {
+            [
+                "*** Add File:",
+                "*** Update File:",
+                "*** Move to:",
+                "+++ ",
+                "--- ",
+            ]
+            .iter()
+            .find_map(|prefix| line.strip_prefix(prefix))
+            .map(|p| (p, Access::Write))
+        };
+        let Some((path, access)) = found else {
+            continue;
+        };
+        let path = path.trim();
+        let path = path.split('\t').next().unwrap_or(path);
+        if path.is_empty() || path == "/dev/null" {
+            continue;
+        }
+        let path = if diff {
+            path.strip_prefix("a/")
+                .or_else(|| path.strip_prefix("b/"))
+                .unwrap_or(path)
+        } else {
+            path
+        };
+        out.push((path, access));
+    }
+    out
+}
+
+/// How deep bridged calls (`tool_call` inside `tool_call`) are followed.
+const MAX_BRIDGE_DEPTH: usize = 4;
+
 pub(crate) fn classify_tool(cls: &Classifier, name: &str, args: &Value, ctx: &Context) -> Verdict {
+    classify_tool_at(cls, name, args, ctx, 0)
+}
+
+fn classify_tool_at(
+    cls: &Classifier,
+    name: &str,
+    args: &Value,
+    ctx: &Context,
+    depth: usize,
+) -> Verdict {
+    // A bridged call (OpenClaw's `tool_call {id, args}`) is judged as the call it makes.
+    if name == "tool_call"
+        && let Some(inner) = args.get("id").and_then(Value::as_str)
+    {
+        if depth >= MAX_BRIDGE_DEPTH {
+            let mut w = Walker::new(cls.policy(), String::new());
+            w.add(
+                Tier::Red,
+                "tool:tool_call",
+                "bridged tool calls nested too deep to check",
+                "tools.bridge",
+                None,
+            );
+            return Verdict::from_findings(w.into_findings(), false);
+        }
+        let inner_args = args
+            .get("args")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        return classify_tool_at(cls, inner, &inner_args, ctx, depth + 1);
+    }
     let policy = cls.policy();
     let home = ctx
         .home
@@ -187,6 +264,25 @@ fn judge(w: &mut Walker<'_>, spec: &ToolSpec, args: &Value, ctx: &Context, home:
                         &format!("{}.arg.{}", spec.id, arg.name),
                         Some(spec.channel.as_deref().unwrap_or("email")),
                     );
+                }
+            }
+            ToolArgKind::Patch => {
+                for text in texts {
+                    for (path, access) in patch_paths(text) {
+                        let expanded = match path.strip_prefix("~/") {
+                            Some(rest) => format!("{home}/{rest}"),
+                            None => path.to_owned(),
+                        };
+                        let path_site = format!("{site} {expanded}");
+                        paths::check_path(
+                            w,
+                            &Arg::literal(&expanded),
+                            access,
+                            false,
+                            &scope,
+                            &path_site,
+                        );
+                    }
                 }
             }
             ToolArgKind::Text => {}

@@ -747,30 +747,34 @@ fn compile_tool(loc: &Loc<'_>, id: &str, raw: &Spanned<RawTool>) -> Result<ToolS
         let arg_id = format!("{id}.arg[{i}]");
         let a = arg.get_ref();
         let at = arg.span().start;
-        let kind =
-            match a.kind.as_str() {
-                "path" => {
-                    let access = a.access.as_deref().unwrap_or("read");
-                    ToolArgKind::Path(Access::parse(access).ok_or_else(|| {
+        let kind = match a.kind.as_str() {
+            "path" => {
+                let access = a.access.as_deref().unwrap_or("read");
+                ToolArgKind::Path(
+                    Access::parse(access).ok_or_else(|| {
                         loc.err(at, &arg_id, format!("unknown access `{access}`"))
-                    })?)
-                }
-                "shell" => ToolArgKind::Shell,
-                "url" => ToolArgKind::Url {
-                    method_arg: a.method_arg.clone(),
-                    body_arg: a.body_arg.clone(),
-                },
-                "recipients" => ToolArgKind::Recipients,
-                "text" => ToolArgKind::Text,
-                "sql" => ToolArgKind::Sql,
-                other => {
-                    return Err(loc.err(
-                        at,
-                        &arg_id,
-                        format!("unknown kind `{other}` (path, shell, url, recipients, text, sql)"),
-                    ));
-                }
-            };
+                    })?,
+                )
+            }
+            "shell" => ToolArgKind::Shell,
+            "url" => ToolArgKind::Url {
+                method_arg: a.method_arg.clone(),
+                body_arg: a.body_arg.clone(),
+            },
+            "recipients" => ToolArgKind::Recipients,
+            "text" => ToolArgKind::Text,
+            "sql" => ToolArgKind::Sql,
+            "patch" => ToolArgKind::Patch,
+            other => {
+                return Err(loc.err(
+                    at,
+                    &arg_id,
+                    format!(
+                        "unknown kind `{other}` (path, shell, url, recipients, text, sql, patch)"
+                    ),
+                ));
+            }
+        };
         args.push(ToolArg {
             name: a.name.clone(),
             kind,

@@ -373,6 +373,9 @@ pub(crate) enum ToolArgKind {
     Recipients,
     Text,
     Sql,
+    /// A patch (OpenClaw's `*** Update File:` envelope or a unified diff): every file it
+    /// adds, changes, moves or deletes is checked as a write (a deletion as a delete).
+    Patch,
 }
 
 #[derive(Debug, Clone)]

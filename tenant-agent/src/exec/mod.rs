@@ -1,20 +1,51 @@
 //! Runs one approved action with its secret references resolved, and redacts what it prints.
 //!
-//! `SECRET_REF(name)` is resolved here and only here, into the environment or argv of the one
-//! process that runs the action: for a shell script, through private shell variables (see
-//! [`script`]); for an argv action and for environment values, by substitution into that
-//! element. An unknown name is an error naming the reference, and nothing runs. Whatever the
-//! process writes to stdout and stderr passes through the [`Redactor`] (every vault secret in
-//! every encoding) before anyone sees it, so a value the process echoes comes back as
-//! `SECRET_REF(name)`.
+//! `SECRET_REF(name)` is resolved here and only here, into the one process that runs the
+//! action, and never into its environment: `/proc/PID/environ` is the one place a value would
+//! stay readable for the life of the process (bash's `unset` does not erase it). A shell
+//! script's references become expansions of private shell variables (see [`script`]); the values
+//! arrive on the process's stdin, NUL-terminated, and a prologue reads them into unexported
+//! variables and gives stdin back as `/dev/null` before the script's first command. An argv
+//! action that names a secret runs through the same mechanism (`exec -- 'prog' 'arg' ...`), so
+//! the value reaches the program's argv and nothing else. A reference in an environment value
+//! is refused ([`ExecError::SecretInEnvironment`]): an exported value is inherited by every
+//! child and readable in each one's `environ`; a script that wants one exports it itself
+//! (`TOKEN=SECRET_REF(x) cmd`), where the classifier sees it. A value holding a NUL byte cannot
+//! be a shell variable or an argument and is refused. An unknown name is an error naming the
+//! reference, and nothing runs. Whatever the process writes to stdout and stderr passes through
+//! the [`Redactor`] (every vault secret in every encoding) before anyone sees it, so a value the
+//! process echoes comes back as `SECRET_REF(name)`.
+//!
+//! # Who runs it
+//!
+//! An action without secrets runs as `run_as` (the runtime's user). An action that resolves at
+//! least one secret runs as `secret_run_as` when given: the secret user (`[gate] secret_user`,
+//! `tenant-secret` when installed) with the runtime's primary group as its group. Its argv
+//! (where a child like `curl -H "Authorization: Bearer ..."` carries the value) and its
+//! children's environments then belong to another uid: the runtime's uid cannot read their
+//! `environ` (the kernel's ptrace access check), cannot signal them, and, with the `/proc` the
+//! unit mounts (`ProtectProc=invisible`, i.e. `hidepid=invisible`), cannot even see them, so
+//! their `cmdline` is out of its reach too.
+//!
+//! The trade-off is files. The action's working directory is usually in the runtime's
+//! workspace, owned by the runtime's user. The action gets the runtime's group (as its primary
+//! group: the standard library can set no supplementary groups without `unsafe`, and for
+//! access checks and new files the primary group is what counts) and a umask of `0007`, so it
+//! reads and writes whatever the runtime's group may (the runtime's home is `0770` when
+//! installed), and the files it creates belong to the runtime's group, readable and writable
+//! by the runtime. What the runtime keeps private to its user (mode `0600`/`0700`, the unit's
+//! umask) the action cannot read or change; and files it creates belong to the secret user, so
+//! the runtime can edit them but not `chmod` them. Without a secret user (development layouts,
+//! or a daemon that cannot switch users) secret actions run as the runtime's user: their
+//! environment is still clean, but their children's argv is readable by the runtime.
 //!
 //! The process gets a clean environment (only what the request gives, plus a default `PATH`),
-//! no stdin, its own process group (killed as a whole on timeout), and capped output.
+//! no stdin (after the prologue), its own process group (killed as a whole on timeout), and
+//! capped output.
 
 pub mod script;
 
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -22,7 +53,7 @@ use std::time::{Duration, Instant};
 use safety::Redactor;
 use safety::secret_ref::{self, SecretRefError};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::vault::SecretValue;
 
@@ -57,6 +88,9 @@ pub struct ExecRequest {
     pub output_limit: usize,
     /// Run as this uid and gid (the runtime's user); `None`: as the daemon's own user.
     pub run_as: Option<(u32, u32)>,
+    /// Run as this uid and gid instead when the action resolves at least one secret (the
+    /// secret user, with the runtime's group); `None`: as `run_as`.
+    pub secret_run_as: Option<(u32, u32)>,
 }
 
 /// The action could not be prepared or started. Messages name secrets, never values.
@@ -77,6 +111,14 @@ pub enum ExecError {
     /// An environment variable name that is not `[A-Za-z_][A-Za-z0-9_]*`.
     #[error("invalid environment variable name `{0}`")]
     EnvName(String),
+    /// A reference in an environment value: every child would inherit the value.
+    #[error(
+        "SECRET_REF({name}) in the environment variable `{variable}`: secrets are not passed in the environment; set it in the command instead (`{variable}=SECRET_REF({name}) program`)"
+    )]
+    SecretInEnvironment { variable: String, name: String },
+    /// A value with a NUL byte, which no shell variable or argument can hold.
+    #[error("secret `{0}` holds a NUL byte and cannot be passed to a program")]
+    NulInValue(String),
     /// An argv action without a program.
     #[error("the action has no program to run")]
     EmptyArgv,
@@ -134,12 +176,15 @@ pub struct ExecOutcome {
 pub struct Prepared {
     program: String,
     args: Vec<OsString>,
-    env: Vec<(String, SecretValue)>,
+    env: Vec<(String, String)>,
     cwd: PathBuf,
     timeout: Duration,
     output_limit: usize,
     secrets: Vec<String>,
     run_as: Option<(u32, u32)>,
+    /// The values, each NUL-terminated, in variable order: written to the process's stdin,
+    /// which the script's prologue reads. `None`: stdin is `/dev/null`.
+    feed: Option<SecretValue>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -149,6 +194,7 @@ impl std::fmt::Debug for Prepared {
             .field("cwd", &self.cwd)
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("secrets", &self.secrets)
+            .field("run_as", &self.run_as)
             .finish_non_exhaustive()
     }
 }
@@ -158,6 +204,11 @@ impl Prepared {
     pub fn secrets(&self) -> &[String] {
         &self.secrets
     }
+
+    /// The uid and gid it will run as (`None`: the daemon's own).
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
+    }
 }
 
 /// Resolves a request's references with `lookup` (a vault read). Nothing runs yet.
@@ -165,60 +216,36 @@ pub fn prepare<E: std::fmt::Display>(
     request: &ExecRequest,
     lookup: impl Fn(&str) -> Result<Option<SecretValue>, E>,
 ) -> Result<Prepared, ExecError> {
-    let mut secrets: Vec<String> = Vec::new();
-    let mut fetch = |name: &str| -> Result<SecretValue, ExecError> {
-        let value = lookup(name)
-            .map_err(|e| ExecError::Lookup {
-                name: name.to_owned(),
-                message: e.to_string(),
-            })?
-            .ok_or_else(|| ExecError::UnknownSecret(name.to_owned()))?;
-        if !secrets.iter().any(|n| n == name) {
-            secrets.push(name.to_owned());
-        }
-        Ok(value)
-    };
-
-    let mut env: Vec<(String, SecretValue)> = Vec::new();
+    let mut env: Vec<(String, String)> = Vec::new();
     for (name, value) in &request.env {
         if !is_env_name(name) {
             return Err(ExecError::EnvName(name.clone()));
         }
-        env.push((name.clone(), substitute(value, &mut fetch)?));
+        if let Some(secret) = secret_ref::references(value)?.first() {
+            return Err(ExecError::SecretInEnvironment {
+                variable: name.clone(),
+                name: (*secret).to_owned(),
+            });
+        }
+        env.push((name.clone(), value.clone()));
     }
     if !env.iter().any(|(name, _)| name == "PATH") {
-        env.push((
-            "PATH".to_owned(),
-            SecretValue::new(DEFAULT_PATH.as_bytes().to_vec()),
-        ));
+        env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
     }
+    let direct = |program: &str, args: Vec<OsString>, env: Vec<(String, String)>| Prepared {
+        program: program.to_owned(),
+        args,
+        env,
+        cwd: request.cwd.clone(),
+        timeout: request.timeout,
+        output_limit: request.output_limit,
+        secrets: Vec::new(),
+        run_as: request.run_as,
+        feed: None,
+    };
 
-    let (program, args) = match &request.action {
-        Action::Shell(text) => {
-            let rewritten = script::rewrite(text)?;
-            let mut prologue = String::new();
-            for (i, name) in rewritten.names.iter().enumerate() {
-                let value = fetch(name)?;
-                let carrier = format!("TA_SECRET_{i}");
-                // Move the value into an unexported shell variable; children never see it.
-                prologue.push_str(&format!(
-                    "{}=\"${carrier}\"; unset {carrier}; ",
-                    script::variable(i)
-                ));
-                env.push((carrier, value));
-            }
-            let body = if prologue.is_empty() {
-                rewritten.script
-            } else {
-                format!("{prologue}\n{}", rewritten.script)
-            };
-            let args = ["--noprofile", "--norc", "-c"]
-                .iter()
-                .map(OsString::from)
-                .chain([OsString::from(body)])
-                .collect();
-            (SHELL.to_owned(), args)
-        }
+    let script = match &request.action {
+        Action::Shell(text) => text.clone(),
         Action::Argv(argv) => {
             let Some((program, rest)) = argv.split_first() else {
                 return Err(ExecError::EmptyArgv);
@@ -229,43 +256,71 @@ pub fn prepare<E: std::fmt::Display>(
                 )
                 .into());
             }
-            let mut args = Vec::with_capacity(rest.len());
+            let mut names_secret = false;
             for arg in rest {
-                let value = substitute(arg, &mut fetch)?;
-                args.push(OsString::from_vec(value.expose().to_vec()));
+                names_secret |= !secret_ref::references(arg)?.is_empty();
             }
-            (program.clone(), args)
+            if !names_secret {
+                return Ok(direct(
+                    program,
+                    rest.iter().map(OsString::from).collect(),
+                    env,
+                ));
+            }
+            // Through the shell, so that the values arrive on stdin like a script's.
+            script::argv_script(argv)
         }
     };
+    let rewritten = script::rewrite(&script)?;
+    if rewritten.names.is_empty() {
+        return Ok(direct(SHELL, shell_args(rewritten.script), env));
+    }
+
+    let mut feed: Vec<u8> = Vec::new();
+    for name in &rewritten.names {
+        let value = lookup(name)
+            .map_err(|e| ExecError::Lookup {
+                name: name.clone(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| ExecError::UnknownSecret(name.clone()))?;
+        if value.expose().contains(&0) {
+            return Err(ExecError::NulInValue(name.clone()));
+        }
+        feed.reserve(value.len() + 1);
+        feed.extend_from_slice(value.expose());
+        feed.push(0);
+    }
+    let feed = SecretValue::new(feed);
+    let (run_as, umask) = match request.secret_run_as {
+        Some(who) => (Some(who), "umask 0007\n"),
+        None => (request.run_as, ""),
+    };
+    let body = format!(
+        "{}{umask}{}",
+        script::prologue(rewritten.names.len()),
+        rewritten.script
+    );
     Ok(Prepared {
-        program,
-        args,
+        program: SHELL.to_owned(),
+        args: shell_args(body),
         env,
         cwd: request.cwd.clone(),
         timeout: request.timeout,
         output_limit: request.output_limit,
-        secrets,
-        run_as: request.run_as,
+        secrets: rewritten.names,
+        run_as,
+        feed: Some(feed),
     })
 }
 
-/// `text` with every reference replaced by its value (bytes: values need not be UTF-8).
-fn substitute(
-    text: &str,
-    fetch: &mut impl FnMut(&str) -> Result<SecretValue, ExecError>,
-) -> Result<SecretValue, ExecError> {
-    let names = secret_ref::references(text)?;
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text;
-    for name in names {
-        let token = format!("{}{name})", secret_ref::PREFIX);
-        let at = rest.find(&token).unwrap_or(rest.len());
-        out.extend_from_slice(&rest.as_bytes()[..at]);
-        out.extend_from_slice(fetch(name)?.expose());
-        rest = rest.get(at + token.len()..).unwrap_or("");
-    }
-    out.extend_from_slice(rest.as_bytes());
-    Ok(SecretValue::new(out))
+/// `bash --noprofile --norc -c SCRIPT`'s arguments.
+fn shell_args(script: String) -> Vec<OsString> {
+    ["--noprofile", "--norc", "-c"]
+        .iter()
+        .map(OsString::from)
+        .chain([OsString::from(script)])
+        .collect()
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
@@ -282,14 +337,19 @@ pub fn is_env_name(name: &str) -> bool {
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs a prepared action and redacts its output.
-pub async fn run(prepared: Prepared, redactor: &Redactor) -> Result<ExecOutcome, ExecError> {
+pub async fn run(mut prepared: Prepared, redactor: &Redactor) -> Result<ExecOutcome, ExecError> {
     let started = Instant::now();
+    let feed = prepared.feed.take();
     let mut command = tokio::process::Command::new(&prepared.program);
     command
         .args(&prepared.args)
         .env_clear()
         .current_dir(&prepared.cwd)
-        .stdin(Stdio::null())
+        .stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -298,13 +358,22 @@ pub async fn run(prepared: Prepared, redactor: &Redactor) -> Result<ExecOutcome,
         command.uid(uid).gid(gid);
     }
     for (name, value) in &prepared.env {
-        command.env(name, std::ffi::OsStr::from_bytes(value.expose()));
+        command.env(name, value);
     }
     let mut child = command.spawn().map_err(|source| ExecError::Spawn {
         program: prepared.program.clone(),
         source,
     })?;
     drop(command);
+    // The values go down the pipe while the prologue reads them (they may exceed its buffer).
+    // A process that ends without reading them closes the pipe, and the write fails: no one
+    // else holds its read end.
+    let feeder = match (feed, child.stdin.take()) {
+        (Some(feed), Some(mut stdin)) => Some(tokio::spawn(async move {
+            let _ = stdin.write_all(feed.expose()).await;
+        })),
+        _ => None,
+    };
     // Read past the limit by more than the longest secret form, redact, then cut: a secret
     // that straddles the limit is redacted whole instead of leaking its first part.
     let capture = prepared.output_limit.saturating_add(CUT_MARGIN);
@@ -332,6 +401,10 @@ pub async fn run(prepared: Prepared, redactor: &Redactor) -> Result<ExecOutcome,
             Exit::TimedOut
         }
     };
+
+    if let Some(feeder) = feeder {
+        feeder.abort();
+    }
 
     let limit = prepared.output_limit;
     let (stdout, stdout_truncated) = finish(stdout.collect().await, redactor, limit);

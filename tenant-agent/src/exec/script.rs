@@ -3,9 +3,11 @@
 //! Pasting secret values into the script's text would put them in `bash -c`'s argv (readable by
 //! every user in `/proc/PID/cmdline`) and would break the script whenever a value holds a quote,
 //! a `$` or a space. Instead each reference becomes an expansion of a shell variable
-//! (`__ta_secret_0`, ...), quoted for the context it sits in, and the values travel in the
-//! environment, which a prologue moves into unexported shell variables before the script runs:
-//! child processes never inherit them, and `bash` expands them without re-reading them as code.
+//! (`__ta_secret_0`, ...), quoted for the context it sits in, and the values travel on the
+//! process's stdin, NUL-terminated, which a [`prologue`] reads into unexported shell variables
+//! before the script runs (then stdin becomes `/dev/null`): they are never in the shell's
+//! `environ`, child processes never inherit them, and `bash` expands them without re-reading
+//! them as code.
 //!
 //! | context of the reference | becomes |
 //! |---|---|
@@ -21,6 +23,31 @@ use safety::secret_ref::{self, SecretRefError};
 /// The variable that holds the `index`th distinct secret of a script.
 pub fn variable(index: usize) -> String {
     format!("__ta_secret_{index}")
+}
+
+/// The first line of a script with `count` secrets: reads the values, NUL-terminated and in
+/// variable order, from stdin into unexported variables, then gives the script `/dev/null` as
+/// stdin. If they do not all arrive, nothing of the script runs (exit status 125).
+pub fn prologue(count: usize) -> String {
+    let reads: Vec<String> = (0..count)
+        .map(|i| format!("IFS= read -r -d '' {}", variable(i)))
+        .collect();
+    format!(
+        "{{ {}; }} || {{ echo 'tenant-agent: the secret values did not arrive' >&2; exit 125; }}; exec </dev/null\n",
+        reads.join(" && ")
+    )
+}
+
+/// An argv as a script that runs it (`exec -- 'prog' 'arg' ...`), every word single-quoted, so
+/// that [`rewrite`] can place its references like any script's.
+pub fn argv_script(argv: &[String]) -> String {
+    let mut script = String::from("exec --");
+    for word in argv {
+        script.push_str(" '");
+        script.push_str(&word.replace('\'', r"'\''"));
+        script.push('\'');
+    }
+    script
 }
 
 /// A script whose references became variable expansions.
@@ -522,6 +549,30 @@ mod tests {
         );
         let err = rewrite("cat <<'EOF'\nK=SECRET_REF(a)\nEOF\n").unwrap_err();
         assert!(err.to_string().contains("quoted delimiter"), "{err}");
+    }
+
+    #[test]
+    fn argv_becomes_a_quoted_exec() {
+        let argv = |words: &[&str]| words.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            argv_script(&argv(&["curl", "-H", "X: it's SECRET_REF(a)", "$HOME"])),
+            r#"exec -- 'curl' '-H' 'X: it'\''s SECRET_REF(a)' '$HOME'"#
+        );
+        check(
+            &argv_script(&argv(&["printf", "%s", "SECRET_REF(a)#x"])),
+            r#"exec -- 'printf' '%s' ''"${__ta_secret_0}"'#x'"#,
+            &["a"],
+        );
+    }
+
+    #[test]
+    fn the_prologue_reads_every_value_from_stdin() {
+        assert_eq!(
+            prologue(2),
+            "{ IFS= read -r -d '' __ta_secret_0 && IFS= read -r -d '' __ta_secret_1; } || \
+             { echo 'tenant-agent: the secret values did not arrive' >&2; exit 125; }; \
+             exec </dev/null\n"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod relay;
 pub mod run_files;
+pub mod secret_user;
 pub mod store;
 pub mod sync;
 
@@ -111,6 +112,9 @@ pub struct Gate {
     pub enrollment: Option<crate::hub_client::Enrollment>,
     /// The user actions run as (the runtime's), when configured.
     run_as: Option<RunAs>,
+    /// The user actions that resolve a secret run as ([`secret_user::resolve`]); `None`: as
+    /// `run_as`.
+    secret_run_as: Option<RunAs>,
     live: Option<crate::proxy::LiveRedactor>,
 }
 
@@ -128,14 +132,16 @@ fn reason_lines(v: &safety::Verdict) -> Vec<String> {
 }
 
 impl Gate {
-    /// The gate over `policy` (the active one, compiled by the caller). `redactor` is the
-    /// proxy's live redactor (vault secrets reloaded on change); without it one is built per
-    /// action.
+    /// The gate over `policy` (the active one, compiled by the caller). Actions run as
+    /// `run_as`, those that resolve a secret as `secret_run_as` (see [`secret_user`]).
+    /// `redactor` is the proxy's live redactor (vault secrets reloaded on change); without it
+    /// one is built per action.
     pub fn open(
         layout: &Layout,
         config: &GateConfig,
         policy: safety::Policy,
         run_as: Option<RunAs>,
+        secret_run_as: Option<RunAs>,
         redactor: Option<crate::proxy::LiveRedactor>,
     ) -> Result<Arc<Gate>, GateError> {
         layout
@@ -156,6 +162,7 @@ impl Gate {
             changed: watch::channel(0).0,
             enrollment,
             run_as,
+            secret_run_as,
             live: redactor,
         }))
     }
@@ -522,6 +529,7 @@ impl Gate {
             timeout: Duration::from_secs(self.config.exec_timeout_secs),
             output_limit: self.config.output_limit,
             run_as: self.run_as.map(|r| (r.uid, r.gid)),
+            secret_run_as: self.secret_run_as.map(|r| (r.uid, r.gid)),
         };
         // The vault is opened only when the action names a secret.
         let needs_vault = match action {
@@ -684,7 +692,10 @@ impl Gate {
                 tracing::info!(%id, by = %grant.decided_by, "approved; running it");
                 let (status, outcome) = match &held.action {
                     // The runtime makes an approved tool call itself.
-                    Action::Tool { .. } => ("allowed".to_owned(), serde_json::Value::Null),
+                    Action::Tool { .. } => {
+                        self.approve_bridged_call(&held.action)?;
+                        ("allowed".to_owned(), serde_json::Value::Null)
+                    }
                     Action::Command { .. } => outcome_json(self.execute(&held.action).await),
                 };
                 let report = shared::wire::OutcomeReport {
@@ -712,6 +723,39 @@ impl Gate {
                 Ok(true)
             }
         }
+    }
+
+    /// An approved bridged call (`tool_call {id, args}`) was judged as its inner call; the
+    /// runtime then asks again for that inner call, which this approval covers once.
+    fn approve_bridged_call(&self, action: &Action) -> Result<(), GateError> {
+        let Action::Tool {
+            tool,
+            args,
+            cwd,
+            secret_refs,
+        } = action
+        else {
+            return Ok(());
+        };
+        let Some(inner_tool) = args.get("id").and_then(serde_json::Value::as_str) else {
+            return Ok(());
+        };
+        if tool != "tool_call" {
+            return Ok(());
+        }
+        let inner = Action::Tool {
+            tool: inner_tool.to_owned(),
+            args: args
+                .get("args")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
+            cwd: cwd.clone(),
+            secret_refs: secret_refs.clone(),
+        };
+        let hash = action_hash(&inner).map_err(|e| GateError::Internal(e.to_string()))?;
+        let id = format!("{}{hash}", relay::APPROVED_ONCE_PREFIX);
+        self.store()?.set_kv(&id, "bridged")?;
+        Ok(())
     }
 
     pub fn pending_count(&self) -> u32 {

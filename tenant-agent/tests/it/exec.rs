@@ -52,6 +52,7 @@ fn request(env: &Env, action: Action) -> ExecRequest {
         timeout: Duration::from_secs(20),
         output_limit: 64 * 1024,
         run_as: None,
+        secret_run_as: None,
     }
 }
 
@@ -161,13 +162,54 @@ fn the_value_is_not_in_the_shell_command_line() {
     assert_eq!(o.stdout.trim(), "0", "{o:?}");
 }
 
+/// `/proc/PID/environ` keeps what a process was started with for its whole life (`unset`
+/// does not erase it): the values arrive on stdin instead, and stdin is `/dev/null` after.
+#[test]
+fn the_value_is_never_in_an_environment() {
+    let env = env();
+    let o = shell(
+        &env,
+        r#"x="SECRET_REF(api_key)"; y='SECRET_REF(tricky)'; tr '\0' '\n' < /proc/$$/environ | grep -c -e "sk_li""ve_" -e "p@""ss" || true; sh -c 'tr "\0" "\n" < /proc/$$/environ' | grep -c -e "sk_li""ve_" || true; readlink /proc/$$/fd/0"#,
+    );
+    assert_eq!(o.stdout, "0\n0\n/dev/null\n", "{o:?}");
+    // An argv action gets the value in its argv, and nowhere else.
+    let o = run(
+        &env,
+        request(
+            &env,
+            Action::Argv(vec![
+                "sh".into(),
+                "-c".into(),
+                r#"tr '\0' '\n' < /proc/$$/environ | grep -c "sk_li""ve_"; printf %s "$1" | sha256sum | cut -d' ' -f1; readlink /proc/$$/fd/0"#.into(),
+                "sh".into(),
+                "SECRET_REF(api_key)".into(),
+            ]),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        o.stdout,
+        format!("0\n{}\n/dev/null\n", sha256_hex(API_KEY.as_bytes())),
+        "{o:?}"
+    );
+    assert_eq!(o.secrets_used, ["api_key"]);
+}
+
 #[test]
 fn argv_and_environment_actions() {
     let env = env();
+    // A reference in an environment value is refused: every child would inherit the value.
     let mut req = request(&env, Action::Argv(vec!["printenv".into(), "TOKEN".into()]));
     req.env
         .push(("TOKEN".into(), "Bearer SECRET_REF(api_key)".into()));
-    let o = run(&env, req).unwrap();
+    let err = run(&env, req).unwrap_err();
+    assert!(
+        matches!(&err, ExecError::SecretInEnvironment { variable, name } if variable == "TOKEN" && name == "api_key"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(API_KEY), "{err}");
+    // The script sets it for the one program that needs it.
+    let o = shell(&env, r#"TOKEN="Bearer SECRET_REF(api_key)" printenv TOKEN"#);
     clean(&o);
     assert_eq!(o.stdout, "Bearer SECRET_REF(api_key)\n");
 
@@ -183,11 +225,85 @@ fn argv_and_environment_actions() {
     );
     let o = run(&env, req).unwrap();
     assert_eq!(o.stdout.trim(), TRICKY.len().to_string());
+    // Quotes in the other words survive the trip through the shell.
+    let req = request(
+        &env,
+        Action::Argv(vec![
+            "printf".into(),
+            "%s|%s|%s".into(),
+            "it's $HOME `id`".into(),
+            "SECRET_REF(api_key)".into(),
+            "'".into(),
+        ]),
+    );
+    let o = run(&env, req).unwrap();
+    assert_eq!(o.stdout, "it's $HOME `id`|SECRET_REF(api_key)|'", "{o:?}");
 
     // Only the given environment, plus a default PATH.
     let o = run(&env, request(&env, Action::Argv(vec!["env".into()]))).unwrap();
     let vars: BTreeMap<&str, &str> = o.stdout.lines().filter_map(|l| l.split_once('=')).collect();
     assert_eq!(vars.keys().copied().collect::<Vec<_>>(), ["HOME", "PATH"]);
+}
+
+/// A value with a NUL byte fits in no argument or shell variable: refused, nothing runs (the
+/// vault refuses such values too; this is the executor's own check).
+#[test]
+fn a_value_with_a_nul_byte_is_refused() {
+    let env = env();
+    let request = request(&env, Action::Shell("echo SECRET_REF(binary)".into()));
+    let err = exec::prepare(&request, |_| {
+        Ok::<_, String>(Some(SecretValue::new(b"abcdefgh\0ijklmnop".to_vec())))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, ExecError::NulInValue(n) if n == "binary"),
+        "{err}"
+    );
+}
+
+/// As root: an action that resolves a secret runs as the secret identity, with umask 0007;
+/// one without secrets as `run_as`.
+#[test]
+fn actions_with_secrets_run_as_the_secret_user() {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var_os("TENANT_AGENT_SKIP_ROOT_TESTS").is_some(),
+            "this test needs root (it switches users); set TENANT_AGENT_SKIP_ROOT_TESTS=1 to \
+             leave it out on purpose"
+        );
+        return;
+    }
+    let env = env();
+    std::fs::set_permissions(
+        env._dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &env.work,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let with = |action: Action| {
+        let mut req = request(&env, action);
+        req.run_as = Some((65534, 65534));
+        req.secret_run_as = Some((1, 65534));
+        run(&env, req).unwrap()
+    };
+    let o = with(Action::Shell("id -u; id -g".into()));
+    assert_eq!(o.stdout, "65534\n65534\n", "{o:?}");
+    let o = with(Action::Shell(
+        r#"x="SECRET_REF(api_key)"; id -u; id -g; id -G; umask"#.into(),
+    ));
+    assert_eq!(o.stdout, "1\n65534\n65534\n0007\n", "{o:?}");
+    let o = with(Action::Argv(vec![
+        "sh".into(),
+        "-c".into(),
+        "id -u; umask".into(),
+        "sh".into(),
+        "SECRET_REF(api_key)".into(),
+    ]));
+    assert_eq!(o.stdout, "1\n0007\n", "{o:?}");
 }
 
 #[test]

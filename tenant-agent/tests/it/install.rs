@@ -89,7 +89,7 @@ fn install_into_a_root_makes_the_files_with_their_modes_and_a_second_run_changes
     assert!(ok, "{out}");
     assert!(!root.exists(), "--dry-run created {}", root.display());
     for needle in [
-        "would     create users tenant-agent and tenant-rt",
+        "would     create users tenant-agent, tenant-rt and tenant-secret",
         "would     file /usr/local/bin/tenant-agent (0755 root:root)",
         "would     file /etc/systemd/system/tenant-agent.service",
         "Nothing was changed.",
@@ -102,7 +102,9 @@ fn install_into_a_root_makes_the_files_with_their_modes_and_a_second_run_changes
     assert!(out.contains("Nothing was started (--root)"), "{out}");
     let agent = uid_of(&root, "tenant-agent");
     let rt = uid_of(&root, "tenant-rt");
+    let secret = uid_of(&root, "tenant-secret");
     assert_ne!(agent, rt);
+    assert!(secret != agent && secret != rt && secret != 0);
     let snap = snapshot(&root);
     let check = |path: &str, mode: u32, uid: u32, gid: u32| {
         let got = snap
@@ -127,7 +129,8 @@ fn install_into_a_root_makes_the_files_with_their_modes_and_a_second_run_changes
         0,
     );
     check("var/lib/tenant-agent", 0o700, agent, agent);
-    check("var/lib/tenant-runtime", 0o700, rt, rt);
+    // Group-accessible to the secret user's actions, which run with the runtime's group.
+    check("var/lib/tenant-runtime", 0o770, rt, rt);
     // The binary is this build; the unit is the one in systemd/.
     assert_eq!(
         std::fs::read(root.join("usr/local/bin/tenant-agent")).unwrap(),
@@ -137,12 +140,13 @@ fn install_into_a_root_makes_the_files_with_their_modes_and_a_second_run_changes
         std::fs::read_to_string(root.join("etc/systemd/system/tenant-agent.service")).unwrap(),
         tenant_agent::install::AGENT_UNIT
     );
-    // The egress lock names the runtime's uid and the proxy's port; the config supervises
-    // OpenClaw as tenant-rt and parses.
+    // The egress lock names the runtime's and the secret user's uids and the proxy's port;
+    // the config supervises OpenClaw as tenant-rt and parses.
     let rules = std::fs::read_to_string(root.join("etc/tenant-agent/egress.nft")).unwrap();
+    let (low, high) = (rt.min(secret), rt.max(secret));
     assert!(
         rules.contains(&format!(
-            "meta skuid {rt} oifname \"lo\" ip daddr 127.0.0.1 tcp dport {{ 8791 }} accept"
+            "meta skuid {{ {low}, {high} }} oifname \"lo\" ip daddr 127.0.0.1 tcp dport {{ 8791 }} accept"
         )),
         "{rules}"
     );

@@ -8,6 +8,7 @@ mod exec;
 mod hub;
 mod install;
 mod openclaw;
+mod proc_isolation;
 mod proxy;
 mod runtime;
 mod sdk;
