@@ -34,6 +34,16 @@ const EGRESS: &str = "/etc/tenant-agent/egress.nft";
 const RECORD: &str = "/etc/tenant-agent/install.json";
 const STATE: &str = "/var/lib/tenant-agent";
 const RUNTIME_HOME: &str = "/var/lib/tenant-runtime";
+const RUNTIME_CONFIG: &str = "/etc/tenant-runtime";
+const RUNTIME_STATE_DIRS: &[&str] = &[
+    "/var/lib/tenant-runtime/.openclaw",
+    "/var/lib/tenant-runtime/.openclaw/workspace",
+    "/var/lib/tenant-runtime/.openclaw/workspace/.openclaw",
+];
+const RUNTIME_PLUGIN_ROOTS: &[&str] = &[
+    "/var/lib/tenant-runtime/.openclaw/extensions",
+    "/var/lib/tenant-runtime/.openclaw/workspace/.openclaw/extensions",
+];
 const CREDSTORE: &str = "/etc/credstore.encrypted";
 const CREDENTIAL: &str = "/etc/credstore.encrypted/tenant-agent.vault-key";
 const KEY_FILE: &str = "/etc/tenant-agent/vault.key";
@@ -298,13 +308,21 @@ fn has_systemd_creds() -> bool {
 
 /// The `config.toml` a fresh install starts from.
 pub fn default_config(runtime: &str) -> String {
+    let dir = if runtime == "openclaw" {
+        format!(
+            "# Where `tenant-agent runtime install` put Node and OpenClaw.\ndir = \"{}\"\n",
+            crate::runtime::DEFAULT_DIR
+        )
+    } else {
+        String::new()
+    };
     let runtime_section = if runtime == "none" {
         "# No agent runtime is supervised. To add one:\n# [runtime]\n# type = \"openclaw\"\n# user = \"tenant-rt\"\n".to_owned()
     } else {
         format!(
             "[runtime]\n# A type from the runtime registry (`openclaw`, or `command` with `command = [...]`).\n\
              type = \"{runtime}\"\n# It runs, and approved actions run, as this user; its only way out is the proxy.\n\
-             user = \"{RUNTIME_USER}\"\n"
+             user = \"{RUNTIME_USER}\"\n{dir}"
         )
     };
     format!(
@@ -412,6 +430,16 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
     // Group-accessible: actions that use a secret run as SECRET_USER with the runtime's group,
     // usually with their working directory in here (see `exec`).
     ctx.dir(RUNTIME_HOME, 0o770, RUNTIME_USER, RUNTIME_USER)?;
+    // The gateway config and the gate plugin: the daemon writes them, the runtime reads them.
+    ctx.dir(RUNTIME_CONFIG, 0o755, AGENT_USER, AGENT_USER)?;
+    // OpenClaw's state and workspace belong to the runtime; the plugin discovery roots inside
+    // them belong to root (nothing can be dropped there; see `runtime::openclaw`).
+    for dir in RUNTIME_STATE_DIRS {
+        ctx.dir(dir, 0o770, RUNTIME_USER, RUNTIME_USER)?;
+    }
+    for dir in RUNTIME_PLUGIN_ROOTS {
+        ctx.dir(dir, 0o755, "root", "root")?;
+    }
 
     let _ = writeln!(ctx.out, "program and unit");
     let target = ctx.path(BINARY_PATH);
@@ -639,18 +667,20 @@ fn vault_key_step(
 fn summary(opts: &InstallOptions, ctx: &mut Ctx<'_>) {
     let r = &mut ctx.report;
     if opts.runtime == "openclaw" {
-        let found = ["/usr/bin/openclaw", "/usr/local/bin/openclaw"]
-            .iter()
-            .any(|p| match &ctx.root {
-                Some(root) => root.join(p.trim_start_matches('/')).exists(),
-                None => Path::new(p).exists(),
-            });
-        if !found {
-            r.next_steps.push(
-                "Install the runtime: npm install -g openclaw (Node >= 24); tenant-agent starts \
-                 it and restarts it with backoff until it is there"
-                    .into(),
-            );
+        let dir = match &ctx.root {
+            Some(root) => root.join(crate::runtime::DEFAULT_DIR.trim_start_matches('/')),
+            None => PathBuf::from(crate::runtime::DEFAULT_DIR),
+        };
+        if !crate::runtime::Installed::new(&dir).is_current()
+            && (ctx.root.is_some() || opts.dry_run)
+        {
+            r.next_steps.push(format!(
+                "Install the runtime: tenant-agent runtime install (OpenClaw {} with Node {} into {}; \
+                 a real install does this step itself)",
+                crate::runtime::OPENCLAW_VERSION,
+                crate::runtime::NODE_VERSION,
+                crate::runtime::DEFAULT_DIR
+            ));
         }
     }
     r.next_steps.push(

@@ -146,7 +146,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 runtime: args.runtime,
                 binary,
             };
+            let runtime_kind = opts.runtime.clone();
+            let (root, dry_run) = (opts.root.clone(), opts.dry_run);
             tenant_agent::install::install(&opts, &mut out)?;
+            // The runtime itself: downloaded and checked here (the daemon restarts it with
+            // backoff until it is there).
+            if runtime_kind == "openclaw" && root.is_none() && !dry_run {
+                out.flush()?;
+                let dir = std::path::Path::new(tenant_agent::runtime::DEFAULT_DIR);
+                if let Err(e) = runtime()?.block_on(tenant_agent::runtime::install(dir)) {
+                    writeln!(
+                        out,
+                        "! OpenClaw could not be installed: {e:#}\n  Run `tenant-agent runtime install` when the npm registry is reachable."
+                    )?;
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
         Command::Uninstall {
             purge,

@@ -278,8 +278,12 @@ impl Setup {
                 }
             }
         }
-        if let Some((uid, gid)) = runtime {
-            self.lock_plugin_roots(uid, gid)?;
+        if let Some((uid, gid)) = runtime
+            && let Err(e) = self.lock_plugin_roots(uid, gid)
+        {
+            // An installed daemon is not root: `tenant-agent install` made these already.
+            // `plugins.allow` keeps anything dropped there from loading either way.
+            tracing::warn!(target: "runtime", error = %e, "cannot lock OpenClaw's plugin directories");
         }
         let text = serde_json::to_string_pretty(&self.config()).unwrap_or_default();
         replace(&self.config_file(), &text)?;

@@ -676,11 +676,31 @@ async fn embeddings(State(shared): State<Arc<Shared>>, req: Request) -> Response
         Ok(x) => x,
         Err(r) => return r,
     };
+    // One vector per input, as floats or (`encoding_format: "base64"`, what the official
+    // Node SDK asks for) little-endian f32 bytes in base64.
+    let inputs = match body.get("input") {
+        Some(Value::Array(items)) => items.len().max(1),
+        _ => 1,
+    };
+    let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+    let data: Vec<Value> = (0..inputs)
+        .map(|i| {
+            let mut vector: Vec<f32> = vec![0.25, -0.5, 0.125];
+            vector.extend((3..16).map(|d| ((i + d) % 7) as f32 / 8.0 - 0.375));
+            let embedding = if base64 {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
     json_ok(
         &shared,
-        json!({"object": "list", "model": model_of(&body),
-        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]}],
-        "usage": {"prompt_tokens": 6, "total_tokens": 6}}),
+        json!({"object": "list", "model": model_of(&body), "data": data,
+        "usage": {"prompt_tokens": 6 * inputs, "total_tokens": 6 * inputs}}),
     )
 }
 
