@@ -493,9 +493,14 @@ fn install_steps(opts: &InstallOptions, ctx: &mut Ctx<'_>) -> Result<(), Install
     // The secret user is locked like the runtime: moving an action to it opens no way out.
     match (ctx.ids(RUNTIME_USER), ctx.ids(SECRET_USER)) {
         (Some((runtime, _)), Some((secret, _))) => {
+            // The proxy, and OpenClaw's own gateway port (its CLI and workers talk to it).
+            let mut allowed_ports = vec![config.proxy.listen.port()];
+            if let Some(rt) = config.runtime.as_ref().filter(|r| r.kind == "openclaw") {
+                allowed_ports.push(rt.port.unwrap_or(18789));
+            }
             let rules = crate::egress::ruleset(&crate::egress::EgressLock {
                 uids: vec![runtime, secret],
-                allowed_ports: vec![config.proxy.listen.port()],
+                allowed_ports,
             });
             ctx.file(EGRESS, rules.as_bytes(), 0o644, "root", "root")?;
         }

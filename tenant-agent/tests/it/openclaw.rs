@@ -360,13 +360,20 @@ async fn openclaw_cannot_act_around_the_gate() {
             .await,
         200
     );
+    let told = |r: &fakes::Recorded| {
+        String::from_utf8_lossy(&r.body)
+            .contains(&format!("The owner approved the held command ({id})"))
+    };
     wait_for("the agent is told what ran", async || {
-        fake.requests().iter().any(|r| {
-            String::from_utf8_lossy(&r.body)
-                .contains(&format!("The owner approved the held command ({id})"))
-        })
+        fake.requests().iter().any(told)
     })
     .await;
+    // In the same session: the model sees the conversation the held call came from.
+    let telling = fake.requests().into_iter().find(told).unwrap();
+    assert!(
+        String::from_utf8_lossy(&telling.body).contains("Held for the owner as"),
+        "the decision reached another session"
+    );
     assert_eq!(
         std::fs::read_to_string(workspace.join("count.txt")).unwrap(),
         "run\nlate\n",
