@@ -7,6 +7,16 @@
 /// The reference syntax's opening.
 pub const PREFIX: &str = "SECRET_REF(";
 
+/// How the names of the shell variables that hold resolved values start (the daemon's
+/// rewrite turns `SECRET_REF(name)` into `"${__ta_secret_0}"`). A command that names such a
+/// variable itself reads or replaces a value outside every binding; the classifier refuses it.
+pub const INTERNAL_VARIABLE_PREFIX: &str = "__ta_";
+
+/// Whether a shell variable name is one the daemon uses for resolved values.
+pub fn is_internal_variable(name: &str) -> bool {
+    name.starts_with(INTERNAL_VARIABLE_PREFIX)
+}
+
 /// A reference could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretRefError {

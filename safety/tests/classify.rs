@@ -474,6 +474,248 @@ fn openclaw_tools() {
     );
 }
 
+/// OpenClaw's tools as an attacker would call them, where the daemon runs them: the runtime's
+/// home is `/var/lib/tenant-runtime` and calls start in its workspace.
+#[track_caller]
+fn openclaw(input: &str, expected: Tier) {
+    let ctx = Context {
+        cwd: Some("/var/lib/tenant-runtime/.openclaw/workspace".into()),
+        home: Some("/var/lib/tenant-runtime".into()),
+        ..Default::default()
+    };
+    let verdict = classifier().classify_line(&format!("tool:{input}"), &ctx);
+    assert_eq!(
+        verdict.tier,
+        expected,
+        "\n  input: {input:?}\n    {}",
+        verdict.reason_lines().join("\n    ")
+    );
+}
+
+/// An `apply_patch` call with this envelope body.
+fn patch_call(body: &str) -> String {
+    format!(
+        "apply_patch {}",
+        serde_json::json!({ "input": format!("*** Begin Patch\n{body}\n*** End Patch") })
+    )
+}
+
+#[test]
+fn openclaw_tool_attacks() {
+    // exec runs in `workdir`: its command is judged there (it was judged in the workspace).
+    openclaw(
+        r#"exec {"command":"rm -rf tenant-agent","workdir":"/etc"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"exec {"command":"cat shadow","workdir":"/etc"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"exec {"command":"cat shadow","workdir":"@/etc"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"exec {"command":"rm -rf extensions","workdir":"~/.openclaw"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"exec {"command":"echo x > openclaw.json","workdir":"/var/lib/tenant-runtime/.openclaw"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"exec {"command":"rm -rf ./*","workdir":"../../.."}"#,
+        Critical,
+    );
+    openclaw(
+        r#"exec {"command":"cat openclaw.json","cwd":"/etc/tenant-runtime"}"#,
+        Red,
+    );
+    openclaw(r#"exec {"command":"ls","workdir":"/etc"}"#, Green);
+    openclaw(r#"exec {"command":"ls","workdir":"src"}"#, Green);
+    openclaw(r#"exec {"command":"ls","workdir":5}"#, Red);
+    openclaw(
+        r#"exec {"command":"cat shadow","workdir":"src","cwd":"/etc"}"#,
+        Critical,
+    );
+    // exec's options: any spelling of another host, any true-ish `elevated`, no time limit.
+    openclaw(r#"exec {"command":"ls","host":"Node"}"#, Red);
+    openclaw(r#"exec {"command":"ls","host":"gateway"}"#, Green);
+    openclaw(r#"exec {"command":"ls","elevated":"yes"}"#, Critical);
+    openclaw(r#"exec {"command":"ls","elevated":1}"#, Critical);
+    openclaw(
+        r#"exec {"command":"sleep 9999","background":true,"timeoutSeconds":0}"#,
+        Yellow,
+    );
+    openclaw(r#"exec {"command":"ls","timeoutSeconds":30}"#, Green);
+    openclaw(r#"exec {"command":"bash","pty":true}"#, Yellow);
+    // process: only looking and stopping are known; any other action may type into it.
+    openclaw(
+        r#"process {"action":"Write","sessionId":"s","data":"x"}"#,
+        Red,
+    );
+    openclaw(r#"process {"action":["write"],"sessionId":"s"}"#, Red);
+    openclaw(r#"process {"action":"log","sessionId":"s"}"#, Green);
+    openclaw(r#"process {"action":"list"}"#, Green);
+    // The file tools' aliases of `path` (used whenever `path` is blank), and a leading `@`.
+    openclaw(
+        r#"write {"path":"notes.md","file_path":"/etc/passwd","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":" ","filePath":"/etc/cron.d/x","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"edit {"file":"~/.openclaw/openclaw.json","edits":[]}"#,
+        Critical,
+    );
+    openclaw(r#"read {"file_path":"/etc/shadow"}"#, Critical);
+    openclaw(r#"read {"file_path":"notes.md"}"#, Green);
+    openclaw(r#"read {"path":"@/etc/shadow"}"#, Critical);
+    openclaw(
+        r#"write {"path":"@~/.openclaw/cron/jobs.json","content":"x"}"#,
+        Critical,
+    );
+    openclaw(r#"view_image {"image":"/etc/shadow"}"#, Critical);
+    // `..`, `//`, trailing slashes, `~` and `/proc` forms of protected places.
+    openclaw(
+        r#"write {"path":"../openclaw.json","content":"{}"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"../extensions/x/index.js","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"./.openclaw//extensions/x.js","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"sub/../hooks/x.js","content":"x"}"#,
+        Critical,
+    );
+    openclaw(r#"write {"path":"hooks/","content":"x"}"#, Critical);
+    openclaw(
+        r#"edit {"path":"~/.openclaw/workspace/../openclaw.json","edits":[]}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"/proc/self/root/var/lib/tenant-runtime/.openclaw/openclaw.json","content":"{}"}"#,
+        Critical,
+    );
+    openclaw(r#"read {"path":"/proc/1/root/etc/shadow"}"#, Critical);
+    openclaw(r#"read {"path":"//etc//shadow/"}"#, Critical);
+    openclaw(
+        r#"write {"path":"/proc/self/cwd/../openclaw.json","content":"{}"}"#,
+        Red,
+    );
+    openclaw(r#"write {"path":"/dev/fd/3","content":"{}"}"#, Red);
+    // Where the runtime keeps state, temporary files and what its gateway reads at start.
+    openclaw(
+        r#"write {"path":"/tmp/openclaw-1000/x","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"/tmp/openclaw/x","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"~/.cache/openclaw/x","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"~/.config/openclaw/x","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"../../.env","content":"HTTPS_PROXY=x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":"~/.node_modules/sharp/index.js","content":"x"}"#,
+        Critical,
+    );
+    openclaw(r#"write {"path":"~/.npmrc","content":"x"}"#, Critical);
+    // The agent's own cache and prompt files stay yellow (see `agent-prompt-files` in
+    // paths.toml for why); its hooks and plugins never are.
+    openclaw(
+        r#"write {"path":"~/.npm/_cacache/x","content":"x"}"#,
+        Yellow,
+    );
+    openclaw(r#"write {"path":"AGENTS.md","content":"x"}"#, Yellow);
+    openclaw(r#"write {"path":"SOUL.md","content":"x"}"#, Yellow);
+    openclaw(r#"write {"path":"MEMORY.md","content":"x"}"#, Yellow);
+    openclaw(
+        r#"write {"path":"memory/2026-01-01.md","content":"x"}"#,
+        Yellow,
+    );
+    openclaw(
+        r#"write {"path":"skills/x/SKILL.md","content":"x"}"#,
+        Yellow,
+    );
+    openclaw(
+        r#"write {"path":"./hooks/x/HOOK.md","content":"x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"write {"path":".openclaw/extensions/x.js","content":"x"}"#,
+        Critical,
+    );
+    // apply_patch: headers OpenClaw trims, CRLF, moves, unified diffs, heredoc wrapping.
+    openclaw(&patch_call("  *** Delete File: /etc/passwd"), Critical);
+    openclaw(&patch_call("\t*** Add File: /etc/cron.d/x\n+x"), Critical);
+    openclaw(
+        &patch_call("\u{a0}*** Add File: /etc/cron.d/x\n+x"),
+        Critical,
+    );
+    openclaw(
+        &patch_call("\u{feff}*** Add File: /etc/cron.d/x\n+x"),
+        Critical,
+    );
+    openclaw(&patch_call("*** Add File: /etc/cron.d/x\r\n+x"), Critical);
+    openclaw(
+        &patch_call(
+            "*** Update File: notes.md\r\n*** Move to: ~/.openclaw/extensions/x.js\r\n@@\r\n+x",
+        ),
+        Critical,
+    );
+    openclaw(
+        &patch_call("*** Update File: notes.md\n*** Move to: hooks/x/handler.js\n@@\n+x"),
+        Critical,
+    );
+    openclaw(
+        &patch_call("*** Update File: notes.md\n*** Move to: ../../.openclaw/.env\n@@\n+x"),
+        Critical,
+    );
+    openclaw(&patch_call("*** Add File: @/etc/cron.d/x\n+x"), Critical);
+    openclaw(
+        &patch_call("*** Add File: ./../../../../../etc/cron.d/x\n+x"),
+        Critical,
+    );
+    openclaw(
+        r#"apply_patch {"patch":"--- /dev/null\n+++ b//etc/cron.d/x\n@@\n+x"}"#,
+        Critical,
+    );
+    openclaw(
+        r#"apply_patch {"input":"apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: /etc/cron.d/x\n+x\n*** End Patch\nEOF"}"#,
+        Critical,
+    );
+    openclaw(&patch_call("*** Add File: notes/today.md\n+x"), Yellow);
+    // tool_call: arguments given as JSON text are the object they encode; anything else fails.
+    openclaw(
+        r#"tool_call {"id":"exec","args":"{\"command\":\"rm -rf /etc\"}"}"#,
+        Critical,
+    );
+    openclaw(r#"tool_call {"id":"exec","args":"rm -rf /etc"}"#, Red);
+    openclaw(r#"tool_call {"id":"exec","args":["rm -rf /etc"]}"#, Red);
+    openclaw(
+        r#"tool_call {"id":"tool_call","args":{"id":"write","args":{"file_path":"/etc/passwd","content":"x"}}}"#,
+        Critical,
+    );
+    openclaw(r#"tool_call {"id":5,"args":{}}"#, Red);
+}
+
 #[test]
 fn system_level_actions_are_critical() {
     check("rm -rf /", Critical);

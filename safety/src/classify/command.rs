@@ -341,8 +341,15 @@ pub(crate) fn dispatch(
             "shell.function_call",
             None,
         );
+        // A function given secrets (in its arguments or in variables it may read) is walked
+        // again with them; an alias, or a function already being walked, receives them.
+        if let Some(out) = w.call_function(&text, args, scope, ctx) {
+            return out;
+        }
+        let carries = w.secret_uses(args, &[], &Default::default(), &site);
         return Stream {
             opaque: true,
+            secret_value: carries,
             ..Default::default()
         };
     }
@@ -385,11 +392,24 @@ pub(crate) fn dispatch(
                         | Handler::Watch
                         | Handler::Shell
                         | Handler::Eval
+                        | Handler::Source
                         | Handler::Find
                 )
             )
     });
-    let carries = !wrapper && w.secret_uses(args, &[], &site);
+    // Builtins that keep their arguments in variables the walk follows to where they are used:
+    // `set -- ARGS` (positional parameters), `printf -v NAME`, `declare`/`local` (not exported).
+    let keeps = match base.as_str() {
+        "set" => true,
+        "printf" => args
+            .get(1)
+            .is_some_and(|a| a.text().starts_with("-v") && !a.word.dynamic),
+        "declare" | "typeset" | "local" | "readonly" => !args[1..].iter().any(|a| {
+            a.text().starts_with('-') && !a.text().contains('=') && a.text().contains('x')
+        }),
+        _ => false,
+    };
+    let carries = !wrapper && !keeps && w.secret_uses(args, &[], &Default::default(), &site);
     let mut out = match spec {
         Some(spec) => eval_spec(w, spec, args, scope, ctx),
         None => unknown_command(w, &base, args, scope, ctx),

@@ -216,6 +216,13 @@ impl Walker<'_> {
         names.sort();
         names.dedup();
         for name in names {
+            self.internal_variable(&name, site);
+            // `$(( k ))` with a secret in `k`: its value is evaluated (and its error messages
+            // quote it).
+            if let Some(secrets) = scope.secrets.get(&name).filter(|s| !s.is_empty()) {
+                let secrets = secrets.clone();
+                self.secret_uses(&[super::model::Arg::literal("((")], &[], &secrets, site);
+            }
             if scope.is_data(&name) {
                 self.add(
                     Tier::Red,
@@ -270,10 +277,14 @@ impl Walker<'_> {
         for expr in &word.arith {
             self.arith(expr, scope, site);
         }
+        for name in &word.params {
+            self.internal_variable(name, site);
+        }
         for name in &word.evaluated {
             match scope.vars.get(name) {
                 Some(value) if !scope.is_data(name) => {
                     let value = value.clone();
+                    self.internal_variable(&value, site);
                     // `${!x}` reads the value as a name (its subscript is arithmetic); `${x@P}`
                     // expands it as a prompt. Judge both readings.
                     if let Some(sub) = subscript(&value) {
@@ -328,6 +339,7 @@ impl Walker<'_> {
 
     /// Judges a static name operand.
     pub(crate) fn name_text(&mut self, name: &str, scope: &Scope, site: &str) {
+        self.internal_variable(name, site);
         if name.contains(DYN) {
             self.add(
                 Tier::Red,
@@ -404,10 +416,33 @@ pub(crate) fn names(
                 }
             }
         }
-        // `set -- ARGS` gives the positional parameters values the agent chose.
-        "set" if !positional.is_empty() || call.rest.iter().any(|a| a.text() == "--") => {
-            scope.positional_data = true;
+        "set" => {
+            // `set -x`, `set -o xtrace`: commands are printed with their arguments expanded.
+            let bundle_has = |letter: char| {
+                call.rest.iter().any(|a| {
+                    let t = a.text();
+                    t.starts_with('-') && !t.starts_with("--") && t[1..].contains(letter)
+                })
+            };
+            if bundle_has('x') || p.values_of("-o").any(|v| v.text == "xtrace") {
+                w.xtrace = true;
+            }
+            if bundle_has('a') || p.values_of("-o").any(|v| v.text == "allexport") {
+                scope.allexport = true;
+            }
+            // `set -- ARGS` gives the positional parameters values the agent chose.
+            let dashes = call.rest.iter().position(|a| a.text() == "--");
+            if !positional.is_empty() || dashes.is_some() {
+                scope.positional_data = true;
+                let values: Vec<&Arg> = match dashes {
+                    Some(at) => call.rest[at + 1..].iter().collect(),
+                    None => positional.clone(),
+                };
+                scope.set_positional_secrets(values.iter().map(|a| a.secret_names()).collect());
+            }
         }
+        // `shift`: the parameters move down.
+        "shift" => scope.shift_positional_secrets(),
         // `history -r FILE` loads a file that `history` then prints; `-a`/`-w FILE` writes one.
         "history" => {
             for (option, access) in [
@@ -461,6 +496,21 @@ pub(crate) fn names(
                 "getopts" => targets.extend(positional.get(1).copied()),
                 _ => {}
             }
+            // The secrets what is read or printed may carry: a here-string or heredoc naming
+            // or expanding one, a pipe from a command that used one; `printf -v x FORMAT ARGS`.
+            let stdin = &call.ctx.stdin;
+            let mut carried = stdin.secret_names.clone();
+            if let Some(text) = stdin.text.as_deref()
+                && let Ok(refs) = crate::secret_ref::references(text)
+            {
+                carried.extend(refs.into_iter().map(str::to_owned));
+            }
+            if stdin.secret_value {
+                carried.insert(String::new());
+            }
+            if call.spec.name == "printf" {
+                carried = positional.iter().flat_map(|a| a.secret_names()).collect();
+            }
             // What `read` takes from a static here-string with nothing evaluable in it is not
             // agent data (`read -r a b <<< "1 2"`).
             let static_input = call.spec.name == "read"
@@ -493,6 +543,7 @@ pub(crate) fn names(
                     );
                 }
                 scope.vars.remove(&name);
+                scope.set_secrets(&name, carried.clone(), false);
                 if static_input {
                     scope.tainted.remove(&name);
                 } else {

@@ -113,8 +113,32 @@ enum ProcAlias {
     RunTime(&'static str),
 }
 
+/// An absolute path with `.` and repeated `/` removed but every `..` kept, and `/dev/fd`
+/// (a link to `/proc/self/fd`) spelled as its target: what to look for links in.
+fn normalize_keeping_links(text: &str) -> String {
+    if !text.starts_with('/') {
+        return String::new();
+    }
+    let parts: Vec<&str> = text
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let joined = format!("/{}", parts.join("/"));
+    match joined.strip_prefix("/dev/fd/") {
+        // The standard streams themselves are not an alias worth a finding.
+        Some("0" | "1" | "2") | None => joined,
+        Some(rest) => format!("/proc/self/fd/{rest}"),
+    }
+}
+
 /// Paths through `/proc` that alias other places.
 fn proc_alias(norm: &str) -> ProcAlias {
+    // `/dev/fd/N` is `/proc/self/fd/N` (N > 2: not a standard stream).
+    if let Some(fd) = norm.strip_prefix("/dev/fd/")
+        && !matches!(fd, "0" | "1" | "2")
+    {
+        return ProcAlias::RunTime("a file a process has open");
+    }
     let Some(rest) = norm.strip_prefix("/proc/") else {
         return ProcAlias::None;
     };
@@ -163,6 +187,23 @@ pub(crate) fn check_path(
         std::borrow::Cow::Borrowed(text)
     };
     let norm = normalize(&unaliased, scope.cwd.as_deref());
+    // `/proc/self/cwd/../X`, `/dev/fd/3/../X`: a `..` after a link to a run-time place does
+    // not cancel the link (the kernel follows it first). Judge the link before the lexical
+    // normalisation can eat it.
+    let linked = normalize_keeping_links(&unaliased);
+    if let (ProcAlias::None, ProcAlias::RunTime(what)) = (proc_alias(&norm), proc_alias(&linked)) {
+        w.add(
+            Tier::Red,
+            site,
+            format!(
+                "{} `{}`, which reaches {what} only known at run time",
+                access.verb(),
+                super::truncate(text, 80)
+            ),
+            "path.proc_alias",
+            None,
+        );
+    }
     // `/proc/<pid>/root/X` is `/X`; `/proc/<pid>/cwd/...` and `/proc/<pid>/fd/N` point to
     // whatever the process has open, known only at run time.
     let norm = match proc_alias(&norm) {

@@ -6,6 +6,19 @@
 //! what the command prints into another program is `critical`. A secret with no binding can be
 //! used only with an approval of the exact action (`red`). The keys the egress proxy uses are
 //! never resolvable by the gate (`critical`).
+//!
+//! A reference is followed wherever the walk can follow it: into variables and arrays (through
+//! any transform of the value), the positional parameters of `bash -c` strings, scripts,
+//! `source`, functions and `set --`, loop variables, `read`/`mapfile`/`printf -v`, the
+//! environment `env` gives, heredocs and here-strings ([`super::model::Scope::secrets`]), so it
+//! is judged by the command that finally uses it. What a command using a secret outside its
+//! binding prints is tracked too (`Stream::secret_value`), also through substitutions and
+//! variables. Where the walk cannot follow (interpreters, `xargs`, exported variables), the
+//! program the reference reaches is judged instead (at least `red`). Naming the daemon's own
+//! variables for resolved values, tracing (`set -x`) and a bound client that prints or saves
+//! its request are judged here as well.
+
+use std::collections::BTreeSet;
 
 use super::model::Arg;
 use super::walk::Walker;
@@ -82,12 +95,25 @@ pub(crate) enum Use {
 
 impl Walker<'_> {
     /// Judges every `SECRET_REF(name)` in a simple command's arguments (and its prefix
-    /// assignments, given as `env`); true when the command's output may carry a value the
-    /// binding did not cover.
-    pub(crate) fn secret_uses(&mut self, args: &[Arg], env: &[String], site: &str) -> bool {
+    /// assignments or stdin text, given as `env`), and every secret its arguments carry through
+    /// a variable or parameter that holds one (and `extra`, those of its environment or stdin);
+    /// true when the command's output may carry a value the binding did not cover.
+    pub(crate) fn secret_uses(
+        &mut self,
+        args: &[Arg],
+        env: &[String],
+        extra: &BTreeSet<String>,
+        site: &str,
+    ) -> bool {
         // Every simple command passes here: decide without allocating when none names a secret.
         let names_secret = |t: &str| t.contains(crate::secret_ref::PREFIX);
-        if !args.iter().any(|a| names_secret(a.text())) && !env.iter().any(|e| names_secret(e)) {
+        let carried = |a: &Arg| {
+            !a.word.secrets.is_empty() || a.procsub.as_ref().is_some_and(|p| p.secret_value)
+        };
+        if extra.is_empty()
+            && !args.iter().any(|a| names_secret(a.text()) || carried(a))
+            && !env.iter().any(|e| names_secret(e))
+        {
             return false;
         }
         let texts: Vec<&str> = args
@@ -99,13 +125,22 @@ impl Walker<'_> {
             .first()
             .map(|a| a.text().rsplit('/').next().unwrap_or_default().to_owned())
             .unwrap_or_default();
+        // A URL that carries a secret itself is not a destination that can be checked.
         let urls: Vec<&str> = args
             .iter()
             .skip(1)
+            .filter(|a| !carried(a))
             .map(|a| a.text())
             .filter(|t| t.contains("://") && !t.contains(crate::secret_ref::PREFIX))
             .collect();
         let mut names: Vec<&str> = Vec::new();
+        for a in args {
+            names.extend(a.word.secrets.iter().map(String::as_str));
+            if a.procsub.as_ref().is_some_and(|p| p.secret_value) {
+                names.push("");
+            }
+        }
+        names.extend(extra.iter().map(String::as_str));
         for text in &texts {
             match crate::secret_ref::references(text) {
                 Ok(refs) => names.extend(refs),
@@ -122,8 +157,29 @@ impl Walker<'_> {
         }
         names.sort_unstable();
         names.dedup();
+        self.secret_used |= !names.is_empty();
         let mut carries = false;
         for name in names {
+            if name.is_empty() {
+                // What a command printed after using a secret outside its binding: which
+                // secret is not known, so no binding covers it.
+                carries = true;
+                let (tier, rule, channel, why) = match judge_printed(&program) {
+                    (Use::Leaks, why) => (Tier::Critical, "secret.leak", Some("network"), why),
+                    (_, why) => (Tier::Red, "secret.unbound", None, why),
+                };
+                self.add(
+                    tier,
+                    site,
+                    format!(
+                        "passes what a command using a secret printed, which can carry its \
+                         value, {why}"
+                    ),
+                    rule,
+                    channel,
+                );
+                continue;
+            }
             let policy = self.secrets.clone();
             if policy.reserved.contains(name) {
                 self.add(
@@ -141,7 +197,37 @@ impl Walker<'_> {
             }
             let binding = policy.bindings.get(name).cloned().unwrap_or_default();
             match judge(&binding, &program, &urls) {
-                (Use::Bound, _) => {}
+                (Use::Bound, _) => match echoes_request(&program, &texts) {
+                    // `curl -v`: the program prints the request it sends, secret included.
+                    Some(Echo::Prints(flag)) => {
+                        carries = true;
+                        self.add(
+                            Tier::Yellow,
+                            site,
+                            format!(
+                                "`{flag}` prints the request with SECRET_REF({name}) in it; \
+                                 its output is treated as the secret"
+                            ),
+                            "secret.echoed",
+                            None,
+                        );
+                    }
+                    Some(Echo::Writes(flag, file)) => {
+                        carries = true;
+                        self.add(
+                            Tier::Critical,
+                            site,
+                            format!(
+                                "`{flag}` writes the request with SECRET_REF({name}) in it to \
+                                 `{}`",
+                                super::truncate(&file, 60)
+                            ),
+                            "secret.leak",
+                            None,
+                        );
+                    }
+                    None => {}
+                },
                 (Use::Unbound, why) => {
                     carries = true;
                     self.add(
@@ -167,6 +253,43 @@ impl Walker<'_> {
         carries
     }
 
+    /// A variable name the daemon uses for resolved values (`$__ta_secret_0`, `${!x}` with
+    /// `x=__ta_secret_0`, `declare -n r=__ta_secret_0`): reading or replacing it bypasses
+    /// every binding, and nothing but the daemon's rewrite has a reason to name it.
+    pub(crate) fn internal_variable(&mut self, name: &str, site: &str) {
+        let base = name.split('[').next().unwrap_or_default();
+        if crate::secret_ref::is_internal_variable(base) {
+            self.add(
+                Tier::Critical,
+                site,
+                format!(
+                    "names `{}`, a variable the gate uses for resolved secret values; only \
+                     SECRET_REF(name) may use a secret",
+                    super::truncate(base, 40)
+                ),
+                "secret.internal_variable",
+                None,
+            );
+        }
+    }
+
+    /// Tracing (`set -x`) in a command line that uses a secret prints the expanded commands,
+    /// values included, on stderr, where a redirection or a transform takes them past output
+    /// redaction. Decided over the whole line: the order of the two does not matter to a
+    /// function called later or a loop.
+    pub(crate) fn traced_secrets(&mut self, site: &str) {
+        if self.xtrace && self.secret_used {
+            self.add(
+                Tier::Critical,
+                site,
+                "traces commands (`set -x`) in a command line that uses a secret: the trace \
+                 prints each command with the secret's value",
+                "secret.xtrace",
+                None,
+            );
+        }
+    }
+
     /// A command whose output may carry a secret value: into a file or another program it is
     /// a leak.
     pub(crate) fn secret_output_leaves(&mut self, how: &str, site: &str) {
@@ -178,6 +301,81 @@ impl Walker<'_> {
             None,
         );
     }
+}
+
+/// How a bound HTTP client repeats the request it sends (and the secret in it).
+enum Echo {
+    /// On its output (`curl -v`, `wget -d`, `http --offline`).
+    Prints(String),
+    /// Into a file (`curl --trace-ascii F`, `curl --libcurl F`).
+    Writes(String, String),
+}
+
+/// Whether `program` with these words (its name first) prints or saves its own request.
+fn echoes_request(program: &str, words: &[&str]) -> Option<Echo> {
+    let args = words.get(1..).unwrap_or_default();
+    let short_bundle_has = |a: &str, letter: char| {
+        a.len() > 1
+            && a.starts_with('-')
+            && !a.starts_with("--")
+            && a[1..].chars().all(|c| c.is_ascii_alphabetic())
+            && a[1..].contains(letter)
+    };
+    match program {
+        "curl" | "curlie" => {
+            for (i, a) in args.iter().enumerate() {
+                let (name, inline) = match a.split_once('=') {
+                    Some((n, v)) if n.starts_with("--") => (n, Some(v)),
+                    _ => (*a, None),
+                };
+                if matches!(name, "--trace" | "--trace-ascii" | "--libcurl") {
+                    let file = inline
+                        .map(str::to_owned)
+                        .or_else(|| args.get(i + 1).map(|f| (*f).to_owned()))
+                        .unwrap_or_default();
+                    return Some(if file == "-" {
+                        Echo::Prints(name.to_owned())
+                    } else {
+                        Echo::Writes(name.to_owned(), file)
+                    });
+                }
+                if name == "--verbose" || short_bundle_has(a, 'v') {
+                    return Some(Echo::Prints((*a).to_owned()));
+                }
+            }
+            None
+        }
+        "wget" | "wget2" => args
+            .iter()
+            .find(|a| **a == "--debug" || short_bundle_has(a, 'd'))
+            .map(|a| Echo::Prints((*a).to_owned())),
+        "http" | "https" | "xh" | "httpie" => args
+            .iter()
+            .find(|a| {
+                matches!(**a, "--verbose" | "--offline" | "-p")
+                    || a.starts_with("--print")
+                    || short_bundle_has(a, 'v')
+            })
+            .map(|a| Echo::Prints((*a).to_owned())),
+        _ => None,
+    }
+}
+
+/// How `program` uses a value printed by a command that used a secret outside its binding.
+fn judge_printed(program: &str) -> (Use, String) {
+    if LOOKUP_PROGRAMS.contains(&program) {
+        return (
+            Use::Leaks,
+            format!("into a name lookup with `{program}`, which carries it off the server"),
+        );
+    }
+    if HTTP_PROGRAMS.contains(&program) || NETWORK_PROGRAMS.contains(&program) {
+        return (
+            Use::Leaks,
+            format!("to `{program}`, which sends it off the server"),
+        );
+    }
+    (Use::Unbound, format!("to `{program}`"))
 }
 
 /// How `program` with request `urls` uses a secret with `binding`, and why.

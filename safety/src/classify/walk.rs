@@ -6,7 +6,7 @@
 //! (secret material, downloaded content, decoded payloads, or known static text) so that
 //! data-flow rules can see `cat key | curl`, `curl | sh` and `base64 -d | bash`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use brush_parser::ast::{
     self, CommandPrefixOrSuffixItem, CompoundCommand, ExtendedTestExpr, IoFileRedirectKind,
@@ -63,9 +63,23 @@ pub(crate) struct Walker<'p> {
     pub evaluating: u32,
     /// Descriptors opened on a network connection (`exec 3<>/dev/tcp/h/80`).
     net_fds: HashSet<String>,
+    /// Descriptors opened on text that names a secret (`exec 3<<< SECRET_REF(k)`).
+    secret_fds: HashSet<String>,
     /// Files this command line writes, and what it writes into them (family 3). Kept for the
     /// whole walk: a subshell's write is on disk for what follows.
     pub written: HashMap<String, Stream>,
+    /// Functions defined in the script, and the secrets their body leaves in variables: a call
+    /// that hands them secrets walks the body again with them (see [`Self::call_function`]).
+    functions: HashMap<String, (ast::FunctionDefinition, HashMap<String, BTreeSet<String>>)>,
+    /// Functions being walked again for a call, innermost last (no recursion).
+    calling: Vec<String>,
+    /// Some part of the command line turns on tracing (`set -x`, `bash -x`), which prints
+    /// every command with its arguments expanded: secret values included.
+    pub xtrace: bool,
+    /// Some command uses a secret (see [`super::secrets`]).
+    pub secret_used: bool,
+    /// The actions of `trap`s set in the script: they run later, with the variables of then.
+    pub traps: Vec<String>,
 }
 
 impl<'p> Walker<'p> {
@@ -87,6 +101,12 @@ impl<'p> Walker<'p> {
             written: HashMap::new(),
             evaluating: 0,
             net_fds: HashSet::new(),
+            secret_fds: HashSet::new(),
+            functions: HashMap::new(),
+            calling: Vec::new(),
+            xtrace: false,
+            secret_used: false,
+            traps: Vec::new(),
         }
     }
 
@@ -200,6 +220,16 @@ impl<'p> Walker<'p> {
             ..Default::default()
         };
         self.classify_script(script, &mut scope, &Stream::empty(), script);
+        // A trap runs when its signal comes (at the latest, at exit), with the variables and
+        // parameters of then: walk it again with those of the end of the script.
+        if scope.holds_secrets() {
+            for action in std::mem::take(&mut self.traps) {
+                let site = format!("trap '{}'", truncate(&action, 80));
+                let mut inner = scope.clone();
+                self.classify_script(&action, &mut inner, &Stream::empty(), &site);
+            }
+        }
+        self.traced_secrets(script);
         // bash keeps a lone carriage return inside a word, but other tools end the line there.
         // Judge that reading too, so a parser differential can only make the verdict stricter.
         if script.replace("\r\n", "\n").contains('\r') {
@@ -337,6 +367,7 @@ impl<'p> Walker<'p> {
                 text: o.text,
                 path: None,
                 secret_value: o.secret_value,
+                secret_names: Default::default(),
             };
         }
         out
@@ -353,8 +384,11 @@ impl<'p> Walker<'p> {
                 let redirects: Vec<&IoRedirect> =
                     redirects.iter().flat_map(|r| r.0.iter()).collect();
                 let effect = self.eval_redirects(&redirects, scope, input, &site);
-                let input = effect.stdin.unwrap_or_else(|| input.clone());
-                self.walk_compound(compound, scope, &input)
+                let stdin = effect.stdin.clone().unwrap_or_else(|| input.clone());
+                let out = self.walk_compound(compound, scope, &stdin);
+                // `{ echo SECRET_REF(k); } > F`: what the body prints goes where it is sent.
+                self.output_effects(&effect, &out, scope, &site);
+                out
             }
             ast::Command::Function(def) => {
                 self.defined.insert(def.fname.value.clone());
@@ -364,8 +398,12 @@ impl<'p> Walker<'p> {
                     def.body.1.iter().flat_map(|r| r.0.iter()).collect();
                 let effect =
                     self.eval_redirects(&redirects, &mut body_scope, &Stream::empty(), &site);
-                let input = effect.stdin.unwrap_or_default();
-                self.walk_compound(&def.body.0, &mut body_scope, &input);
+                let input = effect.stdin.clone().unwrap_or_default();
+                let out = self.walk_compound(&def.body.0, &mut body_scope, &input);
+                self.output_effects(&effect, &out, &body_scope, &site);
+                let assigned = assigned_secrets(scope, &body_scope);
+                self.functions
+                    .insert(def.fname.value.clone(), (def.clone(), assigned));
                 Stream::empty()
             }
             ast::Command::ExtendedTest(test, redirects) => {
@@ -390,6 +428,7 @@ impl<'p> Walker<'p> {
             }
             ExtendedTestExpr::UnaryTest(op, word) => {
                 let args = self.expand_word(&word.value, scope, site);
+                self.compares_secret("[[", &args, site);
                 if matches!(op, ast::UnaryPredicate::ShellVariableIsSetAndAssigned) {
                     for arg in &args {
                         self.name_operand(arg, scope, site);
@@ -397,8 +436,9 @@ impl<'p> Walker<'p> {
                 }
             }
             ExtendedTestExpr::BinaryTest(op, a, b) => {
-                self.expand_word(&a.value, scope, site);
-                self.expand_word(&b.value, scope, site);
+                let mut args = self.expand_word(&a.value, scope, site);
+                args.extend(self.expand_word(&b.value, scope, site));
+                self.compares_secret("[[", &args, site);
                 // `[[ a -eq b ]]` evaluates both operands as arithmetic.
                 if matches!(
                     op,
@@ -458,6 +498,29 @@ impl<'p> Walker<'p> {
                 }
                 // `for x; do` walks the positional parameters.
                 tainted |= clause.values.is_none();
+                let mut secrets = BTreeSet::new();
+                match &clause.values {
+                    None => secrets = scope.positional_secrets(),
+                    Some(values) => {
+                        let env = WordEnv {
+                            home: &self.home,
+                            cwd: scope.cwd.as_deref(),
+                            vars: &scope.vars,
+                            secrets: &scope.secrets,
+                        };
+                        for value in values {
+                            // Expanded once more without side effects, for what it carries.
+                            for word in words::expand(&value.value, &env).unwrap_or_default() {
+                                let arg = Arg {
+                                    word,
+                                    ..Arg::literal("")
+                                };
+                                secrets.extend(arg.secret_names());
+                            }
+                        }
+                    }
+                }
+                scope.set_secrets(&clause.variable_name, secrets, false);
                 // A loop variable with the integer attribute evaluates each value.
                 if scope.integers.contains(&clause.variable_name) {
                     for value in clause.values.iter().flatten() {
@@ -474,7 +537,8 @@ impl<'p> Walker<'p> {
             }
             CompoundCommand::CaseClause(clause) => {
                 let site = format!("case {} in ...", clause.value.value);
-                self.expand_word(&clause.value.value, scope, &site);
+                let subject = self.expand_word(&clause.value.value, scope, &site);
+                self.compares_secret("case", &subject, &site);
                 let mut out = Stream::empty();
                 for item in &clause.cases {
                     for pattern in &item.patterns {
@@ -566,12 +630,61 @@ impl<'p> Walker<'p> {
         }
     }
 
+    /// A call of a function defined in the script: walks its body again when the call hands it
+    /// secrets (its arguments become `$1`...; variables it may read hold some), and leaves the
+    /// secrets its body assigns in the caller's variables. `None` when the body was not walked
+    /// again (no secrets, an alias, or a recursive call): then the call itself is judged.
+    pub(crate) fn call_function(
+        &mut self,
+        name: &str,
+        args: &[Arg],
+        scope: &mut Scope,
+        ctx: &CallCtx,
+    ) -> Option<Stream> {
+        let (def, assigned) = self.functions.get(name)?.clone();
+        let positional: Vec<BTreeSet<String>> = args[1..].iter().map(Arg::secret_names).collect();
+        let handed = positional.iter().any(|p| !p.is_empty()) || scope.holds_secrets();
+        let mut out = None;
+        if handed && !self.calling.iter().any(|c| c == name) {
+            self.calling.push(name.to_owned());
+            let site = format!("{} [function {name}]", truncate(&ctx.site, 80));
+            let mut body_scope = scope.clone();
+            body_scope.positional_data = true;
+            body_scope.set_positional_secrets(positional);
+            let redirects: Vec<&IoRedirect> = def.body.1.iter().flat_map(|r| r.0.iter()).collect();
+            let effect = self.eval_redirects(&redirects, &mut body_scope, &ctx.stdin, &site);
+            let input = effect.stdin.clone().unwrap_or_else(|| ctx.stdin.clone());
+            let stream = self.walk_compound(&def.body.0, &mut body_scope, &input);
+            self.output_effects(&effect, &stream, &body_scope, &site);
+            self.calling.pop();
+            for (k, v) in assigned_secrets(scope, &body_scope) {
+                scope.secrets.entry(k).or_default().extend(v);
+            }
+            out = Some(stream);
+        }
+        for (k, v) in assigned {
+            scope.secrets.entry(k).or_default().extend(v);
+        }
+        out
+    }
+
+    /// A test on a secret's value (`[[ ${k:0:1} == a ]]`, `case $k in a*)`): its outcome
+    /// tells the agent about the value, one guess at a time. A use no binding covers.
+    fn compares_secret(&mut self, what: &str, args: &[Arg], site: &str) {
+        if args.iter().any(|a| !a.secret_names().is_empty()) {
+            let mut call = vec![Arg::literal(what)];
+            call.extend(args.iter().cloned());
+            self.secret_uses(&call, &[], &BTreeSet::new(), site);
+        }
+    }
+
     /// Expands a word, classifying the commands its substitutions run.
     pub(crate) fn expand_word(&mut self, raw: &str, scope: &Scope, site: &str) -> Vec<Arg> {
         let env = WordEnv {
             home: &self.home,
             cwd: scope.cwd.as_deref(),
             vars: &scope.vars,
+            secrets: &scope.secrets,
         };
         let expanded = match words::expand(raw, &env) {
             Ok(words) => words,
@@ -593,16 +706,20 @@ impl<'p> Walker<'p> {
             }
         };
         let mut args = Vec::with_capacity(expanded.len());
-        for word in expanded {
+        for mut word in expanded {
             let mut secret = false;
             let mut fetched = false;
-            for sub in &word.subs {
+            for sub in word.subs.clone() {
                 let mut inner = scope.clone();
                 let sub_site = format!("$({})", sub.script);
                 let out =
                     self.classify_script(&sub.script, &mut inner, &Stream::empty(), &sub_site);
                 secret |= out.secret;
                 fetched |= out.fetched;
+                // `"$(echo SECRET_REF(k))"`: what a command using a secret prints.
+                if out.secret_value {
+                    word.secrets.insert(String::new());
+                }
             }
             let tainted = self.word_effects(&word, scope, site);
             args.push(Arg {
@@ -686,9 +803,13 @@ impl<'p> Walker<'p> {
         for list in &late_procs {
             let mut inner = scope.clone();
             let fed = effect.stdin.clone().unwrap_or_else(|| input.clone());
+            // `tee >(rev) <<< SECRET_REF(k)`: the substitution gets the command's input.
+            if fed.secret_value || !fed.secret_names.is_empty() || ctx_stdin_text(&fed).is_some() {
+                self.secret_output_leaves("feeds into a process substitution", &site);
+            }
             self.walk_list(list, &mut inner, &fed);
         }
-        let stdin = effect.stdin.unwrap_or_else(|| input.clone());
+        let stdin = effect.stdin.clone().unwrap_or_else(|| input.clone());
 
         if args.is_empty() {
             for a in assignments {
@@ -709,14 +830,36 @@ impl<'p> Walker<'p> {
         let prefixed = !assignments.is_empty();
         // References in prefix assignments and in a here-string or heredoc reach the program
         // too (its environment, its stdin); collected only when there is one.
+        // `read`/`mapfile` keep what they read in variables, which carry it on to where it is
+        // used (see `evaluated::names`): reading it is not a use.
+        let program = args[0].text().rsplit('/').next().unwrap_or_default();
+        let keeps_stdin = matches!(program, "read" | "mapfile" | "readarray");
         let env_refs: Vec<String> = assignments
             .iter()
             .map(|a| a.to_string())
-            .chain(ctx_stdin_text(&stdin))
+            .chain(ctx_stdin_text(&stdin).filter(|_| !keeps_stdin))
+            .chain(effect.other_inputs.iter().filter_map(ctx_stdin_text))
             .filter(|v| v.contains(crate::secret_ref::PREFIX))
             .collect();
+        let mut env_names: BTreeSet<String> = if keeps_stdin {
+            BTreeSet::new()
+        } else {
+            stdin.secret_names.clone()
+        };
+        for other in &effect.other_inputs {
+            env_names.extend(other.secret_names.iter().cloned());
+        }
+        // `cat <&3` after `exec 3<<< SECRET_REF(k)`: a value arrives on stdin.
+        if effect.stdin.as_ref().is_some_and(|s| s.secret_value) {
+            env_names.insert(String::new());
+        }
         for a in assignments {
-            self.eval_assignment(a, &mut command_scope, &site, Some(args[0].text()));
+            env_names.extend(self.eval_assignment(
+                a,
+                &mut command_scope,
+                &site,
+                Some(args[0].text()),
+            ));
         }
         let ctx = CallCtx {
             site: site.clone(),
@@ -746,35 +889,64 @@ impl<'p> Walker<'p> {
                 | "exec"
         );
 
-        let env_carries = !env_refs.is_empty() && self.secret_uses(&args[..1], &env_refs, &site);
+        let env_carries = (!env_refs.is_empty() || !env_names.is_empty())
+            && self.secret_uses(&args[..1], &env_refs, &env_names, &site);
         let mut out = if child_shell && prefixed {
             command::dispatch(self, &args, &mut command_scope, &ctx)
         } else {
             command::dispatch(self, &args, scope, &ctx)
         };
         out.secret_value |= env_carries;
-        for list in &effect.output_procs {
-            let mut inner = scope.clone();
-            self.walk_list(list, &mut inner, &out);
+        self.output_effects(&effect, &out, scope, &site);
+        // `exec > F`, `exec > >(rev)`, `exec 3> F`: the shell's own output (or a descriptor)
+        // goes elsewhere for every command that follows.
+        if program == "exec"
+            && args.len() == 1
+            && (!effect.writes.is_empty()
+                || !effect.output_procs.is_empty()
+                || !effect.output_fds.is_empty())
+        {
+            scope.output_elsewhere = true;
         }
-        if out.secret_value && !effect.writes.is_empty() {
-            self.secret_output_leaves("writes to a file", &site);
-        }
-        for path in &effect.writes {
-            self.note_written(path, scope.cwd.as_deref(), out.clone());
+        if out.secret_value && scope.output_elsewhere {
+            self.secret_output_leaves("sends where `exec` redirected the shell's output", &site);
         }
         out
     }
 
+    /// What a command's output redirections do with what it prints: into a file, a process
+    /// substitution (`> >(rev)`) or another descriptor (`>&3`), a secret's value leaks.
+    fn output_effects(&mut self, effect: &RedirectEffect, out: &Stream, scope: &Scope, site: &str) {
+        for list in &effect.output_procs {
+            if out.secret_value {
+                self.secret_output_leaves("writes into a process substitution", site);
+            }
+            let mut inner = scope.clone();
+            self.walk_list(list, &mut inner, out);
+        }
+        if out.secret_value && !effect.writes.is_empty() {
+            self.secret_output_leaves("writes to a file", site);
+        }
+        if out.secret_value && !effect.output_fds.is_empty() {
+            self.secret_output_leaves(
+                &format!("writes to descriptor {}", effect.output_fds.join(", ")),
+                site,
+            );
+        }
+        for path in &effect.writes {
+            self.note_written(path, scope.cwd.as_deref(), out.clone());
+        }
+    }
+
     /// A `NAME=value` assignment: standalone (shell variable, `prefix_of` is `None`) or as a
-    /// prefix of a command (its environment).
+    /// prefix of a command (its environment). Returns the vault secrets the value carries.
     fn eval_assignment(
         &mut self,
         a: &ast::Assignment,
         scope: &mut Scope,
         site: &str,
         prefix_of: Option<&str>,
-    ) {
+    ) -> BTreeSet<String> {
         let standalone = prefix_of.is_none();
         let name = match &a.name {
             ast::AssignmentName::VariableName(n) => n.clone(),
@@ -787,11 +959,13 @@ impl<'p> Walker<'p> {
         let mut value: Option<String> = None;
         let mut tainted = false;
         let mut raw_value = String::new();
+        let mut secrets = BTreeSet::new();
         match &a.value {
             ast::AssignmentValue::Scalar(word) => {
                 raw_value = word.value.clone();
                 let args = self.expand_word(&word.value, scope, site);
                 tainted = args.iter().any(|a| a.tainted);
+                secrets.extend(args.iter().flat_map(Arg::secret_names));
                 if let [arg] = args.as_slice() {
                     value = arg.word.value().map(str::to_owned);
                 }
@@ -805,6 +979,7 @@ impl<'p> Walker<'p> {
                     }
                     let args = self.expand_word(&word.value, scope, site);
                     tainted |= args.iter().any(|a| a.tainted);
+                    secrets.extend(args.iter().flat_map(Arg::secret_names));
                     // Elements of an integer array are arithmetic (`declare -ai a; a=('...')`).
                     if scope.integers.contains(&name) {
                         self.arith(&word.value, scope, site);
@@ -830,7 +1005,22 @@ impl<'p> Walker<'p> {
             self.arith(&raw_value, scope, site);
         }
         self.evaluated_assignment(&name, &raw_value, value.as_deref(), tainted, scope, site);
+        // Assigning a nameref (`declare -n r=x; r=...`) assigns its target.
+        if scope.namerefs.contains(&name)
+            && let Some(target) = scope.vars.get(&name).cloned()
+        {
+            scope.set_secrets(&target, secrets.clone(), true);
+        }
         self.set_var(scope, &name, if a.append { None } else { value }, tainted);
+        // `a[1]=...` changes one element: the others keep theirs.
+        let element = matches!(a.name, ast::AssignmentName::ArrayElementName(..));
+        scope.set_secrets(&name, secrets.clone(), a.append || element);
+        // Under `set -a` the variable is exported: the value reaches every later command's
+        // environment, a use no binding covers.
+        if standalone && scope.allexport && !secrets.is_empty() {
+            self.secret_uses(&[Arg::literal("export")], &[], &secrets, site);
+        }
+        secrets
     }
 
     /// Records a variable's new value: known, unknown, or run-time data.
@@ -859,6 +1049,7 @@ impl<'p> Walker<'p> {
 
     /// The tier of setting an environment or shell variable.
     pub(crate) fn check_env_name(&mut self, name: &str, site: &str, standalone: bool) {
+        self.internal_variable(name, site);
         let settings = &self.policy.settings;
         if let Some(tier) = settings.env.get(name).copied() {
             self.add(
@@ -929,12 +1120,21 @@ impl<'p> Walker<'p> {
                                         effect.stdin = Some(Stream {
                                             opaque: true,
                                             fetched: self.net_fds.contains(&text),
+                                            // `exec 3<<< SECRET_REF(k); cat <&3`.
+                                            secret_value: self.secret_fds.contains(&text),
                                             ..Default::default()
                                         });
                                     } else if matches!(kind, IoFileRedirectKind::DuplicateOutput)
                                         && self.net_fds.contains(&text)
                                     {
                                         effect.network = true;
+                                    } else if matches!(kind, IoFileRedirectKind::DuplicateOutput)
+                                        && fd.unwrap_or(1) == 1
+                                        && !matches!(text.as_str(), "-" | "1" | "2")
+                                    {
+                                        // `>&3`: into a descriptor opened earlier (a file, a
+                                        // process substitution, a coprocess).
+                                        effect.output_fds.push(text.clone());
                                     }
                                     continue;
                                 }
@@ -1023,11 +1223,13 @@ impl<'p> Walker<'p> {
                             home: &self.home,
                             cwd: scope.cwd.as_deref(),
                             vars: &scope.vars,
+                            secrets: &scope.secrets,
                         };
                         match words::expand_heredoc(&doc.doc.value, &env) {
                             Ok(expanded) => {
                                 let mut secret = false;
                                 let mut fetched = false;
+                                let mut secret_names = expanded.secrets.clone();
                                 self.word_effects(&expanded, scope, site);
                                 for sub in &expanded.subs {
                                     let mut inner = scope.clone();
@@ -1039,11 +1241,15 @@ impl<'p> Walker<'p> {
                                     );
                                     secret |= out.secret;
                                     fetched |= out.fetched;
+                                    if out.secret_value {
+                                        secret_names.insert(String::new());
+                                    }
                                 }
                                 Stream {
                                     secret,
                                     fetched,
                                     text: Some(strip_tabs(&expanded.text, doc.remove_tabs)),
+                                    secret_names,
                                     ..Default::default()
                                 }
                             }
@@ -1069,6 +1275,8 @@ impl<'p> Walker<'p> {
                     };
                     if fd.unwrap_or(0) == 0 {
                         effect.stdin = Some(stream);
+                    } else {
+                        self.other_input(*fd, stream, &mut effect);
                     }
                 }
                 IoRedirect::HereString(fd, word) => {
@@ -1078,10 +1286,13 @@ impl<'p> Walker<'p> {
                         secret: args.iter().any(|a| a.secret),
                         fetched: args.iter().any(|a| a.fetched),
                         text: Some(format!("{}\n", text.join(" "))),
+                        secret_names: args.iter().flat_map(|a| a.word.secrets.clone()).collect(),
                         ..Default::default()
                     };
                     if fd.unwrap_or(0) == 0 {
                         effect.stdin = Some(stream);
+                    } else {
+                        self.other_input(*fd, stream, &mut effect);
                     }
                 }
                 IoRedirect::OutputAndError(word, _) => {
@@ -1106,6 +1317,20 @@ impl<'p> Walker<'p> {
         }
         effect.findings_added = self.findings.len() - before;
         effect
+    }
+
+    /// A heredoc or here-string on another descriptor (`3<<< SECRET_REF(k)`): the command can
+    /// read it, and after `exec` so can every later `<&3`.
+    fn other_input(&mut self, fd: Option<i32>, stream: Stream, effect: &mut RedirectEffect) {
+        let carries = !stream.secret_names.is_empty()
+            || stream
+                .text
+                .as_deref()
+                .is_some_and(|t| t.contains(crate::secret_ref::PREFIX));
+        if carries && let Some(n) = fd {
+            self.secret_fds.insert(n.to_string());
+        }
+        effect.other_inputs.push(stream);
     }
 
     /// `/dev/tcp/host/port` and `/dev/udp/...` open network connections in bash.
@@ -1238,6 +1463,18 @@ impl<'p> Walker<'p> {
     }
 }
 
+/// The secrets a function body left in variables (not its positional parameters) that the
+/// caller's scope does not already account for.
+fn assigned_secrets(before: &Scope, after: &Scope) -> HashMap<String, BTreeSet<String>> {
+    after
+        .secrets
+        .iter()
+        .filter(|(k, _)| !k.chars().all(|c| c.is_ascii_digit()))
+        .filter(|(k, v)| before.secrets.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// What a command's redirections did.
 #[derive(Debug, Default)]
 struct RedirectEffect {
@@ -1249,6 +1486,10 @@ struct RedirectEffect {
     writes: Vec<String>,
     /// Process substitutions the command's output is written into (`> >(sh)`).
     output_procs: Vec<ast::CompoundList>,
+    /// Descriptors other than stdout and stderr its output is sent to (`>&3`).
+    output_fds: Vec<String>,
+    /// Heredocs and here-strings on descriptors other than stdin (`3<<< ...`).
+    other_inputs: Vec<Stream>,
     findings_added: usize,
 }
 

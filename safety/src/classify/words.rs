@@ -6,7 +6,7 @@
 //! [`DYN`] in its text. Command substitutions are collected so the walker can classify them as
 //! execution sites of their own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use brush_parser::ParserOptions;
 use brush_parser::word::{
@@ -68,6 +68,11 @@ pub(crate) struct Expanded {
     pub arith: Vec<String>,
     /// Variables whose value bash reads again as a name or a prompt (`${!x}`, `${x@P}`).
     pub evaluated: Vec<String>,
+    /// Vault secrets (by name) whose value the word may carry through a variable or positional
+    /// parameter that holds one ([`super::model::Scope::secrets`]), also through a transform
+    /// (`${x%?}`, `${x^^}`, `${1:0:4}`) or inside a default (`${y:-$x}`). The empty name
+    /// stands for the output of a command that used a secret outside its binding.
+    pub secrets: BTreeSet<String>,
 }
 
 impl Expanded {
@@ -102,6 +107,15 @@ pub(crate) struct WordEnv<'a> {
     pub home: &'a str,
     pub cwd: Option<&'a str>,
     pub vars: &'a HashMap<String, String>,
+    /// The secrets variables hold ([`super::model::Scope::secrets`]).
+    pub secrets: &'a HashMap<String, BTreeSet<String>>,
+}
+
+/// No variable holds a secret.
+pub(crate) fn no_secrets() -> &'static HashMap<String, BTreeSet<String>> {
+    static EMPTY: std::sync::OnceLock<HashMap<String, BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    EMPTY.get_or_init(HashMap::new)
 }
 
 /// Why a word could not be decoded.
@@ -222,11 +236,17 @@ pub(crate) fn expand_heredoc(body: &str, env: &WordEnv<'_>) -> Result<Expanded, 
 /// reads and the texts it evaluates as arithmetic. The value itself is not needed.
 pub(crate) fn nested(text: &str) -> Expanded {
     let mut scratch = Expanded::default();
-    nested_into(text, &mut scratch);
+    nested_into(text, no_secrets(), &mut scratch);
     scratch
 }
 
-fn nested_into(text: &str, out: &mut Expanded) {
+fn nested_into(text: &str, secrets: &HashMap<String, BTreeSet<String>>, out: &mut Expanded) {
+    // `${x:-SECRET_REF(k)}`, `${x/a/SECRET_REF(k)}`: the reference can become the value.
+    if text.contains(crate::secret_ref::PREFIX)
+        && let Ok(refs) = crate::secret_ref::references(text)
+    {
+        out.secrets.extend(refs.into_iter().map(str::to_owned));
+    }
     if !text.contains('$') && !text.contains('`') {
         return;
     }
@@ -238,6 +258,7 @@ fn nested_into(text: &str, out: &mut Expanded) {
                 home: "~",
                 cwd: None,
                 vars: &env_vars,
+                secrets,
             };
             let mut scratch = Expanded::default();
             for piece in &pieces {
@@ -249,6 +270,7 @@ fn nested_into(text: &str, out: &mut Expanded) {
             out.params.append(&mut scratch.params);
             out.arith.append(&mut scratch.arith);
             out.evaluated.append(&mut scratch.evaluated);
+            out.secrets.append(&mut scratch.secrets);
         }
         Err(_) => out.subs.push(Substitution {
             script: text.to_owned(),
@@ -305,6 +327,7 @@ fn expand_piece(
         },
         WordPiece::ParameterExpansion(expr) => {
             out.from_var = true;
+            carried_secrets(expr, env, out);
             match expr {
                 ParameterExpr::Parameter {
                     parameter: Parameter::Named(name),
@@ -322,7 +345,7 @@ fn expand_piece(
                 },
                 other => {
                     for text in parameter_strings(other) {
-                        nested_into(text, out);
+                        nested_into(text, env.secrets, out);
                     }
                     record_parameter(other, out);
                     push_dynamic(out);
@@ -339,7 +362,7 @@ fn expand_piece(
         }
         WordPiece::ArithmeticExpression(expr) => {
             out.from_var = true;
-            nested_into(&expr.value, out);
+            nested_into(&expr.value, env.secrets, out);
             out.arith.push(expr.value.clone());
             push_dynamic(out);
         }
@@ -372,8 +395,9 @@ fn push_dynamic(out: &mut Expanded) {
 /// Records what a parameter expression reads: the parameter (its value is run-time data unless
 /// the walker knows better), the texts evaluated as arithmetic, and indirection or prompt
 /// expansion, which read the *value* as a name or as code.
-fn record_parameter(expr: &ParameterExpr, out: &mut Expanded) {
-    let (param, indirect) = match expr {
+/// The parameter an expression reads, and whether it reads it indirectly (`${!x}`).
+fn parameter_of(expr: &ParameterExpr) -> Option<(&Parameter, bool)> {
+    match expr {
         ParameterExpr::Parameter {
             parameter,
             indirect,
@@ -456,8 +480,74 @@ fn record_parameter(expr: &ParameterExpr, out: &mut Expanded) {
             parameter,
             indirect,
             ..
-        } => (parameter, *indirect),
-        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => return,
+        } => Some((parameter, *indirect)),
+        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => None,
+    }
+}
+
+/// The key of a parameter in [`WordEnv::secrets`]: a variable's name, a positional
+/// parameter's number; `None` for `$@`/`$*` (all of them) and the special parameters.
+fn secret_key(param: &Parameter) -> Option<String> {
+    match param {
+        Parameter::Positional(n) => Some(n.to_string()),
+        Parameter::Special(SpecialParameter::ShellName) => Some("0".to_owned()),
+        Parameter::Special(_) => None,
+        Parameter::Named(name)
+        | Parameter::NamedWithAllIndices { name, .. }
+        | Parameter::NamedWithIndex { name, .. } => Some(name.clone()),
+    }
+}
+
+/// Notes the secrets a parameter expansion may carry into the word: those its variable or
+/// positional parameter holds, through any transform of the value (only its length and the
+/// names of variables or keys carry none of it).
+fn carried_secrets(expr: &ParameterExpr, env: &WordEnv<'_>, out: &mut Expanded) {
+    if matches!(expr, ParameterExpr::ParameterLength { .. }) {
+        return;
+    }
+    let Some((param, indirect)) = parameter_of(expr) else {
+        return;
+    };
+    let mut keys: Vec<String> = Vec::new();
+    match param {
+        Parameter::Special(SpecialParameter::AllPositionalParameters { .. }) => {
+            for (key, names) in env.secrets {
+                if key != "0" && !key.is_empty() && key.chars().all(|c| c.is_ascii_digit()) {
+                    out.secrets.extend(names.iter().cloned());
+                }
+            }
+        }
+        _ => keys.extend(secret_key(param)),
+    }
+    // `${!x}` reads the variable x names: when that name is known, its secrets too.
+    if indirect && let Some(target) = keys.first().and_then(|k| env.vars.get(k)) {
+        keys.push(target.split('[').next().unwrap_or_default().to_owned());
+    }
+    // `${!#}`, `${!1}`: a positional parameter chosen at run time.
+    if indirect && !matches!(param, Parameter::Named(_)) {
+        for (key, names) in env.secrets {
+            if key.chars().all(|c| c.is_ascii_digit()) {
+                out.secrets.extend(names.iter().cloned());
+            }
+        }
+    }
+    for key in keys {
+        if let Some(names) = env.secrets.get(&key) {
+            out.secrets.extend(names.iter().cloned());
+        }
+        // A value known here that holds a reference (`x=SECRET_REF(k); ${x%?}`).
+        if let Some(value) = env.vars.get(&key)
+            && value.contains(crate::secret_ref::PREFIX)
+            && let Ok(refs) = crate::secret_ref::references(value)
+        {
+            out.secrets.extend(refs.into_iter().map(str::to_owned));
+        }
+    }
+}
+
+fn record_parameter(expr: &ParameterExpr, out: &mut Expanded) {
+    let Some((param, indirect)) = parameter_of(expr) else {
+        return;
     };
     let name = match param {
         Parameter::Positional(n) => n.to_string(),
@@ -789,6 +879,7 @@ mod tests {
             home: "/home/agent",
             cwd: Some("/srv"),
             vars: &vars,
+            secrets: no_secrets(),
         };
         let words = expand(raw, &env).unwrap();
         let texts: Vec<String> = words.iter().map(|w| w.text.replace(DYN, "<dyn>")).collect();
@@ -830,6 +921,7 @@ mod tests {
             home: "/h",
             cwd: None,
             vars: &vars,
+            secrets: no_secrets(),
         };
         for raw in [
             "$(rm x)",
@@ -853,6 +945,7 @@ mod tests {
             home: "/h",
             cwd: None,
             vars: &vars,
+            secrets: no_secrets(),
         };
         assert!(expand("/bin/r?", &env).unwrap()[0].glob);
         assert!(expand("*", &env).unwrap()[0].glob);
@@ -867,6 +960,7 @@ mod tests {
             home: "/h",
             cwd: None,
             vars: &vars,
+            secrets: no_secrets(),
         };
         assert!(expand("{1..100000}", &env).is_err());
         let braces = format!("x{}y", "{".repeat(40));

@@ -756,6 +756,14 @@ fn compile_tool(loc: &Loc<'_>, id: &str, raw: &Spanned<RawTool>) -> Result<ToolS
                     })?,
                 )
             }
+            "workdir" => {
+                let access = a.access.as_deref().unwrap_or("list");
+                ToolArgKind::Workdir(
+                    Access::parse(access).ok_or_else(|| {
+                        loc.err(at, &arg_id, format!("unknown access `{access}`"))
+                    })?,
+                )
+            }
             "shell" => ToolArgKind::Shell,
             "url" => ToolArgKind::Url {
                 method_arg: a.method_arg.clone(),
@@ -770,13 +778,14 @@ fn compile_tool(loc: &Loc<'_>, id: &str, raw: &Spanned<RawTool>) -> Result<ToolS
                     at,
                     &arg_id,
                     format!(
-                        "unknown kind `{other}` (path, shell, url, recipients, text, sql, patch)"
+                        "unknown kind `{other}` (path, workdir, shell, url, recipients, text, sql, patch)"
                     ),
                 ));
             }
         };
         args.push(ToolArg {
             name: a.name.clone(),
+            aliases: a.aliases.clone(),
             kind,
             required: a.required,
         });
@@ -790,6 +799,11 @@ fn compile_tool(loc: &Loc<'_>, id: &str, raw: &Spanned<RawTool>) -> Result<ToolS
             arg: rr.arg.clone(),
             value: rr
                 .value
+                .as_deref()
+                .map(|v| regex(loc, at, &rule_id, v))
+                .transpose()?,
+            value_not: rr
+                .value_not
                 .as_deref()
                 .map(|v| regex(loc, at, &rule_id, v))
                 .transpose()?,

@@ -376,11 +376,16 @@ pub(crate) enum ToolArgKind {
     /// A patch (OpenClaw's `*** Update File:` envelope or a unified diff): every file it
     /// adds, changes, moves or deletes is checked as a write (a deletion as a delete).
     Patch,
+    /// The directory the call runs in (exec's `workdir`): checked as a path with its access,
+    /// and the working directory the call's `shell` arguments and relative paths are judged in.
+    Workdir(Access),
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct ToolArg {
     pub name: String,
+    /// Other keys for the same argument.
+    pub aliases: Vec<String>,
     pub kind: ToolArgKind,
     pub required: bool,
 }
@@ -390,6 +395,7 @@ pub(crate) struct ToolRule {
     pub id: String,
     pub arg: String,
     pub value: Option<Regex>,
+    pub value_not: Option<Regex>,
     pub tier: Tier,
     pub reason: String,
     pub channel: Option<String>,

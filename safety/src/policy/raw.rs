@@ -278,7 +278,11 @@ pub(crate) struct RawTool {
 pub(crate) struct RawToolArg {
     /// The argument's key; `a.b` reaches into nested objects.
     pub name: String,
-    /// `path`, `shell`, `url`, `recipients`, `text`, `sql`.
+    /// Other keys the tool accepts for the same argument (OpenClaw's `file_path` for `path`):
+    /// every one present is checked, and any of them satisfies `required`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `path`, `workdir`, `shell`, `url`, `recipients`, `text`, `sql`, `patch`.
     pub kind: String,
     /// For paths: `read`, `write`, `delete` or `list`.
     pub access: Option<String>,
@@ -297,6 +301,9 @@ pub(crate) struct RawToolRule {
     /// The argument's string value matches this regex; without it, the argument being present
     /// (and not false or null) is enough.
     pub value: Option<String>,
+    /// The argument is present and its value does not match this regex (an allowlist: any
+    /// value not known to be safe).
+    pub value_not: Option<String>,
     pub tier: String,
     pub reason: String,
     pub channel: Option<String>,

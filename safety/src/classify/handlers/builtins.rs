@@ -122,6 +122,29 @@ pub(super) fn eval(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Ha
 
 pub(super) fn source(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome {
     let site = call.site.clone();
+    // `source F ARGS...`: the arguments are `$1`... while F runs; what F prints is not
+    // followed, so arguments that carry a secret make the output carry one.
+    let values: Vec<std::collections::BTreeSet<String>> = call
+        .parsed
+        .positionals
+        .first()
+        .map(|&i| call.rest[i + 1..].iter().map(Arg::secret_names).collect())
+        .unwrap_or_default();
+    let handed = values.iter().any(|v| !v.is_empty());
+    let mut file_scope = scope.clone();
+    let scope = &mut file_scope;
+    if !values.is_empty() {
+        scope.positional_data = true;
+        scope.set_positional_secrets(values);
+    }
+    let outcome = HandlerOutcome {
+        output: handed.then(|| Stream {
+            opaque: true,
+            secret_value: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     if let Some(file) = positional(call, 0) {
         paths::check_path(w, file, Access::Read, false, scope, &site);
         match &file.procsub {
@@ -139,7 +162,7 @@ pub(super) fn source(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
             None => w.run_file(file, RunAs::Shell, scope, &site),
         }
     }
-    HandlerOutcome::default()
+    outcome
 }
 
 pub(super) fn cd(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> HandlerOutcome {
@@ -198,6 +221,10 @@ pub(super) fn trap(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Ha
             &site,
             "sets a trap that runs a command",
         );
+        // It runs later, with the variables of that moment (see `Walker::classify_top`).
+        if let Some(text) = static_text(action) {
+            w.traps.push(text.to_owned());
+        }
     }
     HandlerOutcome::default()
 }
@@ -208,6 +235,12 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
     // `declare -i` evaluates every value assigned as arithmetic; `-n` makes a nameref.
     let integer = p.has("-i");
     let nameref = p.has("-n");
+    // `export`, `declare -x`: the variables reach the environment of every later command.
+    let exported = call.spec.name == "export"
+        || call.rest.iter().any(|a| {
+            let t = a.text();
+            t.starts_with('-') && !t.contains('=') && t.contains('x')
+        });
     for arg in positionals(call) {
         let text = arg.text();
         let (name, value) = match text.split_once('=') {
@@ -237,6 +270,15 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
             continue;
         }
         w.check_env_name(base, &site, true);
+        // `export x` of a variable holding a secret puts the value in every later command's
+        // environment: a use no binding covers (with a value, it was judged as the command's
+        // argument).
+        if value.is_none()
+            && exported
+            && let Some(names) = scope.secrets.get(base).cloned()
+        {
+            w.secret_uses(&[Arg::literal(&call.spec.name)], &[], &names, &site);
+        }
         if nameref {
             scope.namerefs.insert(base.to_owned());
         }
@@ -285,6 +327,10 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
             if !v.contains(DYN) && !v.contains('[') {
                 scope.vars.insert(base.to_owned(), v.to_owned());
             }
+            // ...and holds the secrets its target holds.
+            let target = v.split('[').next().unwrap_or_default();
+            let held = scope.secrets.get(target).cloned().unwrap_or_default();
+            scope.set_secrets(base, held, false);
             if arg.tainted || v.contains(DYN) {
                 w.add(
                     Tier::Red,
@@ -308,6 +354,8 @@ pub(super) fn export(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> 
         );
         let known = (!v.contains(DYN) && name == base).then(|| v.to_owned());
         w.set_var(scope, base, known, arg.tainted);
+        let append = text.split_once('=').is_some_and(|(n, _)| n.ends_with('+'));
+        scope.set_secrets(base, arg.secret_names(), append || name != base);
     }
     HandlerOutcome::default()
 }

@@ -99,6 +99,7 @@ pub(super) fn find(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Ha
         }
     }
     let rest = call.rest;
+    let mut secret_value = false;
     let mut i = 0;
     while i < rest.len() {
         if !FIND_EXEC.contains(&rest[i].text()) {
@@ -118,6 +119,7 @@ pub(super) fn find(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Ha
                         let path = format!("{}/*", root.trim_end_matches('/'));
                         let mut arg = Arg::literal(&a.text().replace("{}", &path));
                         arg.word.glob = true;
+                        arg.word.secrets = a.word.secrets.clone();
                         arg
                     } else {
                         a.clone()
@@ -133,9 +135,17 @@ pub(super) fn find(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Ha
                 net_redirect: false,
             };
             let mut inner_scope = scope.clone();
-            dispatch(w, &inner, &mut inner_scope, &ctx);
+            secret_value |= dispatch(w, &inner, &mut inner_scope, &ctx).secret_value;
         }
         i = end + 1;
     }
-    HandlerOutcome::default()
+    HandlerOutcome {
+        // What the commands run print is find's output.
+        output: secret_value.then(|| Stream {
+            opaque: true,
+            secret_value: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }

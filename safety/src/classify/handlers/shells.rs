@@ -14,17 +14,32 @@ pub(super) fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> H
             Some("network"),
         );
     }
-    let outcome = HandlerOutcome {
+    let mut outcome = HandlerOutcome {
         stdin_handled: true,
         ..Default::default()
     };
+    if p.has("-x") || p.values_of("-o").any(|v| v.text == "xtrace") {
+        w.xtrace = true;
+    }
+    // The words after the script (or after the options, for code on stdin) become `$0`/`$1`...
+    // in the new shell: the secrets they carry go with them.
+    let first = p.positionals.first().copied();
+    let after = |from: Option<usize>| -> Vec<std::collections::BTreeSet<String>> {
+        from.map(|i| call.rest[i..].iter().map(Arg::secret_names).collect())
+            .unwrap_or_default()
+    };
+    let handed =
+        |values: &[std::collections::BTreeSet<String>]| values.iter().any(|v| !v.is_empty());
     if p.has("-c") {
         match positional(call, 0) {
             Some(script) => {
                 // `bash -c 'CODE' NAME ARGS...`: the arguments are `$1`... inside.
                 let mut script_scope = scope.clone();
                 script_scope.positional_data |= p.positionals.len() > 1;
-                run_script_arg(
+                let values = after(first.map(|i| i + 1));
+                let handed = handed(&values);
+                script_scope.set_shell_arguments(values);
+                let out = run_script_arg(
                     w,
                     script,
                     &script_scope,
@@ -32,6 +47,15 @@ pub(super) fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> H
                     &site,
                     "runs a shell script",
                 );
+                // Code the walk cannot follow gets the secrets: judged here.
+                let unseen = static_text(script).is_none()
+                    && handed
+                    && w.secret_uses(call_args(call).as_slice(), &[], &Default::default(), &site);
+                outcome.output = Some(Stream {
+                    opaque: true,
+                    secret_value: out.secret_value || unseen,
+                    ..Default::default()
+                });
             }
             None => w.add(
                 Tier::Yellow,
@@ -47,6 +71,24 @@ pub(super) fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> H
     if p.has("-n") && !p.has("-c") {
         return outcome;
     }
+    // A script file or code on stdin: its output is not followed, so arguments that carry a
+    // secret make it carry one.
+    let from_stdin = p.has("-s") || first.is_none();
+    let values = if from_stdin {
+        after(first)
+    } else {
+        after(first.map(|i| i + 1))
+    };
+    if handed(&values) {
+        outcome.output = Some(Stream {
+            opaque: true,
+            secret_value: true,
+            ..Default::default()
+        });
+    }
+    let mut scope = scope.clone();
+    let scope = &mut scope;
+    scope.set_positional_secrets(values);
     if let Some(script) = positional(call, 0).filter(|_| !p.has("-s")) {
         paths::check_path(w, script, Access::Read, false, scope, &site);
         if let Some(out) = &script.procsub {
@@ -86,6 +128,13 @@ pub(super) fn shell(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> H
         &call.spec.name,
     );
     outcome
+}
+
+/// The whole command (name and arguments), for judging what it is handed.
+fn call_args(call: &Call<'_>) -> Vec<Arg> {
+    let mut args = vec![Arg::literal(&call.spec.name)];
+    args.extend(call.rest.iter().cloned());
+    args
 }
 
 pub(super) fn interpreter(

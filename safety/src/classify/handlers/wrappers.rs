@@ -128,6 +128,17 @@ pub(super) fn su(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Hand
     let as_root = root_user(user.as_ref());
     let mut inner_scope = scope.clone();
     inner_scope.as_root = as_root;
+    // `su -c CODE USER ARGS...`: the words after the user reach the shell as its arguments;
+    // which one is `$1` depends on the su, so each may hold any of their secrets.
+    let extra: std::collections::BTreeSet<String> = positionals(call)
+        .skip_while(|a| a.text() == "-")
+        .skip(1)
+        .flat_map(Arg::secret_names)
+        .collect();
+    if !extra.is_empty() {
+        inner_scope.positional_data = true;
+        inner_scope.set_shell_arguments(vec![extra.clone(); 9]);
+    }
     match option_arg(call, &["-c", "--command"]) {
         Some(cmd) => {
             if as_root {
@@ -184,6 +195,8 @@ pub(super) fn env(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Han
     let Some(&first) = call.parsed.positionals.first() else {
         return HandlerOutcome::default();
     };
+    // The secrets the assignments put in the command's environment.
+    let mut env_secrets = std::collections::BTreeSet::new();
     let mut i = first;
     while i < call.rest.len() {
         let text = call.rest[i].text();
@@ -210,18 +223,33 @@ pub(super) fn env(w: &mut Walker<'_>, call: &Call<'_>, scope: &mut Scope) -> Han
             {
                 w.check_env_name(name, &site, false);
                 inner_scope.vars.remove(name);
+                let names = call.rest[i].secret_names();
+                env_secrets.extend(names.iter().cloned());
+                inner_scope.set_secrets(name, names, false);
                 i += 1;
             }
             _ => break,
         }
     }
     if i >= call.rest.len() {
-        // Only assignments: `env A=1` prints the environment like plain `env`.
-        return HandlerOutcome::default();
+        // Only assignments: `env A=1` prints the environment like plain `env`, values included.
+        let carries = !env_secrets.is_empty()
+            && w.secret_uses(&[Arg::literal("env")], &[], &env_secrets, &site);
+        return HandlerOutcome {
+            output: carries.then(|| Stream {
+                opaque: true,
+                secret_value: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
     }
     let inner = &call.rest[i..];
     let ctx = sub_ctx(call, inner);
-    let out = dispatch(w, inner, &mut inner_scope, &ctx);
+    // The program run gets them in its environment, as with prefix assignments.
+    let carries = !env_secrets.is_empty() && w.secret_uses(&inner[..1], &[], &env_secrets, &site);
+    let mut out = dispatch(w, inner, &mut inner_scope, &ctx);
+    out.secret_value |= carries;
     HandlerOutcome {
         skip_base: true,
         output: Some(out),
