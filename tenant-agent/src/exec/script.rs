@@ -22,7 +22,10 @@ use safety::secret_ref::{self, SecretRefError};
 
 /// The variable that holds the `index`th distinct secret of a script.
 pub fn variable(index: usize) -> String {
-    format!("{}secret_{index}", safety::secret_ref::INTERNAL_VARIABLE_PREFIX)
+    format!(
+        "{}secret_{index}",
+        safety::secret_ref::INTERNAL_VARIABLE_PREFIX
+    )
 }
 
 /// The first line of a script with `count` secrets: reads the values, NUL-terminated and in
