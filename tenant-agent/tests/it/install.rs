@@ -140,13 +140,14 @@ fn install_into_a_root_makes_the_files_with_their_modes_and_a_second_run_changes
         std::fs::read_to_string(root.join("etc/systemd/system/tenant-agent.service")).unwrap(),
         tenant_agent::install::AGENT_UNIT
     );
-    // The egress lock names the runtime's and the secret user's uids and the proxy's port;
+    // The egress lock names the runtime's and the secret user's uids, the proxy's port and
+    // OpenClaw's own gateway port;
     // the config supervises OpenClaw as tenant-rt and parses.
     let rules = std::fs::read_to_string(root.join("etc/tenant-agent/egress.nft")).unwrap();
     let (low, high) = (rt.min(secret), rt.max(secret));
     assert!(
         rules.contains(&format!(
-            "meta skuid {{ {low}, {high} }} oifname \"lo\" ip daddr 127.0.0.1 tcp dport {{ 8791 }} accept"
+            "meta skuid {{ {low}, {high} }} oifname \"lo\" ip daddr 127.0.0.1 tcp dport {{ 8791, 18789 }} accept"
         )),
         "{rules}"
     );

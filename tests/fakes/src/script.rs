@@ -5,7 +5,7 @@
 //! tool call (see [`directives`]); without any, [`crate::Behavior::script`] is the script.
 //! The tool results after that message say how far the script got: with N of them the
 //! answer is directive N+1, if the request offers tools and the script has one; else text,
-//! `TOOL RESULT SEEN: <last result>` if there is a result, else [`crate::REPLY`].
+//! `TOOL RESULT SEEN: <last result>` if there is a script and a result, else [`crate::REPLY`].
 
 use serde_json::{Value, json};
 
@@ -248,6 +248,7 @@ pub(crate) fn decide(api: Api, body: &Value, behavior: &Behavior) -> Answer {
     if script.is_empty() {
         script.clone_from(&behavior.script);
     }
+    let scripted = !script.is_empty();
     let done = turn.results.len();
     let answer = match script.into_iter().nth(done) {
         Some((name, args)) if tools_offered(body) => Answer::Call {
@@ -255,9 +256,11 @@ pub(crate) fn decide(api: Api, body: &Value, behavior: &Behavior) -> Answer {
             name,
             args,
         },
+        // Only a scripted conversation reports what its tools returned; any other one gets
+        // the plain reply, whatever tool messages it carries.
         _ => match turn.results.last() {
-            Some(last) => Answer::Text(format!("TOOL RESULT SEEN: {last}")),
-            None => Answer::Text(REPLY.to_owned()),
+            Some(last) if scripted => Answer::Text(format!("TOOL RESULT SEEN: {last}")),
+            _ => Answer::Text(REPLY.to_owned()),
         },
     };
     if behavior.log {
