@@ -254,6 +254,189 @@ mod tests {
         check(json!("ls"), None);
     }
 
+    /// A stand-in for the gateway's chat endpoint: records each request body, answers OK.
+    async fn gateway() -> (Gateway, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Head, then as many body bytes as content-length says.
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            sink.lock().unwrap().push(body.to_owned());
+                            break;
+                        }
+                    }
+                }
+                let reply = r#"{"choices":[{"message":{"role":"assistant","content":"ok"}}]}"#;
+                let _ = s
+                    .write_all(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len()).as_bytes())
+                    .await;
+            }
+        });
+        (
+            Gateway {
+                port,
+                token: "ocg_test".into(),
+            },
+            seen,
+        )
+    }
+
+    async fn hold(
+        gate: &std::sync::Arc<Gate>,
+        tool: &str,
+        args: serde_json::Value,
+        cwd: &str,
+    ) -> String {
+        let r = gate
+            .submit(super::super::ActionRequest {
+                agent: "main".into(),
+                command: None,
+                tool: Some(tool.into()),
+                args: Some(args),
+                cwd: cwd.into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, "pending", "{r:?}");
+        let id = r.id.unwrap();
+        gate.hand_over(
+            &id,
+            &Handover {
+                agent: "main".into(),
+                session: Some("agent:main:s1".into()),
+            },
+        )
+        .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn late_decisions_are_carried_out_once_and_told_in_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::layout::Layout::new(Some(dir.path()));
+        let policy = safety::Policy::embedded_default().unwrap();
+        let config = crate::config::GateConfig::default();
+        let gate = Gate::open(&layout, &config, policy, None, None, None).unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("old")).unwrap();
+        let cwd = work.to_str().unwrap();
+        let (gw, seen) = gateway().await;
+
+        // An approved exec: the daemon runs it, once, however often the relay passes.
+        let id = hold(
+            &gate,
+            "exec",
+            json!({"command": "echo ran >> count; rm -rf old"}),
+            cwd,
+        )
+        .await;
+        assert!(
+            gate.store()
+                .unwrap()
+                .transition(&id, "pending", "allowed", None, None)
+                .unwrap()
+        );
+        pass(&gate, Some(&gw)).await.unwrap();
+        pass(&gate, Some(&gw)).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(work.join("count")).unwrap(),
+            "ran\n"
+        );
+        assert!(!work.join("old").exists());
+        assert_eq!(
+            gate.store().unwrap().get(&id).unwrap().unwrap().status,
+            "ran"
+        );
+        {
+            let seen = seen.lock().unwrap();
+            assert_eq!(seen.len(), 1, "told once: {seen:?}");
+            assert!(
+                seen[0].contains(&format!("approved the held command ({id})")),
+                "{}",
+                seen[0]
+            );
+        }
+
+        // A denial reaches the agent with the owner's reason; nothing runs.
+        let id = hold(
+            &gate,
+            "exec",
+            json!({"command": "echo no >> count; rm -rf /srv/x"}),
+            cwd,
+        )
+        .await;
+        assert!(
+            gate.store()
+                .unwrap()
+                .transition(
+                    &id,
+                    "pending",
+                    "denied",
+                    Some("not during opening hours"),
+                    None
+                )
+                .unwrap()
+        );
+        pass(&gate, Some(&gw)).await.unwrap();
+        assert!(seen.lock().unwrap()[1].contains("denied the held action"));
+        assert!(seen.lock().unwrap()[1].contains("not during opening hours"));
+        assert_eq!(
+            std::fs::read_to_string(work.join("count")).unwrap(),
+            "ran\n"
+        );
+
+        // Another approved tool: the same call is allowed once, then asked for again.
+        let args = json!({"path": format!("{cwd}/notes.md"), "content": "x"});
+        let id = hold(&gate, "write", args.clone(), cwd).await;
+        assert!(
+            gate.store()
+                .unwrap()
+                .transition(&id, "pending", "allowed", None, None)
+                .unwrap()
+        );
+        pass(&gate, Some(&gw)).await.unwrap();
+        assert!(seen.lock().unwrap()[2].contains("Make exactly the same call again"));
+        let again = |args: serde_json::Value| {
+            let gate = gate.clone();
+            async move {
+                gate.submit(super::super::ActionRequest {
+                    agent: "main".into(),
+                    command: None,
+                    tool: Some("write".into()),
+                    args: Some(args),
+                    cwd: cwd.into(),
+                })
+                .await
+                .unwrap()
+                .status
+            }
+        };
+        assert_eq!(again(args.clone()).await, "allowed");
+        assert_eq!(again(args).await, "pending", "allowed once only");
+    }
+
     #[test]
     fn outcome_lines() {
         let o = json!({"exit": {"kind": "code", "value": 0}, "stdout": "hi\n", "stderr": ""});
