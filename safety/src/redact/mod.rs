@@ -262,7 +262,8 @@ const VALUE_FIXPOINT_ROUNDS: usize = 4;
 #[derive(Clone)]
 struct ValueIndex {
     automaton: AhoCorasick,
-    bits: Vec<u64>,
+    /// A fixed size, so that indexing it by a hash slot needs no bounds check.
+    bits: Box<[u64; INDEX_WORDS]>,
     /// The longest form, in bytes.
     reach: usize,
 }
@@ -270,6 +271,8 @@ struct ValueIndex {
 /// log2 of the bitset size: 2^21 bits = 256 KiB, sparse enough that 11,000 forms set ~0.5%.
 const INDEX_BITS: u32 = 21;
 const INDEX_SHIFT: u32 = 64 - INDEX_BITS;
+/// The bitset's size in 64-bit words.
+const INDEX_WORDS: usize = 1 << (INDEX_BITS - 6);
 /// Fibonacci hashing multiplier (2^64 / golden ratio).
 const INDEX_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -281,7 +284,10 @@ impl ValueIndex {
             .start_kind(StartKind::Anchored)
             .build(forms)
             .map_err(|e| RedactError::Automaton(e.to_string()))?;
-        let mut bits = vec![0u64; 1 << (INDEX_BITS - 6)];
+        let mut bits: Box<[u64; INDEX_WORDS]> = vec![0u64; INDEX_WORDS]
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| RedactError::Automaton("cannot size the value bitset".to_owned()))?;
         let reach = forms.iter().map(Vec::len).max().unwrap_or(MIN_SECRET_LEN);
         for form in forms {
             let Some(window) = form.first_chunk::<8>() else {
@@ -305,28 +311,51 @@ impl ValueIndex {
         (u64::from_le_bytes(*window).wrapping_mul(INDEX_MULTIPLIER) >> INDEX_SHIFT) as usize
     }
 
+    /// Whether a form may start with these eight bytes.
+    #[inline(always)]
+    fn may_start(&self, window: &[u8; 8]) -> bool {
+        let h = Self::slot(window);
+        // `h < 2^INDEX_BITS`, so `h >> 6 < INDEX_WORDS`: no bounds check.
+        self.bits[h >> 6] & (1u64 << (h & 63)) != 0
+    }
+
     /// The longest form starting exactly at `i`, if the bitset allows one there.
     #[inline]
     fn find_at(&self, haystack: &[u8], i: usize) -> Option<aho_corasick::Match> {
         let window = haystack.get(i..)?.first_chunk::<8>()?;
-        let h = Self::slot(window);
-        if self.bits[h >> 6] & (1u64 << (h & 63)) == 0 {
+        if !self.may_start(window) {
             return None;
         }
+        self.search_at(haystack, i)
+    }
+
+    /// The anchored automaton search at `i`, without the bitset test.
+    #[inline]
+    fn search_at(&self, haystack: &[u8], i: usize) -> Option<aho_corasick::Match> {
         let search = Input::new(haystack).range(i..).anchored(Anchored::Yes);
         self.automaton.find(search)
     }
 
+    /// The first position at or after `from` whose eight bytes pass the bitset.
+    #[inline]
+    fn next_candidate(&self, input: &[u8], from: usize) -> Option<usize> {
+        let rest = input.get(from..)?;
+        // A tight loop over the windows: a load, a multiply, a shift and a bit test per byte.
+        rest.windows(8)
+            .position(|w| w.first_chunk::<8>().is_some_and(|w| self.may_start(w)))
+            .map(|k| from + k)
+    }
+
     /// Every (leftmost-longest, non-overlapping) form in `input`: `(start, end, pattern)`.
     fn find_direct(&self, input: &[u8], spans: &mut Vec<(usize, usize, usize)>) {
-        let mut i = 0;
-        while i + MIN_SECRET_LEN <= input.len() {
-            match self.find_at(input, i) {
+        let mut from = 0;
+        while let Some(i) = self.next_candidate(input, from) {
+            match self.search_at(input, i) {
                 Some(m) => {
                     spans.push((i, m.end(), m.pattern().as_usize()));
-                    i = m.end().max(i + 1);
+                    from = m.end().max(i + 1);
                 }
-                None => i += 1,
+                None => from = i + 1,
             }
         }
     }
