@@ -469,12 +469,20 @@ async fn start_gated(state: &Path, port: u16) -> GatedStart {
     let client = http();
     let daemon = Daemon::start(state);
     let since = daemon.spawned;
-    let (to_readyz, (to_status, pid)) = tokio::join!(
-        wait_readyz(&client, port, since),
+    let daemon_pid = daemon.child.id();
+    // The CPU spent is read the moment `/readyz` first answers (as for the baseline): the
+    // gateway is the daemon's child, so it is the daemon's tree less the daemon itself.
+    let ((to_readyz, gateway_cpu, daemon_cpu), (to_status, _)) = tokio::join!(
+        async {
+            let t = wait_readyz(&client, port, since).await;
+            (
+                t,
+                tree_cpu_ms(daemon_pid) - cpu_ms(daemon_pid, true),
+                cpu_ms(daemon_pid, false),
+            )
+        },
         wait_healthy(&daemon, state)
     );
-    let gateway_cpu = tree_cpu_ms(pid);
-    let daemon_cpu = cpu_ms(daemon.child.id(), false);
     // The "runtime healthy" line comes with the status change; give the reader a moment.
     let mut healthy = None;
     for _ in 0..50 {
