@@ -23,23 +23,21 @@
 //! An attempt is counted as a failure when it starts, in the same step that checks the
 //! limits (so concurrent attempts cannot all slip under them), and taken back when its
 //! password was right. Refused attempts are not counted and not delayed. The counters live in
-//! memory ([`RateLimiter`]): a restart forgives.
+//! the store (`rate_windows`), so every replica counts the same attempts and a restart
+//! forgives nothing.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 
-use crate::admin::{self, AdminError, MIN_PASSWORD_LEN};
-use crate::db::{Db, now};
+pub use crate::store::{Account, Role, Viewer};
+use crate::admin::{self, MIN_PASSWORD_LEN};
 use crate::error::HubError;
+use crate::store::Store;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "hub_session";
@@ -64,20 +62,6 @@ pub const MAX_LOGIN_DELAY_MS: u64 = 2000;
 pub const MAX_SIGNUPS_PER_ADDR: u32 = 10;
 /// The length of the rate limits' fixed window.
 pub const LIMIT_WINDOW_SECS: i64 = 15 * 60;
-
-/// Who is logged in.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Account {
-    pub id: i64,
-    pub email: String,
-    pub role: String,
-}
-
-impl Account {
-    pub fn is_admin(&self) -> bool {
-        self.role == "admin"
-    }
-}
 
 /// A new session: the cookie value (shown once, stored hashed) and its CSRF token.
 #[derive(Debug)]
@@ -128,41 +112,32 @@ pub fn check_new_credentials(email: &str, password: &str) -> Result<(), HubError
 }
 
 /// Creates a customer account from an already computed Argon2id hash.
-pub fn create_customer(db: &Db, email: &str, password_hash: &str) -> Result<Account, HubError> {
-    match admin::insert_account(db, email, password_hash, "customer") {
-        Ok(id) => Ok(Account {
+pub async fn create_customer(
+    store: &Store,
+    email: &str,
+    password_hash: &str,
+    now: i64,
+) -> Result<Account, HubError> {
+    let email = email.trim();
+    match store
+        .account_insert(email, password_hash, Role::Customer, now)
+        .await?
+    {
+        Some(id) => Ok(Account {
             id,
-            email: email.trim().to_owned(),
-            role: "customer".into(),
+            email: email.to_owned(),
+            role: Role::Customer,
         }),
-        Err(AdminError::AccountExists(_)) => Err(HubError::Conflict(
+        None => Err(HubError::Conflict(
             "account_exists",
             "an account with this email already exists; log in instead".into(),
         )),
-        Err(AdminError::Db(e)) => Err(HubError::Db(e)),
-        Err(e) => Err(HubError::bad(e.to_string())),
     }
 }
 
 /// The stored hash and account for an email, if any.
-pub fn find_login(db: &Db, email: &str) -> Result<Option<(Account, String)>, HubError> {
-    db.conn
-        .query_row(
-            "SELECT id, email, role, password_hash FROM accounts WHERE email = ?1",
-            [email.trim()],
-            |r| {
-                Ok((
-                    Account {
-                        id: r.get(0)?,
-                        email: r.get(1)?,
-                        role: r.get(2)?,
-                    },
-                    r.get(3)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(|e| HubError::Db(db.sql(e)))
+pub async fn find_login(store: &Store, email: &str) -> Result<Option<(Account, String)>, HubError> {
+    Ok(store.account_login(email.trim()).await?)
 }
 
 /// An Argon2id hash of a random password, made once, verified against when the email is
@@ -198,18 +173,17 @@ pub fn verify_password(hash: Option<&str>, password: &str) -> bool {
 }
 
 /// Starts a session for `account`.
-pub fn create_session(db: &Db, account: &Account) -> Result<NewSession, HubError> {
+pub async fn create_session(
+    store: &Store,
+    account: &Account,
+    now: i64,
+) -> Result<NewSession, HubError> {
     let token = random_token("hs_")?;
     let csrf_token = random_token("")?;
-    let created = now();
-    let expires_at = created + SESSION_SECS;
-    db.conn
-        .execute(
-            "INSERT INTO sessions (token_hash, account_id, csrf_token, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![sha256(&token), account.id, csrf_token, created, expires_at],
-        )
-        .map_err(|e| HubError::Db(db.sql(e)))?;
+    let expires_at = now + SESSION_SECS;
+    store
+        .session_insert(&sha256(&token), account.id, &csrf_token, now, expires_at)
+        .await?;
     Ok(NewSession {
         token,
         csrf_token,
@@ -218,93 +192,38 @@ pub fn create_session(db: &Db, account: &Account) -> Result<NewSession, HubError
 }
 
 /// The account and CSRF token of a live session.
-pub fn session(db: &Db, token: &str) -> Result<Option<(Account, String)>, HubError> {
-    db.conn
-        .query_row(
-            "SELECT a.id, a.email, a.role, s.csrf_token FROM sessions s
-             JOIN accounts a ON a.id = s.account_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-            params![sha256(token), now()],
-            |r| {
-                Ok((
-                    Account {
-                        id: r.get(0)?,
-                        email: r.get(1)?,
-                        role: r.get(2)?,
-                    },
-                    r.get(3)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(|e| HubError::Db(db.sql(e)))
+pub async fn session(
+    store: &Store,
+    token: &str,
+    now: i64,
+) -> Result<Option<(Account, String)>, HubError> {
+    Ok(store.session_get(&sha256(token), now).await?)
 }
 
 /// Ends a session.
-pub fn delete_session(db: &Db, token: &str) -> Result<(), HubError> {
-    db.conn
-        .execute(
-            "DELETE FROM sessions WHERE token_hash = ?1 OR expires_at <= ?2",
-            params![sha256(token), now()],
-        )
-        .map(|_| ())
-        .map_err(|e| HubError::Db(db.sql(e)))
+pub async fn delete_session(store: &Store, token: &str, now: i64) -> Result<(), HubError> {
+    Ok(store.session_delete(&sha256(token), now).await?)
 }
 
-/// Counts events per key in a fixed window (in memory: a restart forgives, which is fine for
-/// a brake on password guessing).
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    hits: Mutex<HashMap<String, (i64, u32)>>,
+/// Counts a sign-up from `addr`; `Err(seconds)` when the address is over its limit (then
+/// the attempt is not counted).
+pub async fn signup_attempt(store: &Store, addr: IpAddr, now: i64) -> Result<Result<(), u64>, HubError> {
+    let key = format!("signup:{addr}");
+    let (count, start) = store.rate_hit(&key, LIMIT_WINDOW_SECS, now).await?;
+    if count > i64::from(MAX_SIGNUPS_PER_ADDR) {
+        store.rate_unhit(&key).await?;
+        return Ok(Err(wait_secs(start, now)));
+    }
+    Ok(Ok(()))
 }
 
-impl RateLimiter {
-    /// The counts, also after a panic elsewhere (every update leaves them consistent).
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (i64, u32)>> {
-        self.hits.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// A sign-up that failed validation is taken back.
+pub async fn signup_undo(store: &Store, addr: IpAddr) -> Result<(), HubError> {
+    Ok(store.rate_unhit(&format!("signup:{addr}")).await?)
+}
 
-    fn wait(hits: &HashMap<String, (i64, u32)>, key: &str, max: u32, now: i64) -> Option<u64> {
-        match hits.get(key) {
-            Some((start, n)) if *n >= max && now - start < LIMIT_WINDOW_SECS => {
-                u64::try_from(LIMIT_WINDOW_SECS - (now - start)).ok()
-            }
-            _ => None,
-        }
-    }
-
-    fn count_in(hits: &HashMap<String, (i64, u32)>, key: &str, now: i64) -> u32 {
-        match hits.get(key) {
-            Some((start, n)) if now - start < LIMIT_WINDOW_SECS => *n,
-            _ => 0,
-        }
-    }
-
-    fn hit_in(hits: &mut HashMap<String, (i64, u32)>, key: &str, now: i64) {
-        if hits.len() > 100_000 {
-            hits.retain(|_, (start, _)| now - *start < LIMIT_WINDOW_SECS);
-        }
-        let e = hits.entry(key.to_owned()).or_insert((now, 0));
-        if now - e.0 >= LIMIT_WINDOW_SECS {
-            *e = (now, 0);
-        }
-        e.1 = e.1.saturating_add(1);
-    }
-
-    /// Seconds until `key` may try again, if it is over `max` in the current window.
-    pub fn blocked(&self, key: &str, max: u32, now: i64) -> Option<u64> {
-        Self::wait(&self.lock(), key, max, now)
-    }
-
-    /// Events recorded for `key` in its current window.
-    pub fn count(&self, key: &str, now: i64) -> u32 {
-        Self::count_in(&self.lock(), key, now)
-    }
-
-    /// Records one event for `key`.
-    pub fn hit(&self, key: &str, now: i64) {
-        Self::hit_in(&mut self.lock(), key, now);
-    }
+fn wait_secs(window_start: i64, now: i64) -> u64 {
+    u64::try_from(LIMIT_WINDOW_SECS - (now - window_start)).unwrap_or(0)
 }
 
 /// How long to hold a log-in attempt for an email that has `failures` failed log-ins in the
@@ -341,45 +260,57 @@ impl LoginAttempt {
 
     /// Starts the attempt, before its password is checked. `Err(seconds)` when its
     /// (email, address) pair or its address is over its limit: refused whatever the password,
-    /// and not counted. Otherwise the attempt is counted as a failure at once (so concurrent
-    /// attempts cannot all slip under a limit; [`LoginAttempt::succeeded`] takes it back) and
-    /// the answer is how long to hold it first, from the email's failures before it.
-    pub fn begin(&self, limiter: &RateLimiter, now: i64) -> Result<Duration, u64> {
-        let mut hits = limiter.lock();
-        let wait = [
-            (&self.pair, MAX_FAILURES_PER_PAIR),
-            (&self.addr, MAX_FAILURES_PER_ADDR),
+    /// and not counted. Otherwise the attempt is counted as a failure at once, on every
+    /// replica (so concurrent attempts cannot all slip under a limit;
+    /// [`LoginAttempt::succeeded`] takes it back) and the answer is how long to hold it
+    /// first, from the email's failures before it.
+    pub async fn begin(&self, store: &Store, now: i64) -> Result<Result<Duration, u64>, HubError> {
+        let (pair, pair_start) = store.rate_hit(&self.pair, LIMIT_WINDOW_SECS, now).await?;
+        let (addr, addr_start) = store.rate_hit(&self.addr, LIMIT_WINDOW_SECS, now).await?;
+        let over = [
+            (pair, pair_start, MAX_FAILURES_PER_PAIR),
+            (addr, addr_start, MAX_FAILURES_PER_ADDR),
         ]
         .into_iter()
-        .filter_map(|(key, max)| RateLimiter::wait(&hits, key, max, now))
+        .filter(|(count, _, max)| *count > i64::from(*max))
+        .map(|(_, start, _)| wait_secs(start, now))
         .max();
-        if let Some(wait) = wait {
-            return Err(wait);
+        if let Some(wait) = over {
+            store.rate_unhit(&self.pair).await?;
+            store.rate_unhit(&self.addr).await?;
+            return Ok(Err(wait));
         }
-        let delay = login_delay(RateLimiter::count_in(&hits, &self.email, now));
-        for key in [&self.pair, &self.addr, &self.email] {
-            RateLimiter::hit_in(&mut hits, key, now);
-        }
-        Ok(delay)
+        let (email, _) = store.rate_hit(&self.email, LIMIT_WINDOW_SECS, now).await?;
+        let before = u32::try_from(email - 1).unwrap_or(u32::MAX);
+        Ok(Ok(login_delay(before)))
     }
 
     /// The password was right: the pair's failures are forgiven, and this attempt is taken
     /// back from the address's and the email's counts (their earlier failures stay).
-    pub fn succeeded(&self, limiter: &RateLimiter) {
-        let mut hits = limiter.lock();
-        hits.remove(&self.pair);
-        for key in [&self.addr, &self.email] {
-            if let Some((_, n)) = hits.get_mut(key.as_str()) {
-                *n = n.saturating_sub(1);
-            }
-        }
+    pub async fn succeeded(&self, store: &Store) -> Result<(), HubError> {
+        store.rate_reset(&self.pair).await?;
+        store.rate_unhit(&self.addr).await?;
+        store.rate_unhit(&self.email).await?;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::panic)]
+    #![allow(clippy::panic, clippy::unwrap_used)]
     use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("hub.db").display().to_string())
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    async fn count(store: &Store, key: &str, now: i64) -> i64 {
+        store.rate_count(key, LIMIT_WINDOW_SECS, now).await.unwrap()
+    }
 
     #[test]
     fn login_delay_grows_then_is_capped() {
@@ -403,48 +334,54 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_stranger_locks_only_their_own_pair() {
-        let limiter = RateLimiter::default();
+    #[tokio::test]
+    async fn a_stranger_locks_only_their_own_pair() {
+        let (_dir, s) = store().await;
         let t = 1_000_000;
         let stranger = LoginAttempt::new("Anna@Bakery.example ", IpAddr::from([10, 0, 0, 1]));
         let owner = LoginAttempt::new("anna@bakery.example", IpAddr::from([10, 0, 0, 2]));
         for i in 0..MAX_FAILURES_PER_PAIR {
-            assert_eq!(stranger.begin(&limiter, t), Ok(login_delay(i)), "{i}");
+            assert_eq!(stranger.begin(&s, t).await.unwrap(), Ok(login_delay(i)), "{i}");
         }
-        let Err(wait) = stranger.begin(&limiter, t) else {
+        let Err(wait) = stranger.begin(&s, t).await.unwrap() else {
             panic!("the pair is not refused");
         };
         assert_eq!(wait, LIMIT_WINDOW_SECS as u64);
         // The refusal was not counted; the owner's address is only slowed down.
-        assert_eq!(limiter.count(&stranger.email, t), MAX_FAILURES_PER_PAIR);
         assert_eq!(
-            owner.begin(&limiter, t + 10),
+            count(&s, &stranger.email, t).await,
+            i64::from(MAX_FAILURES_PER_PAIR)
+        );
+        assert_eq!(
+            owner.begin(&s, t + 10).await.unwrap(),
             Ok(login_delay(MAX_FAILURES_PER_PAIR))
         );
         // Success takes the attempt back and forgives the owner's pair, not the stranger's.
-        owner.succeeded(&limiter);
-        assert_eq!(limiter.count(&owner.pair, t), 0);
-        assert_eq!(limiter.count(&owner.addr, t), 0);
-        assert_eq!(limiter.count(&owner.email, t), MAX_FAILURES_PER_PAIR);
-        assert!(stranger.begin(&limiter, t + 20).is_err());
+        owner.succeeded(&s).await.unwrap();
+        assert_eq!(count(&s, &owner.pair, t).await, 0);
+        assert_eq!(count(&s, &owner.addr, t).await, 0);
+        assert_eq!(
+            count(&s, &owner.email, t).await,
+            i64::from(MAX_FAILURES_PER_PAIR)
+        );
+        assert!(stranger.begin(&s, t + 20).await.unwrap().is_err());
         // The window ends: everything is forgiven.
         let later = t + LIMIT_WINDOW_SECS;
-        assert_eq!(stranger.begin(&limiter, later), Ok(Duration::ZERO));
+        assert_eq!(stranger.begin(&s, later).await.unwrap(), Ok(Duration::ZERO));
     }
 
-    #[test]
-    fn one_address_is_limited_over_many_emails() {
-        let limiter = RateLimiter::default();
+    #[tokio::test]
+    async fn one_address_is_limited_over_many_emails() {
+        let (_dir, s) = store().await;
         let t = 1_000_000;
         let addr = IpAddr::from([10, 0, 0, 3]);
         for i in 0..MAX_FAILURES_PER_ADDR {
             let a = LoginAttempt::new(&format!("user{i}@x.example"), addr);
-            assert_eq!(a.begin(&limiter, t), Ok(Duration::ZERO), "{i}");
+            assert_eq!(a.begin(&s, t).await.unwrap(), Ok(Duration::ZERO), "{i}");
         }
         let next = LoginAttempt::new("fresh@x.example", addr);
-        assert!(next.begin(&limiter, t).is_err());
+        assert!(next.begin(&s, t).await.unwrap().is_err());
         let elsewhere = LoginAttempt::new("fresh@x.example", IpAddr::from([10, 0, 0, 4]));
-        assert_eq!(elsewhere.begin(&limiter, t), Ok(Duration::ZERO));
+        assert_eq!(elsewhere.begin(&s, t).await.unwrap(), Ok(Duration::ZERO));
     }
 }

@@ -4,10 +4,9 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::db::{Db, DbError, now};
+use crate::store::{Role, Store, StoreError};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -18,7 +17,7 @@ pub const ENROLL_TOKEN_TTL_SECS: i64 = 60 * 60;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(#[from] StoreError),
     #[error("{0:?} is not an email address")]
     BadEmail(String),
     #[error("the password must be at least {MIN_PASSWORD_LEN} characters")]
@@ -35,15 +34,6 @@ pub enum AdminError {
     Hash(String),
     #[error("no system randomness")]
     Random,
-}
-
-fn db_err(db: &Db) -> impl Fn(rusqlite::Error) -> AdminError + '_ {
-    move |source| {
-        AdminError::Db(DbError::Sqlite {
-            path: db.path().to_owned(),
-            source,
-        })
-    }
 }
 
 /// Argon2id with the OWASP 2023 parameters (19 MiB, 2 passes, 1 lane).
@@ -71,24 +61,27 @@ pub fn valid_email(email: &str) -> bool {
 }
 
 /// Inserts an account with a computed password hash.
-pub fn insert_account(db: &Db, email: &str, hash: &str, role: &str) -> Result<i64, AdminError> {
+pub async fn insert_account(
+    store: &Store,
+    email: &str,
+    hash: &str,
+    role: Role,
+    now: i64,
+) -> Result<i64, AdminError> {
     let email = email.trim();
-    match db.conn.execute(
-        "INSERT INTO accounts (email, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![email, hash, role, now()],
-    ) {
-        Ok(_) => Ok(db.conn.last_insert_rowid()),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(AdminError::AccountExists(email.to_owned()))
-        }
-        Err(e) => Err(db_err(db)(e)),
-    }
+    store
+        .account_insert(email, hash, role, now)
+        .await?
+        .ok_or_else(|| AdminError::AccountExists(email.to_owned()))
 }
 
 /// Creates an account with the admin role.
-pub fn create_admin(db: &Db, email: &str, password: &str) -> Result<i64, AdminError> {
+pub async fn create_admin(
+    store: &Store,
+    email: &str,
+    password: &str,
+    now: i64,
+) -> Result<i64, AdminError> {
     let email = email.trim();
     if !valid_email(email) {
         return Err(AdminError::BadEmail(email.to_owned()));
@@ -96,8 +89,11 @@ pub fn create_admin(db: &Db, email: &str, password: &str) -> Result<i64, AdminEr
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(AdminError::WeakPassword);
     }
-    let hash = hash_password(password)?;
-    insert_account(db, email, &hash, "admin")
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AdminError::Hash(e.to_string()))??;
+    insert_account(store, email, &hash, Role::Admin, now).await
 }
 
 /// A new enrollment token: shown once, stored only as its SHA-256.
@@ -109,11 +105,12 @@ pub struct EnrollmentToken {
 }
 
 /// Creates the tenant record if needed and a single-use enrollment token bound to it.
-pub fn create_enrollment_token(
-    db: &Db,
+pub async fn create_enrollment_token(
+    store: &Store,
     tenant: &str,
     owner: Option<&str>,
     ttl_secs: i64,
+    now: i64,
 ) -> Result<EnrollmentToken, AdminError> {
     let valid = !tenant.is_empty()
         && tenant.len() <= 64
@@ -132,42 +129,14 @@ pub fn create_enrollment_token(
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw)
     );
     let hash = digest::digest(&digest::SHA256, token.as_bytes());
-    let created = now();
-    let expires_at = created.saturating_add(ttl_secs);
-    db.conn
-        .execute(
-            "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-            params![tenant, created],
-        )
-        .map_err(db_err(db))?;
-    let id = db
-        .tenant_id(tenant)?
-        .ok_or_else(|| AdminError::NoSuchTenant(tenant.to_owned()))?;
-    if let Some(owner) = owner {
-        let owner_id: Option<i64> = db
-            .conn
-            .query_row(
-                "SELECT id FROM accounts WHERE email = ?1",
-                [owner.trim()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err(db))?;
-        let owner_id = owner_id.ok_or_else(|| AdminError::NoSuchAccount(owner.to_owned()))?;
-        db.conn
-            .execute(
-                "UPDATE tenants SET owner_id = ?2 WHERE id = ?1",
-                params![id, owner_id],
-            )
-            .map_err(db_err(db))?;
+    let expires_at = now.saturating_add(ttl_secs);
+    let owner = owner.map(str::trim);
+    if !store
+        .enrollment_token_insert(tenant, owner, hash.as_ref(), now, expires_at)
+        .await?
+    {
+        return Err(AdminError::NoSuchAccount(owner.unwrap_or("").to_owned()));
     }
-    db.conn
-        .execute(
-            "INSERT INTO enrollment_tokens (token_hash, tenant_id, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![hash.as_ref(), id, expires_at, created],
-        )
-        .map_err(db_err(db))?;
     Ok(EnrollmentToken {
         tenant: tenant.to_owned(),
         token,
@@ -175,37 +144,13 @@ pub fn create_enrollment_token(
     })
 }
 
-/// One audit entry.
-#[derive(Debug, Serialize)]
-pub struct AuditRow {
-    pub at: i64,
-    pub actor: String,
-    pub tenant: Option<String>,
-    pub action: String,
-    pub detail: serde_json::Value,
-}
+pub use crate::store::AuditRow;
 
 /// The audit log, newest first, optionally for one tenant.
-pub fn audit(db: &Db, tenant: Option<&str>, limit: i64) -> Result<Vec<AuditRow>, AdminError> {
-    let mut stmt = db
-        .conn
-        .prepare(
-            "SELECT a.at, a.actor, t.name, a.action, a.detail FROM audit a
-             LEFT JOIN tenants t ON t.id = a.tenant_id
-             WHERE ?1 IS NULL OR t.name = ?1 ORDER BY a.id DESC LIMIT ?2",
-        )
-        .map_err(db_err(db))?;
-    let rows = stmt
-        .query_map(params![tenant, limit.clamp(1, 10_000)], |r| {
-            let detail: String = r.get(4)?;
-            Ok(AuditRow {
-                at: r.get(0)?,
-                actor: r.get(1)?,
-                tenant: r.get(2)?,
-                action: r.get(3)?,
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-            })
-        })
-        .map_err(db_err(db))?;
-    rows.collect::<Result<_, _>>().map_err(db_err(db))
+pub async fn audit(
+    store: &Store,
+    tenant: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, AdminError> {
+    Ok(store.audit_log(tenant, limit).await?)
 }

@@ -11,12 +11,18 @@ use serde::Deserialize;
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Directory for the database (and, later, keys).
+    /// Directory for the SQLite database and, when no paths are given, the key files.
     pub data_dir: PathBuf,
-    /// The database file; defaults to `data_dir/hub.db`.
-    pub db: Option<PathBuf>,
-    /// The hub's Ed25519 signing key; defaults to `hub-signing.key` next to the database.
+    /// The database: a SQLite file path (default `data_dir/hub.db`) or a PostgreSQL URL
+    /// (`postgres://user@host/db`), which several hub replicas may share.
+    pub db: Option<String>,
+    /// The hub's Ed25519 signing key file (also `HUB_SIGNING_KEY`). Every replica must read
+    /// the same one: a replica whose key differs from the one the database recorded refuses
+    /// to start. Default: next to a SQLite file, else `data_dir/hub-signing.key`.
     pub signing_key: Option<PathBuf>,
+    /// The VAPID (Web Push) key file (also `HUB_VAPID_KEY`), shared by every replica like the
+    /// signing key. Default: next to a SQLite file, else `data_dir/vapid.key`.
+    pub vapid_key: Option<PathBuf>,
     /// A tenant without a heartbeat for this long is shown as stale.
     pub stale_after_secs: i64,
     /// Mark the session cookie `Secure`. Browsers treat http://localhost as secure, so leave
@@ -38,6 +44,7 @@ impl Default for Config {
             data_dir: PathBuf::from("hub-data"),
             db: None,
             signing_key: None,
+            vapid_key: None,
             stale_after_secs: 180,
             cookie_secure: true,
             push_contact: "mailto:admin@example.com".into(),
@@ -73,27 +80,37 @@ impl Config {
         })
     }
 
+    /// The directory default key files live in: a SQLite database's own directory, else
+    /// `data_dir`.
+    fn key_dir(&self) -> PathBuf {
+        let db = self.db();
+        if crate::store::is_postgres_url(&db) {
+            return self.data_dir.clone();
+        }
+        Path::new(&db)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
     /// The signing key file.
     pub fn key_path(&self) -> PathBuf {
-        self.signing_key.clone().unwrap_or_else(|| {
-            self.db_path().parent().map_or_else(
-                || PathBuf::from("hub-signing.key"),
-                |d| d.join("hub-signing.key"),
-            )
-        })
+        self.signing_key
+            .clone()
+            .unwrap_or_else(|| self.key_dir().join("hub-signing.key"))
     }
 
-    /// The VAPID key file (next to the database).
+    /// The VAPID key file.
     pub fn vapid_path(&self) -> PathBuf {
-        self.db_path()
-            .parent()
-            .map_or_else(|| PathBuf::from("vapid.key"), |d| d.join("vapid.key"))
+        self.vapid_key
+            .clone()
+            .unwrap_or_else(|| self.key_dir().join("vapid.key"))
     }
 
-    /// The database file.
-    pub fn db_path(&self) -> PathBuf {
+    /// The database: a file path or a PostgreSQL URL.
+    pub fn db(&self) -> String {
         self.db
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("hub.db"))
+            .unwrap_or_else(|| self.data_dir.join("hub.db").display().to_string())
     }
 }

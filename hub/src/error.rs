@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::wire::{ErrorBody, ErrorDetail};
 
-use crate::db::DbError;
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -27,7 +27,7 @@ pub enum HubError {
     #[error("{1}")]
     Status(StatusCode, String),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Db(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
 }

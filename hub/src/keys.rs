@@ -1,5 +1,5 @@
 //! The hub's private key files: the Ed25519 signing key (grants, policy bundles) and the VAPID
-//! key (Web Push), each made once and kept in a 0600 file next to the database. Only public
+//! key (Web Push), each made once and kept in a 0600 file every replica reads. Only public
 //! halves and fingerprints are ever shown or logged.
 
 use std::io::Write as _;
@@ -26,6 +26,41 @@ pub enum KeyFileError {
     Invalid { path: PathBuf, what: &'static str },
     #[error("no system randomness")]
     Random,
+    #[error(
+        "the signing key {path} (fingerprint {found}) is not the key this database was first \
+         served with (fingerprint {recorded}); every hub replica must read the same key file \
+         (set signing_key in the config or HUB_SIGNING_KEY)"
+    )]
+    Mismatch {
+        path: PathBuf,
+        found: String,
+        recorded: String,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The database records the fingerprint of the first signing key it was served with; a hub
+/// with another key refuses to start (its grants and bundles would not verify on tenants
+/// enrolled with the recorded one).
+pub async fn check_recorded(
+    store: &crate::store::Store,
+    key: &SigningKey,
+    path: &Path,
+) -> Result<(), KeyFileError> {
+    let found = key.public_key().fingerprint();
+    let recorded = store
+        .meta_init("signing_key_fingerprint", &found)
+        .await?;
+    if recorded == found {
+        Ok(())
+    } else {
+        Err(KeyFileError::Mismatch {
+            path: path.to_owned(),
+            found,
+            recorded,
+        })
+    }
 }
 
 /// The bytes of the private key file at `path`, creating it with `generate()` (0600, parent

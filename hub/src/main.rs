@@ -8,8 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hub::approvals::{self, DecisionInput, Filter};
+use hub::clock::system_now;
 use hub::config::Config;
-use hub::db::Db;
+use hub::store::{Store, Viewer};
 use hub::{admin, fleet, keys, policies, server};
 use shared::{Decision, Scope};
 
@@ -17,18 +18,30 @@ use shared::{Decision, Scope};
 /// approval inbox that pushes risky agent actions to the owner's phone.
 ///
 /// With nothing configured, `hub serve` keeps its SQLite database and signing key under
-/// ./hub-data and listens on 127.0.0.1:8790. Settings come from a TOML file (--config), then
-/// HUB_* environment variables, then these options.
+/// ./hub-data and listens on 127.0.0.1:8790. With `--db postgres://...` several hub replicas
+/// share one PostgreSQL database (give each the same key files). Settings come from a TOML
+/// file (--config), then HUB_* environment variables, then these options.
 #[derive(Debug, Parser)]
 #[command(name = "hub", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
-    /// TOML config file (keys: listen, data_dir, db, signing_key, stale_after_secs,
-    /// cookie_secure, push_contact, repush_after_secs, push_allow_http_loopback).
+    /// TOML config file (keys: listen, data_dir, db, signing_key, vapid_key,
+    /// stale_after_secs, cookie_secure, push_contact, repush_after_secs,
+    /// push_allow_http_loopback).
     #[arg(long, global = true, value_name = "FILE", env = "HUB_CONFIG")]
     config: Option<PathBuf>,
-    /// The SQLite database file (default: DATA_DIR/hub.db). The signing key lives next to it.
-    #[arg(long, global = true, value_name = "PATH", env = "HUB_DB")]
-    db: Option<PathBuf>,
+    /// The database: a SQLite file (default: DATA_DIR/hub.db; the key files default to its
+    /// directory) or a PostgreSQL URL such as postgres://hub@db.internal/hub, shared by
+    /// several replicas.
+    #[arg(long, global = true, value_name = "PATH|URL", env = "HUB_DB")]
+    db: Option<String>,
+    /// The signing key file every replica reads (default: next to a SQLite database, else
+    /// DATA_DIR/hub-signing.key).
+    #[arg(long, global = true, value_name = "FILE", env = "HUB_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// The Web Push (VAPID) key file every replica reads (default: beside the signing key's
+    /// default).
+    #[arg(long, global = true, value_name = "FILE", env = "HUB_VAPID_KEY")]
+    vapid_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +51,9 @@ enum Command {
     /// Run the service (migrations are applied and the signing key made at start).
     ///
     /// Example: hub serve --listen 0.0.0.0:8790 --db /var/lib/hub/hub.db
+    ///
+    /// Several replicas: hub serve --db postgres://hub@db/hub --signing-key /etc/hub/signing.key
+    ///   --vapid-key /etc/hub/vapid.key
     Serve {
         /// Address to listen on (default 127.0.0.1:8790; port 0 picks a free one).
         #[arg(long, value_name = "ADDR", env = "HUB_LISTEN")]
@@ -209,7 +225,7 @@ fn main() -> ExitCode {
 }
 
 fn ago(t: i64) -> String {
-    let d = hub::db::now() - t;
+    let d = system_now() - t;
     match d {
         ..60 => format!("{d}s ago"),
         60..3600 => format!("{}m ago", d / 60),
@@ -225,6 +241,12 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(db) = cli.db {
         config.db = Some(db);
     }
+    if let Some(path) = cli.signing_key {
+        config.signing_key = Some(path);
+    }
+    if let Some(path) = cli.vapid_key {
+        config.vapid_key = Some(path);
+    }
     let cmd = match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {
@@ -234,14 +256,28 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Admin(cmd) => cmd,
     };
-    let (mut db, _) = Db::open(&config.db_path())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(admin_command(config, cmd))
+}
+
+async fn admin_command(config: Config, cmd: AdminCommand) -> Result<()> {
+    let (db, _) = Store::open(&config.db()).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let key = || -> Result<shared::SigningKey> { Ok(keys::load_or_create(&config.key_path())?.0) };
+    let key_path = config.key_path();
+    let key = async || -> Result<shared::SigningKey> {
+        let key = keys::load_or_create(&key_path)?.0;
+        keys::check_recorded(&db, &key, &key_path).await?;
+        Ok(key)
+    };
+    let now = system_now();
     match cmd {
         AdminCommand::CreateAdmin { email } => {
             let password = read_password()?;
-            admin::create_admin(&db, &email, &password)?;
+            admin::create_admin(&db, &email, &password, now).await?;
             writeln!(out, "created admin account {email}")?;
         }
         AdminCommand::EnrollToken {
@@ -250,8 +286,8 @@ fn run(cli: Cli) -> Result<()> {
             ttl,
             json,
         } => {
-            let token = admin::create_enrollment_token(&db, &tenant, owner.as_deref(), ttl)?;
-            let fingerprint = key()?.public_key().fingerprint();
+            let token = admin::create_enrollment_token(&db, &tenant, owner.as_deref(), ttl, now).await?;
+            let fingerprint = key().await?.public_key().fingerprint();
             if json {
                 let mut v = serde_json::to_value(&token)?;
                 v["hub_key_fingerprint"] = fingerprint.into();
@@ -268,7 +304,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         AdminCommand::Tenants { json } => {
-            let rows = fleet::list(&db, None, config.stale_after_secs)?;
+            let rows = fleet::list(&db, Viewer::Operator, config.stale_after_secs, now).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
@@ -298,13 +334,15 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         AdminCommand::Fingerprint => {
-            writeln!(out, "{}", key()?.public_key().fingerprint())?;
+            writeln!(out, "{}", key().await?.public_key().fingerprint())?;
         }
         AdminCommand::Policies(PolicyCommand::Publish {
             dir,
             bundle_version,
         }) => {
-            let bundle = policies::publish(&db, &key()?, &dir, bundle_version, "admin (hub CLI)")?;
+            let key = key().await?;
+            let bundle =
+                policies::publish(&db, &key, &dir, bundle_version, "admin (hub CLI)", now).await?;
             writeln!(
                 out,
                 "published policy bundle version {} ({} files: {}); tenants install it after their next heartbeat",
@@ -314,7 +352,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
         }
         AdminCommand::Policies(PolicyCommand::List { json }) => {
-            let rows = policies::list(&db)?;
+            let rows = policies::list(&db).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
@@ -346,7 +384,7 @@ fn run(cli: Cli) -> Result<()> {
                 StatusArg::Decided => Filter::Decided,
                 StatusArg::All => Filter::All,
             };
-            let rows = approvals::list(&db, None, filter, 200)?;
+            let rows = approvals::list(&db, Viewer::Operator, filter, 200, now).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
@@ -389,7 +427,9 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 reason,
             };
-            let (_, g) = approvals::decide(&mut db, &key()?, None, &who, &id, &input)?;
+            let key = key().await?;
+            let (_, g) =
+                approvals::decide(&db, &key, Viewer::Operator, &who, &id, &input, now).await?;
             writeln!(
                 out,
                 "{id}: {:?} ({:?}); signed grant #{} expires at {}; the tenant is told within a second if `hub serve` runs",
@@ -397,14 +437,14 @@ fn run(cli: Cli) -> Result<()> {
             )?;
         }
         AdminCommand::Command { tenant, kind } => {
-            let id = fleet::queue_command(&db, &tenant, &kind, "admin (hub CLI)")?;
+            let id = fleet::queue_command(&db, &tenant, &kind, "admin (hub CLI)", now).await?;
             writeln!(
                 out,
                 "queued command #{id} ({kind}) for {tenant}; it is delivered with the next heartbeat answer"
             )?;
         }
         AdminCommand::Devices { json } => {
-            let rows = hub::devices::list(&db, None)?;
+            let rows = hub::devices::list(&db, Viewer::Operator).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
@@ -434,7 +474,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         AdminCommand::Usage { tenant, json } => {
-            let rows = hub::usage::list(&db, tenant.as_deref())?;
+            let rows = hub::usage::list(&db, tenant.as_deref()).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else if rows.is_empty() {
@@ -477,7 +517,7 @@ fn run(cli: Cli) -> Result<()> {
             limit,
             json,
         } => {
-            let rows = admin::audit(&db, tenant.as_deref(), limit)?;
+            let rows = admin::audit(&db, tenant.as_deref(), limit).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
             } else {
@@ -519,22 +559,22 @@ fn serve(config: Config) -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-    let db_path = config.db_path();
-    let (db, applied) = Db::open(&db_path)?;
-    if !applied.is_empty() {
-        tracing::info!(db = %db_path.display(), migrations = ?applied, "database migrated");
-    }
-    let key_path = config.key_path();
-    let (key, created) = keys::load_or_create(&key_path)?;
-    let fingerprint = key.public_key().fingerprint();
-    if created {
-        tracing::info!(path = %key_path.display(), %fingerprint, "created the hub signing key");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let (store, applied) = Store::open(&config.db()).await?;
+        if !applied.is_empty() {
+            tracing::info!(db = %store.shown(), migrations = ?applied, "database migrated");
+        }
+        let key_path = config.key_path();
+        let (key, created) = keys::load_or_create(&key_path)?;
+        let fingerprint = key.public_key().fingerprint();
+        if created {
+            tracing::info!(path = %key_path.display(), %fingerprint, "created the hub signing key");
+        }
+        keys::check_recorded(&store, &key, &key_path).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -546,10 +586,10 @@ fn serve(config: Config) -> Result<()> {
             push_allow_http_loopback: config.push_allow_http_loopback,
         };
         let vapid = hub::push::Vapid::load_or_create(&config.vapid_path(), &config.push_contact)?;
-        let state = Arc::new(server::AppState::new(db, key, vapid, settings));
+        let shown = store.shown().to_owned();
+        let state = Arc::new(server::AppState::new(store, key, vapid, settings));
         eprintln!(
-            "hub listening on http://{addr} (database {}, signing key {fingerprint}); Ctrl-C stops it",
-            db_path.display()
+            "hub listening on http://{addr} (database {shown}, signing key {fingerprint}); Ctrl-C stops it"
         );
         let shutdown = async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());

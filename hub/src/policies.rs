@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use shared::{PolicyBundle, SigningKey};
 
-use crate::db::{Db, DbError, now};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -29,7 +28,7 @@ pub enum PublishError {
     #[error("cannot sign the bundle: {0}")]
     Sign(String),
     #[error(transparent)]
-    Db(#[from] DbError),
+    Store(#[from] StoreError),
 }
 
 /// Reads `dir`'s `*.toml` files (other files are refused, not skipped: a stray file is
@@ -74,23 +73,19 @@ pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, String>, PublishError> {
 }
 
 /// The newest published version (0 when none).
-pub fn current_version(db: &Db) -> Result<i64, DbError> {
-    db.conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM policy_bundles",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| db.sql(e))
+pub async fn current_version(store: &Store) -> Result<i64, StoreError> {
+    store.policy_version().await
 }
 
-/// Compiles, signs and stores the bundle in `dir` as `version` (default: the next one).
-pub fn publish(
-    db: &Db,
+/// Compiles the policy files of `dir`, signs them as the next (or the given) version and
+/// stores the bundle. Refuses a bundle that does not compile or is not newer.
+pub async fn publish(
+    store: &Store,
     key: &SigningKey,
     dir: &Path,
     version: Option<i64>,
     actor: &str,
+    now: i64,
 ) -> Result<PolicyBundle, PublishError> {
     let files = read_dir(dir)?;
     let pairs: Vec<(&String, &String)> = files.iter().collect();
@@ -98,7 +93,19 @@ pub fn publish(
         dir: dir.display().to_string(),
         message: e.to_string(),
     })?;
-    let current = current_version(db)?;
+    publish_files(store, key, files, version, actor, now).await
+}
+
+/// Signs and stores already read policy files (see [`publish`]).
+pub async fn publish_files(
+    store: &Store,
+    key: &SigningKey,
+    files: BTreeMap<String, String>,
+    version: Option<i64>,
+    actor: &str,
+    now: i64,
+) -> Result<PolicyBundle, PublishError> {
+    let current = current_version(store).await?;
     let version = version.unwrap_or(current + 1);
     if version <= current {
         return Err(PublishError::NotNewer {
@@ -106,37 +113,29 @@ pub fn publish(
             current,
         });
     }
-    let bundle = PolicyBundle::sign(files, version, now(), key)
+    let bundle = PolicyBundle::sign(files, version, now, key)
         .map_err(|e| PublishError::Sign(e.to_string()))?;
     let json = serde_json::to_string(&bundle).map_err(|e| PublishError::Sign(e.to_string()))?;
-    db.conn
-        .execute(
-            "INSERT INTO policy_bundles (version, bundle, published_by, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![version, json, actor, now()],
-        )
-        .map_err(|e| db.sql(e))?;
-    db.audit(
-        actor,
-        None,
-        "policy.published",
-        &serde_json::json!({"version": version, "files": bundle.manifest.files}),
-    )?;
+    let detail = serde_json::json!({"version": version, "files": bundle.manifest.files});
+    if !store
+        .policy_insert(version, &json, actor, &detail, now)
+        .await?
+    {
+        let current = current_version(store).await?;
+        return Err(PublishError::NotNewer {
+            requested: version,
+            current,
+        });
+    }
     Ok(bundle)
 }
 
-/// The newest bundle.
-pub fn latest(db: &Db) -> Result<Option<String>, DbError> {
-    db.conn
-        .query_row(
-            "SELECT bundle FROM policy_bundles ORDER BY version DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| db.sql(e))
+/// The newest bundle, as JSON.
+pub async fn latest(store: &Store) -> Result<Option<String>, StoreError> {
+    store.policy_latest().await
 }
 
-/// One published version, for `hub admin policies list`.
+/// One published version.
 #[derive(Debug, Serialize)]
 pub struct Published {
     pub version: i64,
@@ -145,24 +144,19 @@ pub struct Published {
     pub files: usize,
 }
 
-pub fn list(db: &Db) -> Result<Vec<Published>, DbError> {
-    let mut stmt = db
-        .conn
-        .prepare("SELECT version, published_by, created_at, bundle FROM policy_bundles ORDER BY version DESC")
-        .map_err(|e| db.sql(e))?;
-    let rows = stmt
-        .query_map([], |r| {
-            let bundle: String = r.get(3)?;
-            let files = serde_json::from_str::<PolicyBundle>(&bundle)
+/// Every published version, newest first.
+pub async fn list(store: &Store) -> Result<Vec<Published>, StoreError> {
+    Ok(store
+        .policies()
+        .await?
+        .into_iter()
+        .map(|r| Published {
+            files: serde_json::from_str::<PolicyBundle>(&r.bundle_json)
                 .map(|b| b.files.len())
-                .unwrap_or(0);
-            Ok(Published {
-                version: r.get(0)?,
-                published_by: r.get(1)?,
-                created_at: r.get(2)?,
-                files,
-            })
+                .unwrap_or(0),
+            version: r.version,
+            published_by: r.published_by,
+            created_at: r.created_at,
         })
-        .map_err(|e| db.sql(e))?;
-    rows.collect::<Result<_, _>>().map_err(|e| db.sql(e))
+        .collect())
 }

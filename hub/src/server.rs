@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use serde_json::json;
 use shared::SigningKey;
@@ -21,14 +23,16 @@ use shared::wire::{
     ApprovalRequest, DecisionsResponse, EnrollRequest, EnrollResponse, Heartbeat, HeartbeatResponse,
 };
 
-use crate::accounts::{self, Account, RateLimiter};
+use crate::accounts::{self, Account, Viewer};
 use crate::approvals::{self, DecisionInput, Filter, Notifier};
-use crate::db::{Db, now};
+use crate::clock::Clock;
 use crate::devices::{self, SubscriptionInput};
 use crate::error::HubError;
-use crate::fleet::{self, NonceStore, TenantAuth};
+use crate::fleet::{self, TenantAuth};
+use crate::jobs;
 use crate::policies;
 use crate::push::Vapid;
+use crate::store::{Kind, Store};
 
 /// The OpenAPI description of the HTTP API (checked in; served at `/openapi.json`).
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -60,27 +64,29 @@ impl Default for Settings {
     }
 }
 
-/// Shared state of the service.
+/// Shared state of the service. Everything a request depends on lives in the store, so
+/// several replicas can serve one database; what is here is per process (keys, clients,
+/// wake-ups, counters).
 pub struct AppState {
-    pub db: Mutex<Db>,
+    pub store: Store,
     pub key: SigningKey,
     pub vapid: Vapid,
     /// The client for push services (no redirects).
     pub push_http: reqwest::Client,
     pub settings: Settings,
+    pub clock: Clock,
     pub started: Instant,
-    /// Unix seconds at start: tenant requests signed earlier are refused (the nonce store is
-    /// in memory).
-    pub started_unix: i64,
-    pub nonces: NonceStore,
+    /// This replica's name, as job leases record it.
+    pub replica: String,
     pub notifier: Notifier,
-    pub limiter: RateLimiter,
+    /// Wakes the job runner when this replica queued something.
+    pub jobs_wake: tokio::sync::Notify,
     /// Requests served, by (route, status).
     pub requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
 
 impl AppState {
-    pub fn new(db: Db, key: SigningKey, vapid: Vapid, settings: Settings) -> AppState {
+    pub fn new(store: Store, key: SigningKey, vapid: Vapid, settings: Settings) -> AppState {
         let push_http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
@@ -88,25 +94,39 @@ impl AppState {
             .build()
             .unwrap_or_default();
         AppState {
-            db: Mutex::new(db),
+            store,
             key,
             vapid,
             push_http,
             settings,
+            clock: Clock::System,
             started: Instant::now(),
-            started_unix: now(),
-            nonces: NonceStore::default(),
+            replica: replica_name(),
             notifier: Notifier::default(),
-            limiter: RateLimiter::default(),
+            jobs_wake: tokio::sync::Notify::new(),
             requests: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn db(&self) -> Result<std::sync::MutexGuard<'_, Db>, HubError> {
-        self.db
-            .lock()
-            .map_err(|_| HubError::Internal("database lock poisoned".into()))
+    /// The same state on another clock (tests advance a manual one).
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        self.clock = clock;
+        self
     }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// A name unique to this process: host, pid and a random suffix.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "hub".into());
+    let mut raw = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw);
+    format!("{host}:{}:{}", std::process::id(), hex::encode(raw))
 }
 
 type St = State<Arc<AppState>>;
@@ -144,7 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limit_body))
         .with_state(state)
 }
 
@@ -171,11 +191,58 @@ async fn count_requests(State(state): St, req: Request, next: Next) -> Response 
     response
 }
 
-// ---- request helpers ----------------------------------------------------------------------
+/// Most of an oversized body the hub reads (and discards) so that the client, still
+/// writing, receives the 413 instead of a broken pipe. Beyond this the connection is closed.
+pub const MAX_DRAIN_BYTES: usize = 16 * 1024 * 1024;
 
-fn body_err(e: BytesRejection) -> HubError {
-    HubError::Status(e.status(), e.body_text())
+/// Buffers the request body up to [`MAX_BODY_BYTES`]. A larger one is answered 413 after
+/// the hub has read what the client sends (up to [`MAX_DRAIN_BYTES`]).
+async fn limit_body(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen: usize = 0;
+    let mut over = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return HubError::bad("the request body could not be read").into_response();
+        };
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen > MAX_BODY_BYTES {
+                over = true;
+            }
+            if over {
+                if seen > MAX_DRAIN_BYTES {
+                    break;
+                }
+            } else {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if over {
+        let mut resp = HubError::Status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    next.run(Request::from_parts(parts, Body::from(buf.freeze())))
+        .await
 }
+
+// ---- request helpers ----------------------------------------------------------------------
 
 fn json_err(e: JsonRejection) -> HubError {
     let status = match e.status() {
@@ -222,16 +289,18 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The logged-in account; for state-changing requests also checks the CSRF header.
-fn customer(state: &AppState, headers: &HeaderMap, csrf: bool) -> Result<Account, HubError> {
+async fn logged_in(state: &AppState, headers: &HeaderMap, csrf: bool) -> Result<Account, HubError> {
     let token = cookie(headers, accounts::SESSION_COOKIE).ok_or_else(|| {
         HubError::Unauthorized("login_required", "log in first (POST /v1/login)".into())
     })?;
-    let (account, csrf_token) = accounts::session(&*state.db()?, token)?.ok_or_else(|| {
-        HubError::Unauthorized(
-            "session_expired",
-            "the session has ended; log in again".into(),
-        )
-    })?;
+    let (account, csrf_token) = accounts::session(&state.store, token, state.now())
+        .await?
+        .ok_or_else(|| {
+            HubError::Unauthorized(
+                "session_expired",
+                "the session has ended; log in again".into(),
+            )
+        })?;
     if csrf {
         let sent = headers
             .get(accounts::CSRF_HEADER)
@@ -250,6 +319,96 @@ fn customer(state: &AppState, headers: &HeaderMap, csrf: bool) -> Result<Account
     Ok(account)
 }
 
+/// A logged-in owner or admin, for reading (no CSRF check needed).
+pub struct Owner(pub Account);
+
+impl FromRequestParts<Arc<AppState>> for Owner {
+    type Rejection = HubError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        logged_in(state, &parts.headers, false).await.map(Owner)
+    }
+}
+
+/// A logged-in owner or admin making a change: the CSRF header is checked.
+pub struct OwnerCsrf(pub Account);
+
+impl FromRequestParts<Arc<AppState>> for OwnerCsrf {
+    type Rejection = HubError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        logged_in(state, &parts.headers, true).await.map(OwnerCsrf)
+    }
+}
+
+/// An admin account (the CSRF header is checked for changes).
+pub struct Admin(pub Account);
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = HubError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let csrf = !matches!(parts.method, Method::GET | Method::HEAD);
+        let account = logged_in(state, &parts.headers, csrf).await?;
+        if account.is_admin() {
+            Ok(Admin(account))
+        } else {
+            Err(HubError::Forbidden("this needs an admin account".into()))
+        }
+    }
+}
+
+/// A request signed by an enrolled tenant, with its body (authenticated over method, path,
+/// query and body; the nonce recorded so that a replay to any replica is refused).
+pub struct SignedTenant {
+    pub tenant: TenantAuth,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl SignedTenant {
+    /// The body as JSON (the content type must say so).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HubError> {
+        require_json(&self.headers)?;
+        parse_json(&self.body)
+    }
+}
+
+impl FromRequest<Arc<AppState>> for SignedTenant {
+    type Rejection = HubError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| HubError::Status(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let tenant = fleet::authenticate(
+            &state.store,
+            |h| parts.headers.get(h).and_then(|v| v.to_str().ok()),
+            parts.method.as_str(),
+            path,
+            &body,
+            state.now(),
+        )
+        .await?;
+        Ok(SignedTenant {
+            tenant,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 fn session_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
@@ -262,35 +421,10 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     )
 }
 
-fn tenant_auth(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<TenantAuth, HubError> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let db = state.db()?;
-    fleet::authenticate(
-        &db,
-        &state.nonces,
-        state.started_unix,
-        |h| headers.get(h).and_then(|v| v.to_str().ok()),
-        method.as_str(),
-        path,
-        body,
-    )
-}
-
 // ---- service ------------------------------------------------------------------------------
 
 async fn healthz(State(state): St) -> Response {
-    let db_ok = state
-        .db
-        .lock()
-        .ok()
-        .and_then(|db| db.version().ok())
-        .is_some();
+    let db_ok = state.store.ping().await.is_ok();
     let status = if db_ok {
         StatusCode::OK
     } else {
@@ -303,6 +437,8 @@ async fn healthz(State(state): St) -> Response {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": state.started.elapsed().as_secs(),
             "hub_key_fingerprint": state.key.public_key().fingerprint(),
+            "database": match state.store.kind() { Kind::Sqlite => "sqlite", Kind::Postgres => "postgres" },
+            "replica": state.replica,
         })),
     )
         .into_response()
@@ -320,9 +456,7 @@ async fn metrics(State(state): St) -> Response {
         "# HELP hub_uptime_seconds Seconds since start.\n# TYPE hub_uptime_seconds gauge\nhub_uptime_seconds {}",
         state.started.elapsed().as_secs()
     );
-    if let Some((accounts, tenants, enrolled)) =
-        state.db.lock().ok().and_then(|db| db.counts().ok())
-    {
+    if let Ok((accounts, tenants, enrolled)) = state.store.counts().await {
         let _ = writeln!(
             out,
             "# HELP hub_accounts Accounts.\n# TYPE hub_accounts gauge\nhub_accounts {accounts}"
@@ -338,11 +472,12 @@ async fn metrics(State(state): St) -> Response {
             tenants - enrolled
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP hub_replay_nonces Tenant request nonces held for the replay window.\n# TYPE hub_replay_nonces gauge\nhub_replay_nonces {}",
-        state.nonces.len()
-    );
+    if let Ok(nonces) = state.store.nonce_count(state.now()).await {
+        let _ = writeln!(
+            out,
+            "# HELP hub_replay_nonces Tenant request nonces held for the replay window.\n# TYPE hub_replay_nonces gauge\nhub_replay_nonces {nonces}"
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP hub_http_requests_total HTTP requests served.\n# TYPE hub_http_requests_total counter"
@@ -400,33 +535,34 @@ async fn signup(
     body: Result<axum::Json<Credentials>, JsonRejection>,
 ) -> Result<Response, HubError> {
     let axum::Json(c) = body.map_err(json_err)?;
-    let t = now();
-    let ip_key = format!("signup:{}", peer.ip());
-    if let Some(retry_after) = state
-        .limiter
-        .blocked(&ip_key, accounts::MAX_SIGNUPS_PER_ADDR, t)
-    {
+    let t = state.now();
+    if let Err(retry_after) = accounts::signup_attempt(&state.store, peer.ip(), t).await? {
         return Err(HubError::TooMany {
             message: "too many sign-ups from this address; try again later".into(),
             retry_after,
         });
     }
-    accounts::check_new_credentials(&c.email, &c.password)?;
-    state.limiter.hit(&ip_key, t);
+    if let Err(e) = accounts::check_new_credentials(&c.email, &c.password) {
+        accounts::signup_undo(&state.store, peer.ip()).await?;
+        return Err(e);
+    }
     let password = c.password;
     let hash = tokio::task::spawn_blocking(move || crate::admin::hash_password(&password))
         .await
         .map_err(|e| HubError::Internal(e.to_string()))?
         .map_err(|e| HubError::Internal(e.to_string()))?;
-    let db = state.db()?;
-    let account = accounts::create_customer(&db, &c.email, &hash)?;
-    db.audit(
-        &account.email,
-        None,
-        "account.created",
-        &json!({"role": "customer"}),
-    )?;
-    let session = accounts::create_session(&db, &account)?;
+    let account = accounts::create_customer(&state.store, &c.email, &hash, t).await?;
+    state
+        .store
+        .audit(
+            t,
+            &account.email,
+            None,
+            "account.created",
+            &json!({"role": "customer"}),
+        )
+        .await?;
+    let session = accounts::create_session(&state.store, &account, t).await?;
     Ok(session_response(
         &state,
         StatusCode::CREATED,
@@ -441,12 +577,13 @@ async fn login(
     body: Result<axum::Json<Credentials>, JsonRejection>,
 ) -> Result<Response, HubError> {
     let axum::Json(c) = body.map_err(json_err)?;
-    let t = now();
+    let t = state.now();
     // Throttled per (email, address) and per address (refused, whatever the password), and
     // per email (only slowed down, so a stranger cannot lock the owner out): see `accounts`.
     let attempt = accounts::LoginAttempt::new(&c.email, peer.ip());
     let delay = attempt
-        .begin(&state.limiter, t)
+        .begin(&state.store, t)
+        .await?
         .map_err(|retry_after| HubError::TooMany {
             message: format!(
                 "too many failed log-ins; try again in {} minutes",
@@ -457,7 +594,7 @@ async fn login(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let found = accounts::find_login(&*state.db()?, &c.email)?;
+    let found = accounts::find_login(&state.store, &c.email).await?;
     let hash = found.as_ref().map(|(_, h)| h.clone());
     let password = c.password;
     let ok =
@@ -473,16 +610,18 @@ async fn login(
             ));
         }
     };
-    attempt.succeeded(&state.limiter);
-    let db = state.db()?;
-    let session = accounts::create_session(&db, &account)?;
+    attempt.succeeded(&state.store).await?;
+    let session = accounts::create_session(&state.store, &account, state.now()).await?;
     Ok(session_response(&state, StatusCode::OK, &account, &session))
 }
 
-async fn logout(State(state): St, headers: HeaderMap) -> Result<Response, HubError> {
-    customer(&state, &headers, true)?;
+async fn logout(
+    State(state): St,
+    OwnerCsrf(_): OwnerCsrf,
+    headers: HeaderMap,
+) -> Result<Response, HubError> {
     if let Some(token) = cookie(&headers, accounts::SESSION_COOKIE) {
-        accounts::delete_session(&*state.db()?, token)?;
+        accounts::delete_session(&state.store, token, state.now()).await?;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = session_cookie(&state, "", 0).parse() {
@@ -493,22 +632,25 @@ async fn logout(State(state): St, headers: HeaderMap) -> Result<Response, HubErr
 
 async fn session(State(state): St, headers: HeaderMap) -> Result<Response, HubError> {
     let token = cookie(&headers, accounts::SESSION_COOKIE).unwrap_or("");
-    let (account, csrf) = accounts::session(&*state.db()?, token)?.ok_or_else(|| {
-        HubError::Unauthorized("login_required", "log in first (POST /v1/login)".into())
-    })?;
+    let (account, csrf) = accounts::session(&state.store, token, state.now())
+        .await?
+        .ok_or_else(|| {
+            HubError::Unauthorized("login_required", "log in first (POST /v1/login)".into())
+        })?;
     Ok(axum::Json(json!({
         "email": account.email, "role": account.role, "csrf_token": csrf,
     }))
     .into_response())
 }
 
-async fn tenants(State(state): St, headers: HeaderMap) -> Result<Response, HubError> {
-    let account = customer(&state, &headers, false)?;
+async fn tenants(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
     let rows = fleet::list(
-        &*state.db()?,
-        Some(&account),
+        &state.store,
+        Viewer::of(&account),
         state.settings.stale_after_secs,
-    )?;
+        state.now(),
+    )
+    .await?;
     Ok(axum::Json(json!({ "tenants": rows })).into_response())
 }
 
@@ -523,17 +665,18 @@ struct ListQuery {
 
 async fn list_approvals(
     State(state): St,
-    headers: HeaderMap,
+    Owner(account): Owner,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, HubError> {
     let Query(q) = query.map_err(query_err)?;
-    let account = customer(&state, &headers, false)?;
     let rows = approvals::list(
-        &*state.db()?,
-        Some(&account),
+        &state.store,
+        Viewer::of(&account),
         q.status,
         q.limit.unwrap_or(100),
-    )?;
+        state.now(),
+    )
+    .await?;
     Ok(axum::Json(json!({ "approvals": rows })).into_response())
 }
 
@@ -547,97 +690,55 @@ fn check_id(id: &str) -> Result<(), HubError> {
 
 async fn get_approval(
     State(state): St,
-    headers: HeaderMap,
+    Owner(account): Owner,
     Path(id): Path<String>,
 ) -> Result<Response, HubError> {
-    let account = customer(&state, &headers, false)?;
     check_id(&id)?;
-    let db = state.db()?;
-    let view = approvals::get(&db, Some(&account), &id)?;
-    devices::mark_opened(&db, &id)?;
+    let now = state.now();
+    let view = approvals::get(&state.store, Viewer::of(&account), &id, now).await?;
+    state.store.approval_opened(&id, now).await?;
     Ok(axum::Json(view).into_response())
 }
 
 async fn decide(
     State(state): St,
-    headers: HeaderMap,
+    OwnerCsrf(account): OwnerCsrf,
     Path(id): Path<String>,
     body: Result<axum::Json<DecisionInput>, JsonRejection>,
 ) -> Result<Response, HubError> {
-    let account = customer(&state, &headers, true)?;
     check_id(&id)?;
     let axum::Json(input) = body.map_err(json_err)?;
-    let (tenant_id, delivered) = {
-        let mut db = state.db()?;
-        approvals::decide(
-            &mut db,
-            &state.key,
-            Some(&account),
-            &account.email,
-            &id,
-            &input,
-        )?
-    };
+    let now = state.now();
+    let (tenant_id, delivered) = approvals::decide(
+        &state.store,
+        &state.key,
+        Viewer::of(&account),
+        &account.email,
+        &id,
+        &input,
+        now,
+    )
+    .await?;
     state.notifier.notify(tenant_id, delivered.seq);
-    spawn_push(&state, id, "withdrawn", "normal", 3600);
+    queue_push(&state, &id, "withdrawn", "normal", 3600).await;
     Ok(axum::Json(json!({ "grant": delivered.signed })).into_response())
 }
 
 // ---- devices and push ---------------------------------------------------------------------
 
-/// Pushes `kind` for approval `id` to its owner's devices in the background, recording each
-/// device's outcome.
-pub fn spawn_push(
+/// Queues a push about approval `id` as a durable job and wakes the job runner. A failure
+/// to queue is logged: the decision or request it follows has already been stored.
+pub async fn queue_push(
     state: &Arc<AppState>,
-    id: String,
+    id: &str,
     kind: &'static str,
     urgency: &'static str,
     ttl: i64,
 ) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let found = state.db().and_then(|db| devices::targets(&db, &id, kind));
-        let (targets, payload) = match found {
-            Ok((t, Some(p))) => (t, p),
-            Ok((_, None)) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, %id, "cannot look up devices to push to");
-                return;
-            }
-        };
-        for target in &targets {
-            let outcome = devices::send(
-                &state.push_http,
-                &state.vapid,
-                target,
-                &payload,
-                urgency,
-                ttl,
-            )
-            .await;
-            match &outcome {
-                devices::Outcome::Delivered => {}
-                devices::Outcome::Gone(status) => {
-                    tracing::info!(
-                        device = target.device,
-                        status,
-                        "push subscription gone; removed"
-                    )
-                }
-                devices::Outcome::Failed(e) => {
-                    tracing::warn!(device = target.device, error = %e, "push delivery failed")
-                }
-            }
-            if let Ok(db) = state.db() {
-                let _ = devices::record(&db, target.device, &outcome);
-            }
-        }
-        if kind == "approval"
-            && let Ok(db) = state.db()
-        {
-            let _ = devices::mark_pushed(&db, &id);
-        }
-    });
+    match jobs::enqueue_push(&state.store, id, kind, urgency, ttl, state.now()).await {
+        Ok(()) => state.jobs_wake.notify_one(),
+        Err(e) => tracing::warn!(error = %e, %id, "cannot queue a push"),
+    }
 }
 
 async fn push_key(State(state): St) -> Response {
@@ -646,22 +747,24 @@ async fn push_key(State(state): St) -> Response {
 
 async fn push_subscribe(
     State(state): St,
+    OwnerCsrf(account): OwnerCsrf,
     headers: HeaderMap,
     body: Result<axum::Json<SubscriptionInput>, JsonRejection>,
 ) -> Result<Response, HubError> {
-    let account = customer(&state, &headers, true)?;
     let axum::Json(input) = body.map_err(json_err)?;
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let id = devices::subscribe(
-        &*state.db()?,
+        &state.store,
         &account,
         &input,
         ua,
         state.settings.push_allow_http_loopback,
-    )?;
+        state.now(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "device": id }))).into_response())
 }
 
@@ -673,35 +776,28 @@ struct Unsubscribe {
 
 async fn push_unsubscribe(
     State(state): St,
-    headers: HeaderMap,
+    OwnerCsrf(account): OwnerCsrf,
     body: Result<axum::Json<Unsubscribe>, JsonRejection>,
 ) -> Result<Response, HubError> {
-    let account = customer(&state, &headers, true)?;
     let axum::Json(input) = body.map_err(json_err)?;
-    if devices::unsubscribe(&*state.db()?, &account, &input.endpoint)? {
+    if devices::unsubscribe(&state.store, &account, &input.endpoint).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(HubError::NotFound("subscription".into()))
     }
 }
 
-async fn list_devices(State(state): St, headers: HeaderMap) -> Result<Response, HubError> {
-    let account = customer(&state, &headers, false)?;
-    let rows = devices::list(&*state.db()?, Some(&account))?;
+async fn list_devices(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
+    let rows = devices::list(&state.store, Viewer::of(&account)).await?;
     Ok(axum::Json(json!({ "devices": rows })).into_response())
 }
 
 // ---- tenants ------------------------------------------------------------------------------
 
-async fn enroll(
-    State(state): St,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HubError> {
-    let body = body.map_err(body_err)?;
+async fn enroll(State(state): St, headers: HeaderMap, body: Bytes) -> Result<Response, HubError> {
     require_json(&headers)?;
     let req: EnrollRequest = parse_json(&body)?;
-    let tenant = fleet::enroll(&mut *state.db()?, &req)?;
+    let tenant = fleet::enroll(&state.store, &req, state.now()).await?;
     tracing::info!(tenant = %tenant.name, hostname = %req.hostname, "tenant enrolled");
     let key = state.key.public_key();
     Ok((
@@ -715,83 +811,46 @@ async fn enroll(
         .into_response())
 }
 
-async fn heartbeat(
-    State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HubError> {
-    let body = body.map_err(body_err)?;
-    let tenant = tenant_auth(&state, &method, &uri, &headers, &body)?;
-    require_json(&headers)?;
-    let hb: Heartbeat = parse_json(&body)?;
-    let desired = fleet::heartbeat(&*state.db()?, &tenant, &hb)?;
+async fn heartbeat(State(state): St, req: SignedTenant) -> Result<Response, HubError> {
+    let hb: Heartbeat = req.json()?;
+    let now = state.now();
+    let desired = fleet::heartbeat(&state.store, &req.tenant, &hb, now).await?;
     Ok(axum::Json(HeartbeatResponse {
-        server_time: now(),
+        server_time: now,
         desired,
     })
     .into_response())
 }
 
-async fn tenant_usage(
-    State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HubError> {
-    let body = body.map_err(body_err)?;
-    let tenant = tenant_auth(&state, &method, &uri, &headers, &body)?;
-    require_json(&headers)?;
-    let report: shared::wire::UsageReport = parse_json(&body)?;
-    let accepted = crate::usage::record(&mut *state.db()?, &tenant, &report)?;
-    tracing::info!(tenant = %tenant.name, buckets = accepted, "usage received");
+async fn tenant_usage(State(state): St, req: SignedTenant) -> Result<Response, HubError> {
+    let report: shared::wire::UsageReport = req.json()?;
+    let accepted = crate::usage::record(&state.store, &req.tenant, &report, state.now()).await?;
+    tracing::info!(tenant = %req.tenant.name, buckets = accepted, "usage received");
     Ok(axum::Json(serde_json::json!({ "accepted": accepted })).into_response())
 }
 
 async fn tenant_outcome(
     State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    req: SignedTenant,
 ) -> Result<Response, HubError> {
-    let body = body.map_err(body_err)?;
-    let tenant = tenant_auth(&state, &method, &uri, &headers, &body)?;
-    require_json(&headers)?;
-    let report: shared::wire::OutcomeReport = parse_json(&body)?;
-    crate::usage::record_outcome(&*state.db()?, &tenant, &id, &report)?;
+    let report: shared::wire::OutcomeReport = req.json()?;
+    crate::usage::record_outcome(&state.store, &req.tenant, &id, &report, state.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn submit_approval(
-    State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, HubError> {
-    let body = body.map_err(body_err)?;
-    let tenant = tenant_auth(&state, &method, &uri, &headers, &body)?;
-    require_json(&headers)?;
-    let req: ApprovalRequest = parse_json(&body)?;
-    let (resp, created) = approvals::submit(&*state.db()?, &tenant, &req)?;
+async fn submit_approval(State(state): St, req: SignedTenant) -> Result<Response, HubError> {
+    let body: ApprovalRequest = req.json()?;
+    let now = state.now();
+    let (resp, created) = approvals::submit(&state.store, &req.tenant, &body, now).await?;
     if created {
-        tracing::info!(tenant = %tenant.name, id = %req.id, tier = %req.tier, "approval requested");
-        let urgency = if matches!(req.tier.as_str(), "red" | "critical") {
+        tracing::info!(tenant = %req.tenant.name, id = %body.id, tier = %body.tier, "approval requested");
+        let urgency = if matches!(body.tier.as_str(), "red" | "critical") {
             "high"
         } else {
             "normal"
         };
-        spawn_push(
-            &state,
-            req.id.clone(),
-            "approval",
-            urgency,
-            resp.expires_at - now(),
-        );
+        queue_push(&state, &body.id, "approval", urgency, resp.expires_at - now).await;
     }
     let status = if created {
         StatusCode::CREATED
@@ -803,14 +862,11 @@ async fn submit_approval(
 
 async fn tenant_approval(
     State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    req: SignedTenant,
 ) -> Result<Response, HubError> {
-    let tenant = tenant_auth(&state, &method, &uri, &headers, b"")?;
     check_id(&id)?;
-    let resp = approvals::tenant_status(&*state.db()?, &tenant, &id)?;
+    let resp = approvals::tenant_status(&state.store, &req.tenant, &id, state.now()).await?;
     Ok(axum::Json(resp).into_response())
 }
 
@@ -825,12 +881,10 @@ struct DecisionsQuery {
 
 async fn decisions(
     State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     query: Result<Query<DecisionsQuery>, QueryRejection>,
+    req: SignedTenant,
 ) -> Result<Response, HubError> {
-    let tenant = tenant_auth(&state, &method, &uri, &headers, b"")?;
+    let tenant = req.tenant;
     let Query(q) = query.map_err(query_err)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(25).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
@@ -839,7 +893,7 @@ async fn decisions(
         .subscribe(tenant.id)
         .ok_or_else(|| HubError::Internal("notifier lock poisoned".into()))?;
     loop {
-        let grants = approvals::grants_after(&*state.db()?, tenant.id, q.after, 100)?;
+        let grants = approvals::grants_after(&state.store, tenant.id, q.after, 100).await?;
         if !grants.is_empty() || tokio::time::Instant::now() >= deadline {
             let cursor = grants.last().map_or(q.after, |g| g.seq);
             return Ok(axum::Json(DecisionsResponse { grants, cursor }).into_response());
@@ -857,71 +911,118 @@ async fn decisions(
     }
 }
 
-async fn policy(
-    State(state): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, HubError> {
-    tenant_auth(&state, &method, &uri, &headers, b"")?;
-    let bundle = policies::latest(&*state.db()?)?
+async fn policy(State(state): St, _req: SignedTenant) -> Result<Response, HubError> {
+    let bundle = policies::latest(&state.store)
+        .await?
         .ok_or_else(|| HubError::NotFound("policy bundle (none published yet)".into()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bundle).into_response())
 }
 
 // ---- serving ------------------------------------------------------------------------------
 
-/// Background work: wakes long-polls for grants written by another process (the admin CLI)
-/// and expires unanswered requests.
+/// How often the background loop looks for due jobs and (on SQLite) for grants written by
+/// another process.
+const TICK: Duration = Duration::from_millis(500);
+/// On PostgreSQL the notification listener wakes long-polls; this catch-up read covers a
+/// notification lost while its connection was down.
+const PG_CATCH_UP_TICKS: u64 = 10;
+
+/// Background work: wakes long-polls for grants decided elsewhere (another replica or the
+/// admin CLI) and runs due jobs.
 pub async fn background(state: Arc<AppState>) {
-    let mut last_seq = state
-        .db
-        .lock()
-        .ok()
-        .and_then(|db| approvals::max_seq(&db).ok())
-        .unwrap_or(0);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    if let Err(e) = jobs::ensure_periodic(&state.store, state.now()).await {
+        tracing::warn!(error = %e, "cannot set up the periodic jobs");
+    }
+    let _listener = match state.store.kind() {
+        Kind::Postgres => Some(AbortOnDrop(tokio::spawn(listen_grants(state.clone())))),
+        Kind::Sqlite => None,
+    };
+    let mut last_seq = state.store.max_grant_seq().await.unwrap_or(0);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.jobs_wake.notified() => {}
+        }
         n += 1;
-        let found = state
-            .db
-            .lock()
-            .ok()
-            .and_then(|db| approvals::tenants_with_grants_after(&db, last_seq).ok())
-            .unwrap_or_default();
-        for (tenant_id, seq) in found {
-            state.notifier.notify(tenant_id, seq);
-            last_seq = last_seq.max(seq);
-        }
-        if n.is_multiple_of(10) {
-            let due = state
-                .db()
-                .and_then(|db| devices::due_reminders(&db, state.settings.repush_after_secs));
-            match due {
-                Ok(ids) => {
-                    for id in ids {
-                        spawn_push(&state, id, "approval", "high", 3600);
+        if state.store.kind() == Kind::Sqlite || n.is_multiple_of(PG_CATCH_UP_TICKS) {
+            match state.store.tenants_with_grants_after(last_seq).await {
+                Ok(found) => {
+                    for (tenant_id, seq) in found {
+                        state.notifier.notify(tenant_id, seq);
+                        last_seq = last_seq.max(seq);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot find approvals to remind of"),
+                Err(e) => tracing::warn!(error = %e, "cannot read new grants"),
             }
         }
-        if n.is_multiple_of(60) {
-            let expired = state.db().and_then(|mut db| approvals::expire(&mut db));
-            match expired {
-                Ok(ids) => {
-                    if !ids.is_empty() {
-                        tracing::info!(count = ids.len(), "approval requests expired");
+        loop {
+            match jobs::run_due(&state).await {
+                Ok(ran) if ran as i64 >= jobs::BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot run jobs");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Listens for decisions announced by any replica (PostgreSQL `LISTEN`) and wakes the
+/// long-polls waiting here. Reconnects when the connection drops.
+async fn listen_grants(state: Arc<AppState>) {
+    let Some(config) = state.store.pg_config().cloned() else {
+        return;
+    };
+    loop {
+        match config.connect(tokio_postgres::NoTls).await {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = AbortOnDrop(tokio::spawn(async move {
+                    while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                        match msg {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
                     }
-                    for id in ids {
-                        spawn_push(&state, id, "withdrawn", "normal", 3600);
+                }));
+                let listen = format!("LISTEN {}", crate::store::GRANTS_CHANNEL);
+                if let Err(e) = client.batch_execute(&listen).await {
+                    tracing::warn!(error = %e, "cannot listen for decisions");
+                } else {
+                    tracing::debug!("listening for decisions from every replica");
+                    while let Some(payload) = rx.recv().await {
+                        if let Some((tenant, seq)) = payload.split_once(':')
+                            && let (Ok(tenant), Ok(seq)) = (tenant.parse(), seq.parse())
+                        {
+                            state.notifier.notify(tenant, seq);
+                        }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot expire approval requests"),
+                drop(driver);
+                tracing::warn!("the decision listener lost its connection; reconnecting");
             }
+            Err(e) => tracing::warn!(error = %e, "cannot connect the decision listener"),
         }
+        // Not a wait for a condition: a pause between reconnection attempts.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Stops a task however its owner ends (also when its future is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -931,13 +1032,6 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    /// Stops the background task however `serve` ends (also when its future is dropped).
-    struct AbortOnDrop(tokio::task::JoinHandle<()>);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
     let _bg = AbortOnDrop(tokio::spawn(background(state.clone())));
     axum::serve(
         listener,

@@ -1,0 +1,354 @@
+//! Versioned migrations, one list per engine. A released migration is never edited: add a
+//! new one. SQLite keeps the history it grew with; PostgreSQL starts from the same schema in
+//! its own types (BIGINT, BYTEA, identity columns).
+
+/// SQLite migrations, in order.
+pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts, tenants, enrollment tokens",
+        "
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'customer')),
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE tenants (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        owner_id INTEGER REFERENCES accounts(id),
+        public_key BLOB,
+        enrolled_at INTEGER,
+        last_heartbeat_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE enrollment_tokens (
+        token_hash BLOB PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    ",
+    ),
+    (
+        2,
+        "sessions, heartbeats, approvals, grants, policy bundles, commands, audit",
+        "
+    ALTER TABLE tenants ADD COLUMN hostname TEXT;
+    ALTER TABLE tenants ADD COLUMN agent_version TEXT;
+    ALTER TABLE tenants ADD COLUMN policy_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tenants ADD COLUMN heartbeat TEXT;
+    CREATE INDEX tenants_owner ON tenants(owner_id);
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        agent TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        action TEXT NOT NULL,
+        action_hash TEXT NOT NULL,
+        tenant_created_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by TEXT,
+        decided_at INTEGER,
+        scope TEXT,
+        reason TEXT
+    );
+    CREATE INDEX approvals_tenant_status ON approvals(tenant_id, status, received_at);
+    CREATE INDEX approvals_pending_expiry ON approvals(status, expires_at);
+    CREATE TABLE grants (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        request_id TEXT NOT NULL UNIQUE REFERENCES approvals(id),
+        signed TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX grants_tenant_seq ON grants(tenant_id, seq);
+    CREATE TABLE policy_bundles (
+        version INTEGER PRIMARY KEY,
+        bundle TEXT NOT NULL,
+        published_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        acked_at INTEGER
+    );
+    CREATE INDEX commands_open ON commands(tenant_id, acked_at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        tenant_id INTEGER,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_tenant ON audit(tenant_id, id);
+    ",
+    ),
+    (
+        3,
+        "web push subscriptions, approval push state",
+        "
+    CREATE TABLE push_subscriptions (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh BLOB NOT NULL,
+        auth BLOB NOT NULL,
+        user_agent TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_error TEXT,
+        last_error_at INTEGER,
+        sent INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX push_subscriptions_account ON push_subscriptions(account_id);
+    ALTER TABLE approvals ADD COLUMN opened_at INTEGER;
+    ALTER TABLE approvals ADD COLUMN pushed_at INTEGER;
+    ALTER TABLE approvals ADD COLUMN repushed_at INTEGER;
+    ",
+    ),
+    (
+        4,
+        "usage shipped by tenants, outcomes of approved actions",
+        "
+    CREATE TABLE usage_hours (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        hour INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        incomplete INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, hour, agent, provider, model)
+    );
+    ALTER TABLE approvals ADD COLUMN outcome TEXT;
+    ALTER TABLE approvals ADD COLUMN outcome_at INTEGER;
+    ",
+    ),
+    (
+        5,
+        "secret bindings shown with approvals",
+        "
+    ALTER TABLE approvals ADD COLUMN secret_bindings TEXT NOT NULL DEFAULT '{}';
+    ",
+    ),
+    (
+        6,
+        "replay nonces, rate-limit windows, durable jobs, hub metadata",
+        "
+    CREATE TABLE request_nonces (
+        tenant_id INTEGER NOT NULL,
+        nonce TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, nonce)
+    );
+    CREATE INDEX request_nonces_expiry ON request_nonces(expires_at);
+    CREATE TABLE rate_windows (
+        key TEXT PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        run_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        done_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_due ON jobs(done_at, run_at);
+    CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ",
+    ),
+];
+
+/// PostgreSQL migrations, in order. Version 1 is the schema SQLite reached at its version 6.
+pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "the hub's schema",
+    "
+    CREATE TABLE accounts (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        email TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'customer')),
+        created_at BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX accounts_email ON accounts (lower(email));
+    CREATE TABLE tenants (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        owner_id BIGINT REFERENCES accounts(id),
+        public_key BYTEA,
+        enrolled_at BIGINT,
+        last_heartbeat_at BIGINT,
+        created_at BIGINT NOT NULL,
+        hostname TEXT,
+        agent_version TEXT,
+        policy_version BIGINT NOT NULL DEFAULT 0,
+        heartbeat TEXT
+    );
+    CREATE INDEX tenants_owner ON tenants(owner_id);
+    CREATE TABLE enrollment_tokens (
+        token_hash BYTEA PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash BYTEA PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        agent TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        action TEXT NOT NULL,
+        action_hash TEXT NOT NULL,
+        tenant_created_at BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by TEXT,
+        decided_at BIGINT,
+        scope TEXT,
+        reason TEXT,
+        opened_at BIGINT,
+        pushed_at BIGINT,
+        repushed_at BIGINT,
+        outcome TEXT,
+        outcome_at BIGINT,
+        secret_bindings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX approvals_tenant_status ON approvals(tenant_id, status, received_at);
+    CREATE INDEX approvals_pending_expiry ON approvals(status, expires_at);
+    CREATE TABLE grants (
+        seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        request_id TEXT NOT NULL UNIQUE REFERENCES approvals(id),
+        signed TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX grants_tenant_seq ON grants(tenant_id, seq);
+    CREATE TABLE policy_bundles (
+        version BIGINT PRIMARY KEY,
+        bundle TEXT NOT NULL,
+        published_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE commands (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        kind TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        acked_at BIGINT
+    );
+    CREATE INDEX commands_open ON commands(tenant_id, acked_at);
+    CREATE TABLE audit (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        tenant_id BIGINT,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_tenant ON audit(tenant_id, id);
+    CREATE TABLE push_subscriptions (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh BYTEA NOT NULL,
+        auth BYTEA NOT NULL,
+        user_agent TEXT NOT NULL DEFAULT '',
+        created_at BIGINT NOT NULL,
+        last_success_at BIGINT,
+        last_error TEXT,
+        last_error_at BIGINT,
+        sent BIGINT NOT NULL DEFAULT 0,
+        failed BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX push_subscriptions_account ON push_subscriptions(account_id);
+    CREATE TABLE usage_hours (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        hour BIGINT NOT NULL,
+        agent TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        incomplete BIGINT NOT NULL,
+        errors BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cache_read_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, hour, agent, provider, model)
+    );
+    CREATE TABLE request_nonces (
+        tenant_id BIGINT NOT NULL,
+        nonce TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, nonce)
+    );
+    CREATE INDEX request_nonces_expiry ON request_nonces(expires_at);
+    CREATE TABLE rate_windows (
+        key TEXT PRIMARY KEY,
+        window_start BIGINT NOT NULL,
+        count BIGINT NOT NULL
+    );
+    CREATE TABLE jobs (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        payload TEXT NOT NULL,
+        run_at BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        lease_owner TEXT,
+        lease_until BIGINT,
+        done_at BIGINT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX jobs_due ON jobs(run_at) WHERE done_at IS NULL;
+    CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ",
+)];
