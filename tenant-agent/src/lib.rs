@@ -17,6 +17,7 @@ pub mod policy_files;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets_cmd;
+pub mod statedb;
 pub mod status_cmd;
 pub mod supervisor;
 pub mod usage;

@@ -35,6 +35,8 @@ pub struct Status {
     pub outbox: i64,
     pub policy_version: i64,
     pub usage_this_hour: UsageNow,
+    /// `state.db`'s schema version (absent when it is missing or cannot be opened).
+    pub state_db_schema: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -114,6 +116,7 @@ pub async fn gather(layout: &Layout, config: &Config) -> Status {
         outbox: store.as_ref().and_then(|s| s.unsent().ok()).unwrap_or(0),
         policy_version: crate::hub_client::installed_policy_version(layout),
         usage_this_hour,
+        state_db_schema: store.as_ref().and_then(|s| s.schema_version().ok()),
     }
 }
 

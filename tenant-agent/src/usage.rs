@@ -80,25 +80,10 @@ pub enum UsageError {
         path: String,
         source: rusqlite::Error,
     },
+    /// Opening: the file could not be opened or migrated, or is newer than this binary.
+    #[error(transparent)]
+    Schema(#[from] crate::statedb::StateDbError),
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS usage_buckets (
-    hour INTEGER NOT NULL,
-    agent TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    requests INTEGER NOT NULL DEFAULT 0,
-    incomplete INTEGER NOT NULL DEFAULT 0,
-    errors INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    shipped_at INTEGER,
-    PRIMARY KEY (hour, agent, provider, model)
-);
-";
 
 /// The usage tables of `state.db`.
 pub struct UsageStore {
@@ -131,21 +116,22 @@ fn to_i64(n: u64) -> i64 {
 }
 
 impl UsageStore {
-    /// Opens (creating) the usage tables in the SQLite file at `path`.
+    /// Opens (creating) `state.db` at `path`, bringing its schema up to date first
+    /// ([`crate::statedb`]).
     pub fn open(path: &Path) -> Result<Self, UsageError> {
         let shown = path.display().to_string();
-        let err = |source| UsageError::Db {
-            path: shown.clone(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        let conn = crate::statedb::open(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+            .map_err(|source| UsageError::Db {
+                path: shown.clone(),
+                source,
+            })?;
         Ok(UsageStore { conn, path: shown })
+    }
+
+    /// The schema version of the open database ([`crate::statedb::latest_version`] once open).
+    pub fn schema_version(&self) -> Result<i64, UsageError> {
+        crate::statedb::version(&self.conn).map_err(self.err())
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> UsageError + '_ {

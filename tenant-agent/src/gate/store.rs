@@ -4,17 +4,18 @@
 //! (the hub is idempotent by request id) and nothing is counted twice.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
-#[error("state database {path}: {message}")]
-pub struct StoreError {
-    pub path: String,
-    pub message: String,
+pub enum StoreError {
+    #[error("state database {path}: {message}")]
+    Db { path: String, message: String },
+    /// Opening: the file could not be opened or migrated, or is newer than this binary.
+    #[error(transparent)]
+    Schema(#[from] crate::statedb::StateDbError),
 }
 
 /// One held (or finished) action.
@@ -55,63 +56,36 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS gate_actions (
-    id TEXT PRIMARY KEY,
-    agent TEXT NOT NULL,
-    action TEXT NOT NULL,
-    action_hash TEXT NOT NULL,
-    tier TEXT NOT NULL,
-    reasons TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    outcome TEXT,
-    grant_json TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS gate_outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL UNIQUE,
-    body TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL DEFAULT 0,
-    sent_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS gate_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-";
-
 pub use crate::usage::unix_now as now;
 
 impl Store {
+    /// Opens (creating) `state.db` at `path`, bringing its schema up to date first
+    /// ([`crate::statedb`]).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        let err = |e: rusqlite::Error| StoreError {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        let conn = crate::statedb::open(path)?;
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+            .map_err(|e| StoreError::Db {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Store { conn, path: shown })
     }
 
+    /// The schema version of the open database ([`crate::statedb::latest_version`] once open).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        crate::statedb::version(&self.conn).map_err(self.err())
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |e| StoreError {
+        |e| StoreError::Db {
             path: self.path.clone(),
             message: e.to_string(),
         }
     }
 
     fn json<T: Serialize>(&self, v: &T) -> Result<String, StoreError> {
-        serde_json::to_string(v).map_err(|e| StoreError {
+        serde_json::to_string(v).map_err(|e| StoreError::Db {
             path: self.path.clone(),
             message: e.to_string(),
         })
@@ -122,7 +96,7 @@ impl Store {
         let action = self.json(&held.action)?;
         let reasons = self.json(&held.reasons)?;
         let path = self.path.clone();
-        let err = move |e: rusqlite::Error| StoreError {
+        let err = move |e: rusqlite::Error| StoreError::Db {
             path: path.clone(),
             message: e.to_string(),
         };

@@ -13,4 +13,5 @@ mod proxy;
 mod runtime;
 mod sdk;
 mod secrets;
+mod statedb;
 mod units;
