@@ -35,7 +35,7 @@ const POLLERS: usize = 2_000;
 const PASSWORD: &str = "bench password 0123456789";
 
 fn now() -> i64 {
-    hub::db::now()
+    hub::clock::system_now()
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -136,17 +136,32 @@ fn main() {
             .collect(),
     );
     {
-        let (mut db, _) = hub::db::Db::open(&db_path).unwrap();
-        hub::admin::create_admin(&db, "ops@hub.example", PASSWORD).unwrap();
-        let tx = db.conn.transaction().unwrap();
-        for t in tenants.iter() {
-            tx.execute(
-                "INSERT INTO tenants (name, public_key, enrolled_at, created_at) VALUES (?1, ?2, ?3, ?3)",
-                rusqlite::params![t.name, t.key.public_key().0.as_slice(), now()],
-            )
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-        }
-        tx.commit().unwrap();
+        rt.block_on(async {
+            let (db, _) = hub::store::Store::open(&db_path.display().to_string())
+                .await
+                .unwrap();
+            hub::admin::create_admin(&db, "ops@hub.example", PASSWORD, now())
+                .await
+                .unwrap();
+            let mut tx = db.begin().await.unwrap();
+            for t in tenants.iter() {
+                tx.exec(
+                    "INSERT INTO tenants (name, public_key, enrolled_at, created_at) VALUES ($1, $2, $3, $3)",
+                    &[
+                        t.name.as_str().into(),
+                        t.key.public_key().0.as_slice().into(),
+                        now().into(),
+                    ],
+                )
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        });
     }
     let mut child = Command::new(BIN)
         .arg("--db")

@@ -34,10 +34,10 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
-pub use crate::store::{Account, Role, Viewer};
 use crate::admin::{self, MIN_PASSWORD_LEN};
 use crate::error::HubError;
 use crate::store::Store;
+pub use crate::store::{Account, Role, Viewer};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "hub_session";
@@ -207,7 +207,11 @@ pub async fn delete_session(store: &Store, token: &str, now: i64) -> Result<(), 
 
 /// Counts a sign-up from `addr`; `Err(seconds)` when the address is over its limit (then
 /// the attempt is not counted).
-pub async fn signup_attempt(store: &Store, addr: IpAddr, now: i64) -> Result<Result<(), u64>, HubError> {
+pub async fn signup_attempt(
+    store: &Store,
+    addr: IpAddr,
+    now: i64,
+) -> Result<Result<(), u64>, HubError> {
     let key = format!("signup:{addr}");
     let (count, start) = store.rate_hit(&key, LIMIT_WINDOW_SECS, now).await?;
     if count > i64::from(MAX_SIGNUPS_PER_ADDR) {
@@ -341,7 +345,11 @@ mod tests {
         let stranger = LoginAttempt::new("Anna@Bakery.example ", IpAddr::from([10, 0, 0, 1]));
         let owner = LoginAttempt::new("anna@bakery.example", IpAddr::from([10, 0, 0, 2]));
         for i in 0..MAX_FAILURES_PER_PAIR {
-            assert_eq!(stranger.begin(&s, t).await.unwrap(), Ok(login_delay(i)), "{i}");
+            assert_eq!(
+                stranger.begin(&s, t).await.unwrap(),
+                Ok(login_delay(i)),
+                "{i}"
+            );
         }
         let Err(wait) = stranger.begin(&s, t).await.unwrap() else {
             panic!("the pair is not refused");

@@ -264,9 +264,9 @@ pub async fn decide(
         }
     }
     let expires_at = match (input.decision, input.scope) {
-        (Decision::Approve, Scope::Once) => view
-            .expires_at
-            .min(now + shared::grant::MAX_GRANT_SECS),
+        (Decision::Approve, Scope::Once) => {
+            view.expires_at.min(now + shared::grant::MAX_GRANT_SECS)
+        }
         _ => now + shared::grant::MAX_GRANT_SECS,
     };
     let grant = Grant {

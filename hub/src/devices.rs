@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::Account;
 use crate::error::HubError;
-use crate::store::{Store, Viewer};
 use crate::push::{self, Payload, Vapid};
+use crate::store::{Store, Viewer};
 
 /// A subscription as the browser's `PushSubscription.toJSON()` gives it.
 #[derive(Debug, Clone, Deserialize)]
@@ -242,4 +242,3 @@ pub async fn send(
         Err(e) => Outcome::Failed(format!("cannot reach the push service: {e}")),
     }
 }
-

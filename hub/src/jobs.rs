@@ -50,11 +50,7 @@ pub async fn enqueue_push(
 
 /// Makes sure the periodic jobs exist (each replica calls this at start; one row each).
 pub async fn ensure_periodic(store: &Store, now: i64) -> Result<(), HubError> {
-    for kind in [
-        JobKind::Reminders,
-        JobKind::ExpireApprovals,
-        JobKind::Sweep,
-    ] {
+    for kind in [JobKind::Reminders, JobKind::ExpireApprovals, JobKind::Sweep] {
         store
             .job_enqueue(
                 kind,
@@ -113,7 +109,9 @@ async fn run_one(state: &Arc<AppState>, job: Job) -> Result<(), HubError> {
     };
     match (result, periodic) {
         (Ok(()), Some(every)) => {
-            store.job_again(job.id, owner, now + every, None, true).await?;
+            store
+                .job_again(job.id, owner, now + every, None, true)
+                .await?;
         }
         (Ok(()), None) => {
             store.job_done(job.id, owner, now).await?;
@@ -209,7 +207,11 @@ async fn push(state: &Arc<AppState>, payload: &serde_json::Value) -> Result<(), 
         match &outcome {
             devices::Outcome::Delivered => {}
             devices::Outcome::Gone(status) => {
-                tracing::info!(device = target.device, status, "push subscription gone; removed")
+                tracing::info!(
+                    device = target.device,
+                    status,
+                    "push subscription gone; removed"
+                )
             }
             devices::Outcome::Failed(e) => {
                 tracing::warn!(device = target.device, error = %e, "push delivery failed")
@@ -218,10 +220,7 @@ async fn push(state: &Arc<AppState>, payload: &serde_json::Value) -> Result<(), 
         devices::record(&state.store, target.device, &outcome, state.clock.now()).await?;
     }
     if kind == "approval" && !reminder {
-        state
-            .store
-            .approval_pushed(id, state.clock.now())
-            .await?;
+        state.store.approval_pushed(id, state.clock.now()).await?;
     }
     Ok(())
 }

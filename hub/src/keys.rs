@@ -49,9 +49,7 @@ pub async fn check_recorded(
     path: &Path,
 ) -> Result<(), KeyFileError> {
     let found = key.public_key().fingerprint();
-    let recorded = store
-        .meta_init("signing_key_fingerprint", &found)
-        .await?;
+    let recorded = store.meta_init("signing_key_fingerprint", &found).await?;
     if recorded == found {
         Ok(())
     } else {

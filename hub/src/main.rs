@@ -286,7 +286,8 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> Result<()> {
             ttl,
             json,
         } => {
-            let token = admin::create_enrollment_token(&db, &tenant, owner.as_deref(), ttl, now).await?;
+            let token =
+                admin::create_enrollment_token(&db, &tenant, owner.as_deref(), ttl, now).await?;
             let fingerprint = key().await?.public_key().fingerprint();
             if json {
                 let mut v = serde_json::to_value(&token)?;

@@ -142,8 +142,14 @@ impl Store {
         if n == 0 {
             return Ok(false);
         }
-        tx.audit(now, actor, Some(a.tenant_id), "approval.submitted", audit_detail)
-            .await?;
+        tx.audit(
+            now,
+            actor,
+            Some(a.tenant_id),
+            "approval.submitted",
+            audit_detail,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -169,7 +175,11 @@ impl Store {
         let rows = self
             .query(
                 &sql,
-                &[viewer.owner_param(), now.into(), limit.clamp(1, 1000).into()],
+                &[
+                    viewer.owner_param(),
+                    now.into(),
+                    limit.clamp(1, 1000).into(),
+                ],
             )
             .await?;
         rows.iter().map(approval_row).collect()
@@ -249,8 +259,14 @@ impl Store {
             .i64(0)?;
         let mut detail = d.audit_detail.clone();
         detail["grant_seq"] = seq.into();
-        tx.audit(now, d.decided_by, Some(tenant_id), "approval.decided", &detail)
-            .await?;
+        tx.audit(
+            now,
+            d.decided_by,
+            Some(tenant_id),
+            "approval.decided",
+            &detail,
+        )
+        .await?;
         if tx.kind() == Kind::Postgres {
             tx.exec(
                 "SELECT pg_notify($1, $2)",

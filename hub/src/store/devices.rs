@@ -134,7 +134,10 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some(((head.text(0)?, head.text(1)?, head.text(2)?), targets)))
+        Ok(Some((
+            (head.text(0)?, head.text(1)?, head.text(2)?),
+            targets,
+        )))
     }
 
     /// A delivery reached the push service.
@@ -204,7 +207,11 @@ impl Store {
 
     /// Pending approvals pushed at least `after_secs` ago and never opened, marked as
     /// reminded (once) and returned.
-    pub async fn due_reminders(&self, after_secs: i64, now: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn due_reminders(
+        &self,
+        after_secs: i64,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = self
             .query(
                 "UPDATE approvals SET repushed_at = $1

@@ -31,7 +31,10 @@ pub struct TenantRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enrolled {
     /// The token was good: the tenant's id and name.
-    Won { id: i64, name: String },
+    Won {
+        id: i64,
+        name: String,
+    },
     Used,
     Expired,
     Unknown,

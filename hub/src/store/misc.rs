@@ -256,7 +256,12 @@ impl Store {
                 "INSERT INTO request_nonces (tenant_id, nonce, expires_at) VALUES ($1, $2, $3)
                  ON CONFLICT (tenant_id, nonce) DO UPDATE SET expires_at = excluded.expires_at
                  WHERE request_nonces.expires_at <= $4",
-                &[tenant_id.into(), nonce.into(), expires_at.into(), now.into()],
+                &[
+                    tenant_id.into(),
+                    nonce.into(),
+                    expires_at.into(),
+                    now.into(),
+                ],
             )
             .await?;
         Ok(n == 1)

@@ -477,7 +477,9 @@ impl Tx {
 
     pub async fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
         match &self.conn {
-            TxConn::Sqlite(conn) => value::sqlite_exec(conn, sql, params).map_err(self.sqlite_err()),
+            TxConn::Sqlite(conn) => {
+                value::sqlite_exec(conn, sql, params).map_err(self.sqlite_err())
+            }
             TxConn::Postgres(Some(client)) => value::pg_exec(client, sql, params)
                 .await
                 .map_err(self.pg_err()),
@@ -593,7 +595,10 @@ mod tests {
     fn urls_are_shown_without_passwords() {
         let table = [
             ("postgres://hub@db/hub", "postgres://hub@db/hub"),
-            ("postgres://hub:s3cret@db:5432/hub", "postgres://hub:***@db:5432/hub"),
+            (
+                "postgres://hub:s3cret@db:5432/hub",
+                "postgres://hub:***@db:5432/hub",
+            ),
             (
                 "postgresql://hub@localhost/hub?host=/tmp/pg",
                 "postgresql://hub@localhost/hub?host=/tmp/pg",

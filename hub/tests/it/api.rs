@@ -1,7 +1,7 @@
 //! The HTTP API against the real binary: accounts, enrollment, signed tenant requests,
 //! heartbeats, approvals with signed grants, policy bundles, and every kind of bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -10,21 +10,21 @@ use shared::request;
 use shared::wire::{ApprovalRequest, DecisionsResponse, EnrollResponse};
 use shared::{Action, PolicyBundle, PublicKey, SigningKey, action_hash};
 
-use super::{Served, admin, serve};
+use super::{Backend, DbTarget, Served, admin, serve};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 struct Hub {
     served: Served,
-    db: PathBuf,
+    db: DbTarget,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 impl Hub {
-    fn start() -> Hub {
+    fn start(backend: Backend) -> Hub {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("data/hub.db");
+        let db = DbTarget::on(backend, dir.path());
         let served = serve(&db);
         Hub {
             served,
@@ -44,14 +44,19 @@ impl Hub {
         out
     }
 
-    fn sql(&self, sql: &str) {
-        let (db, _) = hub::db::Db::open(&self.db).unwrap();
-        db.conn.execute_batch(sql).unwrap();
+    async fn sql(&self, sql: &str) {
+        self.db.store().await.exec(sql, &[]).await.unwrap();
     }
 
-    fn count(&self, sql: &str) -> i64 {
-        let (db, _) = hub::db::Db::open(&self.db).unwrap();
-        db.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .store()
+            .await
+            .one(sql, &[])
+            .await
+            .unwrap()
+            .i64(0)
+            .unwrap()
     }
 
     async fn signup(&self, email: &str) -> Session {
@@ -166,10 +171,10 @@ impl Tenant {
 }
 
 fn now() -> i64 {
-    hub::db::now()
+    hub::clock::system_now()
 }
 
-fn request(id: &str, argv: &[&str]) -> ApprovalRequest {
+pub(super) fn request(id: &str, argv: &[&str]) -> ApprovalRequest {
     let action = Action::Command {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: "/srv/shop".into(),
@@ -221,9 +226,8 @@ fn expect(got: (StatusCode, Value), status: u16, code: &str) -> Value {
     got.1
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn accounts_sessions_csrf_and_login_rate_limit() {
-    let hub = Hub::start();
+async fn accounts_sessions_csrf_and_login_rate_limit(backend: Backend) {
+    let hub = Hub::start(backend);
     let anna = hub.signup("anna@bakery.example").await;
     for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
         assert!(
@@ -427,8 +431,7 @@ fn expect_rate_limited(got: &(StatusCode, Value, Option<u64>, Option<String>)) {
     assert!(retry > 0 && retry <= 900, "{retry}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stranger_cannot_lock_the_owner_out_of_log_in() {
+async fn a_stranger_cannot_lock_the_owner_out_of_log_in(backend: Backend) {
     use hub::accounts::{MAX_FAILURES_PER_PAIR, login_delay};
     struct Case {
         email: &'static str,
@@ -463,7 +466,7 @@ async fn a_stranger_cannot_lock_the_owner_out_of_log_in() {
             owner: 20,
         },
     ];
-    let hub = Hub::start();
+    let hub = Hub::start(backend);
     for case in &cases {
         hub.signup(case.email).await;
     }
@@ -541,10 +544,9 @@ async fn a_stranger_cannot_lock_the_owner_out_of_log_in() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_address_spraying_many_emails_is_limited() {
+async fn one_address_spraying_many_emails_is_limited(backend: Backend) {
     use hub::accounts::MAX_FAILURES_PER_ADDR;
-    let hub = Hub::start();
+    let hub = Hub::start(backend);
     hub.signup("dora@deli.example").await;
     // Rows: the spraying address, how many emails it tries, and how often each; every row
     // adds up to the address's limit.
@@ -575,9 +577,8 @@ async fn one_address_spraying_many_emails_is_limited() {
     assert_eq!(got.0, 200, "{}", got.1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn enrollment_tokens_are_single_use_short_lived_and_race_free() {
-    let hub = Hub::start();
+async fn enrollment_tokens_are_single_use_short_lived_and_race_free(backend: Backend) {
+    let hub = Hub::start(backend);
     hub.signup("anna@bakery.example").await;
     let token = hub.token("bakery", "anna@bakery.example");
     let enroll = |token: String| {
@@ -610,7 +611,8 @@ async fn enrollment_tokens_are_single_use_short_lived_and_race_free() {
     assert_eq!(won[0].1["tenant"], "bakery");
     // Expired and unknown tokens.
     let old = hub.token("florist", "anna@bakery.example");
-    hub.sql("UPDATE enrollment_tokens SET expires_at = 1 WHERE used_at IS NULL");
+    hub.sql("UPDATE enrollment_tokens SET expires_at = 1 WHERE used_at IS NULL")
+        .await;
     expect(enroll(old).await, 401, "token_expired");
     expect(enroll("hte_nonsense".into()).await, 401, "token_invalid");
     // Bad bodies change nothing.
@@ -649,11 +651,13 @@ async fn enrollment_tokens_are_single_use_short_lived_and_race_free() {
     let big: &'static str = Box::leak("x".repeat(300 * 1024).into_boxed_str());
     expect(post(big, "application/json").await, 413, "body_too_large");
     assert_eq!(
-        hub.count("SELECT COUNT(*) FROM tenants WHERE enrolled_at IS NOT NULL"),
+        hub.count("SELECT COUNT(*) FROM tenants WHERE enrolled_at IS NOT NULL")
+            .await,
         1
     );
     assert_eq!(
-        hub.count("SELECT COUNT(*) FROM audit WHERE action = 'tenant.enrolled'"),
+        hub.count("SELECT COUNT(*) FROM audit WHERE action = 'tenant.enrolled'")
+            .await,
         1
     );
 }
@@ -672,9 +676,8 @@ where
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies() {
-    let hub = Hub::start();
+async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies(backend: Backend) {
+    let hub = Hub::start(backend);
     hub.signup("anna@bakery.example").await;
     let t = hub.enroll("bakery", "anna@bakery.example").await;
     let hb = serde_json::to_vec(
@@ -834,13 +837,14 @@ async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals"), 0);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 0);
     // The fleet view shows the tenant healthy; a silent one turns stale.
     let out = hub.admin(&["tenants", "--json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["health"], "healthy", "{v}");
     assert_eq!(v[0]["heartbeat"]["uptime_secs"], 5);
-    hub.sql("UPDATE tenants SET last_heartbeat_at = last_heartbeat_at - 3600");
+    hub.sql("UPDATE tenants SET last_heartbeat_at = last_heartbeat_at - 3600")
+        .await;
     let v: Value = serde_json::from_str(&hub.admin(&["tenants", "--json"])).unwrap();
     assert_eq!(v[0]["health"], "stale", "{v}");
     // Commands ride on the heartbeat answer until acknowledged.
@@ -859,9 +863,8 @@ async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies() {
     assert!(!ok && err.contains("unknown command"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery() {
-    let hub = Hub::start();
+async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend: Backend) {
+    let hub = Hub::start(backend);
     let anna = hub.signup("anna@bakery.example").await;
     let bo = hub.signup("bo@florist.example").await;
     let bakery = hub.enroll("bakery", "anna@bakery.example").await;
@@ -903,7 +906,7 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery() {
         400,
         "invalid_request",
     );
-    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals"), 1);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 1);
 
     // Anna sees it with the secret *name*; Bo sees nothing of it.
     let list = expect(
@@ -1170,7 +1173,8 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery() {
     // Expired requests cannot be decided and show as expired.
     let req3 = serde_json::to_value(request("req-0000000003", &["shutdown", "now"])).unwrap();
     bakery.post("/v1/tenant/approvals", &req3).await;
-    hub.sql("UPDATE approvals SET expires_at = 1 WHERE id = 'req-0000000003'");
+    hub.sql("UPDATE approvals SET expires_at = 1 WHERE id = 'req-0000000003'")
+        .await;
     expect(
         call(
             &hub,
@@ -1217,7 +1221,7 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery() {
         assert!(actions.contains(&want), "{want:?} not in {actions:?}");
     }
     // The hub's private key never reached its log.
-    let key = std::fs::read(hub.db.parent().unwrap().join("hub-signing.key")).unwrap();
+    let key = std::fs::read(hub.db.key_path()).unwrap();
     let log = hub.served.log.lock().unwrap().join("\n");
     for needle in [
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &key),
@@ -1226,16 +1230,13 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery() {
         assert!(!log.contains(&needle));
     }
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(hub.db.parent().unwrap().join("hub-signing.key"))
-            .unwrap()
-            .permissions(),
+        &std::fs::metadata(hub.db.key_path()).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn policy_bundles_are_published_signed_and_monotonic() {
-    let hub = Hub::start();
+async fn policy_bundles_are_published_signed_and_monotonic(backend: Backend) {
+    let hub = Hub::start(backend);
     hub.signup("anna@bakery.example").await;
     let t = hub.enroll("bakery", "anna@bakery.example").await;
     expect(t.get("/v1/tenant/policy").await, 404, "not_found");
@@ -1287,3 +1288,13 @@ async fn policy_bundles_are_published_signed_and_monotonic() {
     assert!(out.contains("version 2"), "{out}");
     assert!(hub.admin(&["policies", "list"]).contains("admin (hub CLI)"));
 }
+
+on_every_backend!(
+    accounts_sessions_csrf_and_login_rate_limit,
+    a_stranger_cannot_lock_the_owner_out_of_log_in,
+    one_address_spraying_many_emails_is_limited,
+    enrollment_tokens_are_single_use_short_lived_and_race_free,
+    signed_requests_refuse_forgery_replay_skew_and_bad_bodies,
+    approvals_flow_with_signed_grants_isolation_and_prompt_delivery,
+    policy_bundles_are_published_signed_and_monotonic,
+);

@@ -214,7 +214,15 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
     let hub_key =
         shared::PublicKey::from_b64(enrolled["hub_public_key"].as_str().unwrap()).unwrap();
     let signed = |method: &str, path: &str, body: Vec<u8>| {
-        let h = request::sign(&tenant_key, "bakery", method, path, &body, hub::db::now()).unwrap();
+        let h = request::sign(
+            &tenant_key,
+            "bakery",
+            method,
+            path,
+            &body,
+            hub::clock::system_now(),
+        )
+        .unwrap();
         let mut r = http.request(method.parse().unwrap(), format!("{base}{path}"));
         for (n, v) in h.pairs() {
             r = r.header(n, v);
@@ -242,7 +250,7 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
             summary: summary.into(),
             action_hash: action_hash(&action).unwrap(),
             action,
-            created_at: hub::db::now(),
+            created_at: hub::clock::system_now(),
             secret_bindings: refs
                 .iter()
                 .map(|r| (r.to_string(), "https://api.stripe.com".to_owned()))
@@ -388,7 +396,13 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     let grant = got.grants[0]
         .signed
-        .verify(&hub_key, "bakery", "req-browser-01", &hash, hub::db::now())
+        .verify(
+            &hub_key,
+            "bakery",
+            "req-browser-01",
+            &hash,
+            hub::clock::system_now(),
+        )
         .unwrap();
     assert_eq!(grant.decided_by, "anna@bakery.example");
 

@@ -2,12 +2,13 @@
 //! sockets on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use hub::db::{Db, DbError, MIGRATIONS};
+use hub::store::{SQLITE_MIGRATIONS, Store, StoreError};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hub");
 
@@ -24,22 +25,111 @@ impl Drop for Served {
     }
 }
 
-fn serve(db: &Path) -> Served {
+/// The database engines every behavioural scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a test hub keeps its data: a SQLite file (keys beside it), or a fresh database on
+/// the test process's private PostgreSQL cluster (keys in the test's directory, given to
+/// every replica explicitly).
+#[derive(Debug, Clone)]
+pub struct DbTarget {
+    pub db: String,
+    pub dir: PathBuf,
+    pub backend: Backend,
+}
+
+impl DbTarget {
+    pub fn sqlite(path: &Path) -> DbTarget {
+        DbTarget {
+            db: path.display().to_string(),
+            dir: path.parent().unwrap().to_owned(),
+            backend: Backend::Sqlite,
+        }
+    }
+
+    /// A target on `backend` with its files under `dir`.
+    pub fn on(backend: Backend, dir: &Path) -> DbTarget {
+        match backend {
+            Backend::Sqlite => DbTarget::sqlite(&dir.join("data/hub.db")),
+            Backend::Postgres => {
+                let cluster = testkit::pg::PgCluster::shared().expect("a private PostgreSQL");
+                DbTarget {
+                    db: cluster.fresh_database().unwrap(),
+                    dir: dir.join("data"),
+                    backend: Backend::Postgres,
+                }
+            }
+        }
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("hub-signing.key")
+    }
+
+    /// The store, as the hub opens it.
+    pub async fn store(&self) -> Store {
+        Store::open(&self.db).await.unwrap().0
+    }
+}
+
+/// Anything the tests name a hub database by.
+pub trait HubDb {
+    fn target(&self) -> DbTarget;
+}
+
+impl HubDb for Path {
+    fn target(&self) -> DbTarget {
+        DbTarget::sqlite(self)
+    }
+}
+
+impl HubDb for PathBuf {
+    fn target(&self) -> DbTarget {
+        DbTarget::sqlite(self)
+    }
+}
+
+impl HubDb for DbTarget {
+    fn target(&self) -> DbTarget {
+        self.clone()
+    }
+}
+
+impl DbTarget {
+    fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--db".into(), self.db.clone().into()];
+        if self.backend == Backend::Postgres {
+            args.extend([
+                "--signing-key".into(),
+                self.key_path().into(),
+                "--vapid-key".into(),
+                self.dir.join("vapid.key").into(),
+            ]);
+        }
+        args
+    }
+}
+
+fn serve(db: &(impl HubDb + ?Sized)) -> Served {
     serve_with(db, None)
 }
 
 /// Starts `hub serve` on `db`, with a config file holding `config` (TOML) when given.
-fn serve_with(db: &Path, config: Option<&str>) -> Served {
+fn serve_with(db: &(impl HubDb + ?Sized), config: Option<&str>) -> Served {
+    let target = db.target();
     let mut cmd = Command::new(BIN);
     if let Some(config) = config {
-        let path = db.with_extension("toml");
+        let path = target.dir.join("hub.toml");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, config).unwrap();
         cmd.arg("--config").arg(path);
     }
     let mut child = cmd
-        .arg("--db")
-        .arg(db)
+        .args(target.args())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
@@ -62,10 +152,9 @@ fn serve_with(db: &Path, config: Option<&str>) -> Served {
     Served { child, base, log }
 }
 
-fn admin(db: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+fn admin(db: &(impl HubDb + ?Sized), args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
+        .args(db.target().args())
         .arg("admin")
         .args(args)
         .stdin(Stdio::piped())
@@ -173,32 +262,54 @@ async fn serves_health_metrics_and_its_openapi_document() {
     }
 }
 
-#[test]
-fn migrations_apply_once_and_a_newer_database_is_refused() {
+async fn migrations_apply_once_and_a_newer_database_is_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    let (db, applied) = Db::open(&path).unwrap();
-    assert_eq!(applied, MIGRATIONS.iter().map(|m| m.0).collect::<Vec<_>>());
-    let mode: String = db
-        .conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
+    let target = DbTarget::on(backend, dir.path());
+    let (db, applied) = Store::open(&target.db).await.unwrap();
+    let known = match backend {
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+        Backend::Postgres => hub::store::POSTGRES_MIGRATIONS,
+    };
+    assert_eq!(applied, known.iter().map(|m| m.0).collect::<Vec<_>>());
+    if backend == Backend::Sqlite {
+        let mode = db.one("PRAGMA journal_mode", &[]).await.unwrap();
+        assert_eq!(mode.text(0).unwrap(), "wal");
+    }
     drop(db);
-    let (db, applied) = Db::open(&path).unwrap();
+    let (db, applied) = Store::open(&target.db).await.unwrap();
     assert!(applied.is_empty());
-    db.conn
-        .execute(
-            "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
-            [],
-        )
-        .unwrap();
+    db.exec(
+        "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+        &[],
+    )
+    .await
+    .unwrap();
     drop(db);
-    match Db::open(&path) {
-        Err(DbError::TooNew { found: 999, .. }) => {}
+    match Store::open(&target.db).await {
+        Err(StoreError::TooNew { found: 999, .. }) => {}
         other => panic!("{other:?}"),
     }
 }
+
+/// Runs an async scenario taking a [`Backend`] once per engine, as `NAME::sqlite` and
+/// `NAME::postgres`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_every_backend!(migrations_apply_once_and_a_newer_database_is_refused);
 
 #[track_caller]
 fn check(db: &Path, args: &[&str], stdin: &str, ok: bool, needle: &str) {
@@ -292,18 +403,23 @@ fn admin_commands() {
     );
 
     // Stored: an Argon2id hash and the token's SHA-256, never the password or the token.
-    let (conn, _) = Db::open(&db).unwrap();
-    let hash: String = conn
-        .conn
-        .query_row("SELECT password_hash FROM accounts", [], |r| r.get(0))
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (conn, _) = rt.block_on(Store::open(&db.display().to_string())).unwrap();
+    let hash = rt
+        .block_on(conn.one("SELECT password_hash FROM accounts", &[]))
+        .unwrap()
+        .text(0)
         .unwrap();
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"
     );
-    let tokens: i64 = conn
-        .conn
-        .query_row("SELECT COUNT(*) FROM enrollment_tokens", [], |r| r.get(0))
+    let tokens = rt
+        .block_on(conn.one("SELECT COUNT(*) FROM enrollment_tokens", &[]))
+        .unwrap()
+        .i64(0)
         .unwrap();
     assert_eq!(tokens, 2);
     drop(conn);
@@ -321,6 +437,8 @@ fn admin_commands() {
 mod api;
 mod browser;
 mod push;
+mod replicas;
+mod store;
 
 #[test]
 fn help_teaches_and_version_prints() {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shared::wire::ApprovalRequest;
 use shared::{Action, SigningKey, action_hash, request};
 
-use super::serve_with;
+use super::{Backend, DbTarget, serve_with};
 
 #[derive(Debug, Clone)]
 struct Received {
@@ -102,7 +102,7 @@ fn check_vapid(auth: &str, origin: &str, vapid_key: &str) {
     assert_eq!(claims["aud"], origin);
     let exp = claims["exp"].as_i64().unwrap();
     assert!(
-        exp > hub::db::now() && exp <= hub::db::now() + 24 * 3600,
+        exp > hub::clock::system_now() && exp <= hub::clock::system_now() + 24 * 3600,
         "{claims}"
     );
     assert_eq!(claims["sub"], "mailto:ops@hub.example");
@@ -124,11 +124,12 @@ async fn wait_for(log: &Log, what: &str, pred: impl Fn(&[Received]) -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visible() {
+async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visible(
+    backend: Backend,
+) {
     let (push_url, log) = fake_push_service().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hub.db");
+    let db = DbTarget::on(backend, dir.path());
     let served = serve_with(
         &db,
         Some(
@@ -258,7 +259,7 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
         summary: "Refund order 4471 with SECRET_REF(stripe_key)".into(),
         action_hash: action_hash(&action).unwrap(),
         action,
-        created_at: hub::db::now(),
+        created_at: hub::clock::system_now(),
         secret_bindings: Default::default(),
     };
     let body = serde_json::to_vec(&req).unwrap();
@@ -268,7 +269,7 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
         "POST",
         "/v1/tenant/approvals",
         &body,
-        hub::db::now(),
+        hub::clock::system_now(),
     )
     .unwrap();
     let mut r = http
@@ -402,3 +403,5 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
     );
     assert_eq!(hdr(&gone, "topic"), hdr(&first, "topic"));
 }
+
+on_every_backend!(pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visible);

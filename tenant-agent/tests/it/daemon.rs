@@ -326,7 +326,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
         .as_str()
         .unwrap()
         .to_owned();
-    let now = hub::db::now();
+    let now = hub::clock::system_now();
     let forged = [
         shared::Grant {
             tenant: "bakery".into(),
@@ -356,23 +356,16 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
         .unwrap(),
     ];
     {
-        let db = hub.state.db.lock().unwrap();
-        let tenant_id: i64 = db
-            .conn
-            .query_row("SELECT id FROM tenants WHERE name = 'bakery'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let store = &hub.state.store;
+        let tenant_id = store.tenant_id("bakery").await.unwrap().unwrap();
         for (i, g) in forged.iter().enumerate() {
             // Straight into the delivery table, as a compromised hub database would.
-            db.conn.execute("INSERT INTO approvals (id, tenant_id, agent, tier, reasons, summary, action, action_hash, tenant_created_at, received_at, expires_at)
-                SELECT ?1, tenant_id, agent, tier, reasons, summary, action, action_hash, tenant_created_at, received_at, expires_at FROM approvals WHERE id = ?2",
-                rusqlite::params![format!("shadow-{i:04}"), id2]).unwrap();
-            db.conn.execute("INSERT INTO grants (tenant_id, request_id, signed, created_at) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![tenant_id, format!("shadow-{i:04}"), serde_json::to_string(g).unwrap(), now]).unwrap();
-            hub.state
-                .notifier
-                .notify(tenant_id, db.conn.last_insert_rowid());
+            store.exec("INSERT INTO approvals (id, tenant_id, agent, tier, reasons, summary, action, action_hash, tenant_created_at, received_at, expires_at)
+                SELECT $1, tenant_id, agent, tier, reasons, summary, action, action_hash, tenant_created_at, received_at, expires_at FROM approvals WHERE id = $2",
+                &[format!("shadow-{i:04}").into(), id2.as_str().into()]).await.unwrap();
+            let seq = store.one("INSERT INTO grants (tenant_id, request_id, signed, created_at) VALUES ($1, $2, $3, $4) RETURNING seq",
+                &[tenant_id.into(), format!("shadow-{i:04}").into(), serde_json::to_string(g).unwrap().into(), now.into()]).await.unwrap().i64(0).unwrap();
+            hub.state.notifier.notify(tenant_id, seq);
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -434,14 +427,13 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
     assert!(!marker.exists());
 
     // The secret value never reached the hub.
-    let hub_db = hub.state.db.lock().unwrap();
-    let dump: String = hub_db
-        .conn
-        .query_row(
-            "SELECT group_concat(summary || action) FROM approvals",
-            [],
-            |r| r.get(0),
-        )
+    let dump: String = hub
+        .state
+        .store
+        .one("SELECT group_concat(summary || action) FROM approvals", &[])
+        .await
+        .unwrap()
+        .text(0)
         .unwrap();
     assert!(!dump.contains(SECRET));
 }
@@ -454,7 +446,7 @@ async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it
     let state = dir.path().join("tenant");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let token = hub.token("bakery");
+    let token = hub.token("bakery").await;
     let (ok, _, err) = agent(&state, &["enroll", "--hub", &hub.url, "--token", &token]);
     assert!(ok, "{err}");
 
@@ -478,16 +470,16 @@ async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it
     let daemon = start_daemon(&state);
     let (_, r) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
     assert_eq!(r["status"], "pending", "{r}");
-    let count = || {
+    let count = async || {
         hub.state
-            .db
-            .lock()
+            .store
+            .one("SELECT COUNT(*) FROM approvals", &[])
+            .await
             .unwrap()
-            .conn
-            .query_row("SELECT COUNT(*) FROM approvals", [], |r| r.get::<_, i64>(0))
+            .i64(0)
             .unwrap()
     };
-    assert_eq!(count(), 0);
+    assert_eq!(count().await, 0);
 
     // The hub returns on the same address: the queued request arrives, exactly once.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -496,15 +488,27 @@ async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it
         hub.state.clone(),
         std::future::pending(),
     ));
-    wait_until("the queued request reaches the hub", async || count() == 1).await;
+    wait_until("the queued request reaches the hub", async || {
+        count().await == 1
+    })
+    .await;
     let decided = {
-        let mut db = hub.state.db.lock().unwrap();
         let input = hub::approvals::DecisionInput {
             decision: shared::Decision::Deny,
             scope: shared::Scope::Once,
             reason: Some("not now".into()),
         };
-        hub::approvals::decide(&mut db, &hub.state.key, None, "ops", &id, &input).unwrap()
+        hub::approvals::decide(
+            &hub.state.store,
+            &hub.state.key,
+            hub::store::Viewer::Operator,
+            "ops",
+            &id,
+            &input,
+            hub.state.now(),
+        )
+        .await
+        .unwrap()
     };
     hub.state.notifier.notify(decided.0, decided.1.seq);
     let (_, r) = local(
@@ -516,7 +520,7 @@ async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it
     .await;
     assert_eq!(r["status"], "denied", "{r}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(count(), 1, "sent once");
+    assert_eq!(count().await, 1, "sent once");
 }
 
 /// Family 6 of issue 13: a file the command runs is read and judged by its content; its digest

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use hub::db::Db;
 use hub::server::{AppState, Settings};
+use hub::store::{Store, Viewer};
 use shared::SigningKey;
 
 pub(crate) struct Hub {
@@ -19,7 +19,9 @@ pub(crate) struct Hub {
 
 pub(crate) async fn start_hub() -> Hub {
     let dir = tempfile::tempdir().unwrap();
-    let (db, _) = Db::open(&dir.path().join("hub.db")).unwrap();
+    let (db, _) = Store::open(&dir.path().join("hub.db").display().to_string())
+        .await
+        .unwrap();
     let vapid =
         hub::push::Vapid::load_or_create(&dir.path().join("vapid.key"), "mailto:t@example.com")
             .unwrap();
@@ -45,9 +47,9 @@ pub(crate) async fn start_hub() -> Hub {
 }
 
 impl Hub {
-    pub(crate) fn token(&self, tenant: &str) -> String {
-        let db = self.state.db.lock().unwrap();
-        hub::admin::create_enrollment_token(&db, tenant, None, 3600)
+    pub(crate) async fn token(&self, tenant: &str) -> String {
+        hub::admin::create_enrollment_token(&self.state.store, tenant, None, 3600, self.state.now())
+            .await
             .unwrap()
             .token
     }
@@ -107,10 +109,16 @@ impl Hub {
             .as_str()
             .unwrap()
             .to_owned();
-        let db = self.state.db.lock().unwrap();
-        let token = hub::admin::create_enrollment_token(&db, tenant, Some(email), 3600)
-            .unwrap()
-            .token;
+        let token = hub::admin::create_enrollment_token(
+            &self.state.store,
+            tenant,
+            Some(email),
+            3600,
+            self.state.now(),
+        )
+        .await
+        .unwrap()
+        .token;
         (cookie, csrf, token)
     }
 }
@@ -155,7 +163,7 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
     assert!(!ok && err.contains("tenant-agent enroll"), "{err}");
 
     // A wrong fingerprint: refused, nothing saved.
-    let token = hub.token("bakery");
+    let token = hub.token("bakery").await;
     let (ok, _, err) = agent_async(
         &state,
         &[
@@ -190,7 +198,7 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
     assert!(!ok && err.contains("https"), "{err}");
 
     // The right one: enrolled, key and record private.
-    let token = hub.token("bakery");
+    let token = hub.token("bakery").await;
     let (ok, out, err) = agent_async(
         &state,
         &[
@@ -223,8 +231,9 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
         "{out}"
     );
     {
-        let db = hub.state.db.lock().unwrap();
-        let rows = hub::fleet::list(&db, None, 180).unwrap();
+        let rows = hub::fleet::list(&hub.state.store, Viewer::Operator, 180, hub.state.now())
+            .await
+            .unwrap();
         assert_eq!(
             rows[0].health, "unhealthy",
             "the runtime is reported stopped: {rows:?}"
@@ -234,10 +243,9 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
 
     // A published bundle is verified and installed.
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
-    {
-        let db = hub.state.db.lock().unwrap();
-        hub::policies::publish(&db, &hub.state.key, &policies, None, "test").unwrap();
-    }
+    hub::policies::publish(&hub.state.store, &hub.state.key, &policies, None, "test", 0)
+        .await
+        .unwrap();
     let (ok, out, err) = agent_async(&state, &["sync", "--json"]).await;
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -251,17 +259,20 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
 
     // A tampered version 2 (a file changed after signing) is refused; version 1 stays.
     {
-        let db = hub.state.db.lock().unwrap();
         let mut bundle =
-            hub::policies::publish(&db, &hub.state.key, &policies, None, "test").unwrap();
+            hub::policies::publish(&hub.state.store, &hub.state.key, &policies, None, "test", 0)
+                .await
+                .unwrap();
         bundle
             .files
             .insert("core.toml".into(), "# allow everything\n".into());
-        db.conn
-            .execute(
-                "UPDATE policy_bundles SET bundle = ?1 WHERE version = 2",
-                [serde_json::to_string(&bundle).unwrap()],
+        hub.state
+            .store
+            .exec(
+                "UPDATE policy_bundles SET bundle = $1 WHERE version = 2",
+                &[serde_json::to_string(&bundle).unwrap().into()],
             )
+            .await
             .unwrap();
     }
     let (ok, out, _) = agent_async(&state, &["sync"]).await;
@@ -279,15 +290,16 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
 
     // A bundle signed by another key (a hub impostor) is refused too.
     {
-        let db = hub.state.db.lock().unwrap();
         let files = hub::policies::read_dir(&policies).unwrap();
         let forged =
             shared::PolicyBundle::sign(files, 3, 0, &SigningKey::generate().unwrap()).unwrap();
-        db.conn
-            .execute(
-                "INSERT INTO policy_bundles (version, bundle, published_by, created_at) VALUES (3, ?1, 'x', 0)",
-                [serde_json::to_string(&forged).unwrap()],
+        hub.state
+            .store
+            .exec(
+                "INSERT INTO policy_bundles (version, bundle, published_by, created_at) VALUES (3, $1, 'x', 0)",
+                &[serde_json::to_string(&forged).unwrap().into()],
             )
+            .await
             .unwrap();
     }
     let (ok, out, _) = agent_async(&state, &["sync"]).await;

@@ -308,7 +308,7 @@ async fn install_enrolls_once_per_token_and_a_new_token_re_enrolls() {
     let hub = start_hub().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("image");
-    let first = hub.token("deli");
+    let first = hub.token("deli").await;
     let fp = hub.fingerprint();
     let run = |token: String| {
         let (root, url, fp) = (root.clone(), hub.url.clone(), fp.clone());
@@ -348,7 +348,7 @@ async fn install_enrolls_once_per_token_and_a_new_token_re_enrolls() {
     assert!(out.contains("Nothing to change"), "{out}");
 
     // A new token re-enrolls with a new key.
-    let (ok, out) = run(hub.token("deli")).await.unwrap();
+    let (ok, out) = run(hub.token("deli").await).await.unwrap();
     assert!(ok, "{out}");
     assert!(out.contains("enrolled with"), "{out}");
     assert_ne!(
@@ -358,7 +358,7 @@ async fn install_enrolls_once_per_token_and_a_new_token_re_enrolls() {
 
     // A spent token that is not the recorded one: the error says what to do, and a re-run
     // with a good token completes the install.
-    let spent = hub.token("other");
+    let spent = hub.token("other").await;
     let (ok, _) = {
         let (root2, url) = (dir.path().join("second"), hub.url.clone());
         let t = spent.clone();

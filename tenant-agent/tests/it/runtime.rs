@@ -345,8 +345,8 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
 
     // The hub's audit gets the outcome (no output, names of secrets only).
     let audited = async || -> Vec<Value> {
-        let db = hub.state.db.lock().unwrap();
-        hub::admin::audit(&db, Some("garage"), 100)
+        hub::admin::audit(&hub.state.store, Some("garage"), 100)
+            .await
             .unwrap()
             .into_iter()
             .filter(|a| a.action == "action.outcome")
@@ -364,12 +364,14 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
     assert_eq!(outcome["secrets_used"], json!(["db_password"]));
 
     // Usage of the closed hour arrives; shipping it again counts nothing twice.
-    let usage = || {
-        let db = hub.state.db.lock().unwrap();
-        hub::usage::list(&db, Some("garage")).unwrap()
+    let usage = async || {
+        hub::usage::list(&hub.state.store, Some("garage"))
+            .await
+            .unwrap()
     };
-    wait_until("usage reaches the hub", async || usage().len() == 1).await;
-    assert_eq!((usage()[0].requests, usage()[0].input_tokens), (1, 1200));
+    wait_until("usage reaches the hub", async || usage().await.len() == 1).await;
+    let u = usage().await;
+    assert_eq!((u[0].requests, u[0].input_tokens), (1, 1200));
     {
         let conn = rusqlite::Connection::open(state.join("state.db")).unwrap();
         conn.execute("UPDATE usage_buckets SET shipped_at = NULL", [])
@@ -385,25 +387,37 @@ async fn a_red_command_from_the_runtime_is_approved_at_the_hub_and_24h_grants_ar
     .await
     .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(usage().len(), 1);
-    assert_eq!((usage()[0].requests, usage()[0].input_tokens), (1, 1200));
+    let u = usage().await;
+    assert_eq!(u.len(), 1);
+    assert_eq!((u[0].requests, u[0].input_tokens), (1, 1200));
 
     // Heartbeats carry the runtime's health; the hub's restart command restarts it.
-    let fleet = || {
-        let db = hub.state.db.lock().unwrap();
-        hub::fleet::list(&db, None, 120).unwrap()
+    let fleet = async || {
+        hub::fleet::list(
+            &hub.state.store,
+            hub::store::Viewer::Operator,
+            120,
+            hub.state.now(),
+        )
+        .await
+        .unwrap()
     };
     wait_until("a heartbeat reports the runtime", async || {
-        fleet()[0].heartbeat.as_ref().is_some_and(|h| {
+        fleet().await[0].heartbeat.as_ref().is_some_and(|h| {
             h.runtime_kind == "command" && h.runtime_health == shared::wire::RuntimeHealth::Healthy
         })
     })
     .await;
     let before = status(&state)["runtime"]["pid"].clone();
-    {
-        let db = hub.state.db.lock().unwrap();
-        hub::fleet::queue_command(&db, "garage", shared::wire::RESTART_RUNTIME, "test").unwrap();
-    }
+    hub::fleet::queue_command(
+        &hub.state.store,
+        "garage",
+        shared::wire::RESTART_RUNTIME,
+        "test",
+        hub.state.now(),
+    )
+    .await
+    .unwrap();
     // The next heartbeat (every 30 s, or at once on a health change) picks it up.
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {

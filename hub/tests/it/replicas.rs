@@ -1,0 +1,334 @@
+//! Several hub replicas on one PostgreSQL database: what one replica learns, every replica
+//! knows (replay nonces, log-in failures, decisions), and a replica with the wrong key
+//! refuses to start.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::wire::{DecisionsResponse, EnrollResponse};
+use shared::{SigningKey, request};
+
+use super::{BIN, Backend, DbTarget, admin, serve};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Tenant {
+    name: String,
+    key: SigningKey,
+}
+
+impl Tenant {
+    /// A signed request to `base`, built once so that it can be sent again byte for byte.
+    fn signed(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
+        let mut req = http.request(method, format!("{base}{path}"));
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        req.header("content-type", "application/json")
+            .body(body.to_vec())
+    }
+
+    fn sign(&self, method: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
+        let h = request::sign(
+            &self.key,
+            &self.name,
+            method,
+            path,
+            body,
+            hub::clock::system_now(),
+        )
+        .unwrap();
+        h.pairs()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect()
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        let headers = self.sign(method.as_str(), path, &body);
+        let resp = self
+            .signed(http, base, method, path, &body, &headers)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbTarget::on(Backend::Postgres, dir.path());
+    let a = serve(&target);
+    let b = serve(&target);
+    let http = reqwest::Client::new();
+
+    // An owner signs up on A; their tenant enrolls through B.
+    let resp = http
+        .post(format!("{}/v1/signup", a.base))
+        .json(&json!({"email": "anna@bakery.example", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = resp.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, out, err) = admin(
+        &target,
+        &[
+            "enroll-token",
+            "--tenant",
+            "bakery",
+            "--owner",
+            "anna@bakery.example",
+            "--json",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tenant = Tenant {
+        name: "bakery".into(),
+        key: SigningKey::generate().unwrap(),
+    };
+    let resp = http
+        .post(format!("{}/v1/enroll", b.base))
+        .json(&json!({"token": token, "public_key": tenant.key.public_key()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let enrolled: EnrollResponse = resp.json().await.unwrap();
+
+    // A signed heartbeat accepted by A is a replay at B.
+    let body = serde_json::to_vec(&shared::wire::Heartbeat {
+        agent_version: "test".into(),
+        runtime_kind: "command".into(),
+        runtime_version: None,
+        runtime_health: shared::wire::RuntimeHealth::Healthy,
+        uptime_secs: 1,
+        disk_free_bytes: 1,
+        disk_total_bytes: 2,
+        pending_approvals: 0,
+        last_backup_at: None,
+        policy_version: 0,
+        acked_commands: Vec::new(),
+    })
+    .unwrap();
+    let headers = tenant.sign("POST", "/v1/tenant/heartbeat", &body);
+    let first = tenant
+        .signed(
+            &http,
+            &a.base,
+            reqwest::Method::POST,
+            "/v1/tenant/heartbeat",
+            &body,
+            &headers,
+        )
+        .send()
+        .await
+        .unwrap();
+    let first_status = first.status();
+    let first_body: Value = first.json().await.unwrap_or(Value::Null);
+    assert_eq!(first_status, StatusCode::OK, "{first_body}");
+    let replayed = tenant
+        .signed(
+            &http,
+            &b.base,
+            reqwest::Method::POST,
+            "/v1/tenant/heartbeat",
+            &body,
+            &headers,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = replayed.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_signature", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("replay"),
+        "{v}"
+    );
+
+    // A decision made on A reaches a tenant long-polling on B.
+    let req = super::api::request("req-replica-01", &["rm", "-rf", "/srv/shop/cache"]);
+    let (s, v) = tenant
+        .send(
+            &http,
+            &b.base,
+            reqwest::Method::POST,
+            "/v1/tenant/approvals",
+            &serde_json::to_value(&req).unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let poll = {
+        let (http, base) = (http.clone(), b.base.clone());
+        let tenant = Tenant {
+            name: tenant.name.clone(),
+            key: SigningKey::from_pkcs8(tenant.key.pkcs8()).unwrap(),
+        };
+        tokio::spawn(async move {
+            tenant
+                .send(
+                    &http,
+                    &base,
+                    reqwest::Method::GET,
+                    "/v1/tenant/decisions?after=0&wait=25",
+                    &Value::Null,
+                )
+                .await
+        })
+    };
+    let resp = http
+        .post(format!("{}/v1/approvals/req-replica-01/decision", a.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"decision": "deny", "reason": "not today"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (s, v) = poll.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got: DecisionsResponse = serde_json::from_value(v).unwrap();
+    assert_eq!(
+        got.grants.len(),
+        1,
+        "the long-poll on B ended without the decision"
+    );
+    assert_eq!(got.grants[0].signed.grant.request_id, "req-replica-01");
+    got.grants[0]
+        .signed
+        .verify(
+            &enrolled.hub_public_key,
+            "bakery",
+            "req-replica-01",
+            &req.action_hash,
+            hub::clock::system_now(),
+        )
+        .unwrap();
+
+    // A decision from the admin CLI reaches a tenant long-polling on A.
+    let req = super::api::request("req-replica-02", &["rm", "-rf", "/srv/shop/tmp"]);
+    let (s, _) = tenant
+        .send(
+            &http,
+            &a.base,
+            reqwest::Method::POST,
+            "/v1/tenant/approvals",
+            &serde_json::to_value(&req).unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let poll = {
+        let (http, base) = (http.clone(), a.base.clone());
+        let tenant = Tenant {
+            name: tenant.name.clone(),
+            key: SigningKey::from_pkcs8(tenant.key.pkcs8()).unwrap(),
+        };
+        tokio::spawn(async move {
+            tenant
+                .send(
+                    &http,
+                    &base,
+                    reqwest::Method::GET,
+                    &format!("/v1/tenant/decisions?after={}&wait=25", got.cursor),
+                    &Value::Null,
+                )
+                .await
+        })
+    };
+    let (ok, out, err) = admin(&target, &["decide", "req-replica-02", "approve"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("signed grant"), "{out}");
+    let (s, v) = poll.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got: DecisionsResponse = serde_json::from_value(v).unwrap();
+    assert_eq!(got.grants.len(), 1);
+    assert_eq!(got.grants[0].signed.grant.request_id, "req-replica-02");
+
+    // Log-in failures count on every replica: five wrong passwords spread over A and B, and
+    // the sixth attempt from the same address is refused on either.
+    for i in 0..5 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let resp = http
+            .post(format!("{base}/v1/login"))
+            .json(&json!({"email": "anna@bakery.example", "password": "wrong password!!"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    for base in [&a.base, &b.base] {
+        let resp = http
+            .post(format!("{base}/v1/login"))
+            .json(&json!({"email": "anna@bakery.example", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+#[test]
+fn a_replica_with_another_signing_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbTarget::on(Backend::Postgres, dir.path());
+    // The first replica records its key's fingerprint in the database.
+    let (ok, fingerprint, err) = admin(&target, &["fingerprint"], "");
+    assert!(ok, "{err}");
+    let other_key = dir.path().join("elsewhere/hub-signing.key");
+    let out = Command::new(BIN)
+        .args(["--db", &target.db, "--signing-key"])
+        .arg(&other_key)
+        .arg("--vapid-key")
+        .arg(dir.path().join("elsewhere/vapid.key"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("not the key this database was first served with")
+            && stderr.contains(fingerprint.trim()),
+        "{stderr}"
+    );
+    // The replica with the shared key starts.
+    let served = serve(&target);
+    assert!(served.base.starts_with("http://127.0.0.1:"));
+}
