@@ -153,6 +153,15 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show the background jobs (pushes, reminders, expiry, sweeps), newest first: when
+    /// each runs next, its attempts, its last error and which replica holds it.
+    Jobs {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the audit log, newest first.
     Audit {
         #[arg(long)]
@@ -509,6 +518,39 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> Result<()> {
                         r.requests,
                         r.input_tokens + r.cache_read_tokens + r.cache_write_tokens,
                         r.output_tokens
+                    )?;
+                }
+            }
+        }
+        AdminCommand::Jobs { limit, json } => {
+            let rows = db.jobs(limit).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(out, "no jobs yet (the hub queues them while it serves)")?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>6} {:<17} {:<12} {:>8}  {:<34} LAST ERROR",
+                    "ID", "KIND", "STATE", "ATTEMPTS", "KEY"
+                )?;
+                for r in rows {
+                    let state = match (r.done_at, &r.lease_owner) {
+                        (Some(_), _) if r.last_error.is_some() => "given up".to_owned(),
+                        (Some(t), _) => format!("done {}", ago(t)),
+                        (None, Some(_)) => "running".to_owned(),
+                        (None, None) if r.run_at <= now => "due".to_owned(),
+                        (None, None) => format!("in {}s", r.run_at - now),
+                    };
+                    writeln!(
+                        out,
+                        "{:>6} {:<17} {:<12} {:>8}  {:<34} {}",
+                        r.id,
+                        r.kind,
+                        state,
+                        r.attempts,
+                        r.key,
+                        r.last_error.as_deref().unwrap_or("-")
                     )?;
                 }
             }

@@ -151,6 +151,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/push/subscriptions", post(push_subscribe))
         .route("/v1/push/unsubscribe", post(push_unsubscribe))
         .route("/v1/devices", get(list_devices))
+        .route("/v1/admin/jobs", get(admin_jobs))
         .route("/v1/enroll", post(enroll))
         .route("/v1/tenant/heartbeat", post(heartbeat))
         .route("/v1/tenant/approvals", post(submit_approval))
@@ -792,6 +793,23 @@ async fn push_unsubscribe(
 async fn list_devices(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
     let rows = devices::list(&state.store, Viewer::of(&account)).await?;
     Ok(axum::Json(json!({ "devices": rows })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn admin_jobs(
+    State(state): St,
+    Admin(_): Admin,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Response, HubError> {
+    let Query(q) = query.map_err(query_err)?;
+    let rows = state.store.jobs(q.limit.unwrap_or(100)).await?;
+    Ok(axum::Json(json!({ "jobs": rows })).into_response())
 }
 
 // ---- tenants ------------------------------------------------------------------------------

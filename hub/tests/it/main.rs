@@ -436,6 +436,7 @@ fn admin_commands() {
 
 mod api;
 mod browser;
+mod inprocess;
 mod push;
 mod replicas;
 mod store;

@@ -402,6 +402,26 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
         (Some("withdrawn"), Some("req-push-0001"))
     );
     assert_eq!(hdr(&gone, "topic"), hdr(&first, "topic"));
+
+    // Each push was one durable job, run once; operators see them.
+    let (ok, out, err) = super::admin(&db, &["jobs"], "");
+    assert!(ok, "{err}");
+    for key in [
+        "push:approval:req-push-0001",
+        "push:reminder:req-push-0001",
+        "push:withdrawn:req-push-0001",
+        "periodic:reminders",
+    ] {
+        assert!(out.contains(key), "{key} missing from\n{out}");
+    }
+    let (ok, out, _) = super::admin(&db, &["jobs", "--json"], "");
+    assert!(ok);
+    let jobs: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let withdrawn = jobs
+        .iter()
+        .find(|j| j["key"] == "push:withdrawn:req-push-0001")
+        .unwrap();
+    assert_eq!(withdrawn["attempts"], 1, "{withdrawn}");
 }
 
 on_every_backend!(pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visible);
