@@ -2,90 +2,36 @@
 //! tested by advancing time, not by sleeping. Also: an oversized body gets a 413 the client
 //! actually receives.
 
-use std::sync::Arc;
-
 use hub::clock::Clock;
-use hub::server::{AppState, Settings};
-use hub::store::Store;
+use hub::server::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::{SigningKey, request};
+use testkit::hub::{InProcessHub, SignedTenant};
 
-use super::{Backend, DbTarget, serve};
-
-struct InProcess {
-    base: String,
-    state: Arc<AppState>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(backend: Backend, clock: Clock) -> InProcess {
-    let dir = tempfile::tempdir().unwrap();
-    let target = DbTarget::on(backend, dir.path());
-    let (store, _) = Store::open(&target.db).await.unwrap();
-    let vapid =
-        hub::push::Vapid::load_or_create(&dir.path().join("vapid.key"), "mailto:t@example.com")
-            .unwrap();
-    let state = Arc::new(
-        AppState::new(
-            store,
-            SigningKey::generate().unwrap(),
-            vapid,
-            Settings::default(),
-        )
-        .with_clock(clock),
-    );
-    let (listener, addr) = testkit::bind_local_tokio();
-    tokio::spawn(hub::server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    InProcess {
-        base: format!("http://{addr}"),
-        state,
-        _dir: dir,
-    }
-}
+use super::{Backend, serve};
 
 async fn an_unanswered_request_expires_when_the_clock_passes_its_deadline(backend: Backend) {
     let start_at = 1_900_000_000;
     let clock = Clock::manual(start_at);
-    let hub = start(backend, clock.clone()).await;
-    let store = &hub.state.store;
-    let token = hub::admin::create_enrollment_token(store, "bakery", None, 3600, start_at)
-        .await
-        .unwrap()
-        .token;
-    let key = SigningKey::generate().unwrap();
+    let hub = InProcessHub::start_with(backend, clock.clone(), Settings::default()).await;
+    let store = hub.store();
     let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{}/v1/enroll", hub.base))
-        .json(&json!({"token": token, "public_key": key.public_key()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-
+    let token = hub.token("bakery").await;
     // The tenant signs with the hub's (manual) time.
+    let tenant = SignedTenant::enroll(&hub.url, "bakery", &token)
+        .await
+        .with_clock(clock.clone());
     let req = super::api::request("req-clock-0001", &["rm", "-rf", "/srv/shop/old"]);
     let body = serde_json::to_vec(&req).unwrap();
-    let h = request::sign(
-        &key,
-        "bakery",
-        "POST",
-        "/v1/tenant/approvals",
-        &body,
-        clock.now(),
-    )
-    .unwrap();
-    let mut post = http.post(format!("{}/v1/tenant/approvals", hub.base));
-    for (n, v) in h.pairs() {
-        post = post.header(n, v);
-    }
-    let resp = post
-        .header("content-type", "application/json")
-        .body(body)
+    let headers = tenant.sign("POST", "/v1/tenant/approvals", &body);
+    let resp = tenant
+        .request(
+            None,
+            reqwest::Method::POST,
+            "/v1/tenant/approvals",
+            &body,
+            &headers,
+        )
         .send()
         .await
         .unwrap();
@@ -144,7 +90,7 @@ async fn an_unanswered_request_expires_when_the_clock_passes_its_deadline(backen
     .await
     .unwrap();
     let login = |email: &'static str, password: &'static str| {
-        let (http, base) = (http.clone(), hub.base.clone());
+        let (http, base) = (http.clone(), hub.url.clone());
         async move {
             let resp = http
                 .post(format!("{base}/v1/login"))
@@ -164,7 +110,7 @@ async fn an_unanswered_request_expires_when_the_clock_passes_its_deadline(backen
     };
     let admin_cookie = login("ops@hub.example", "an admin password 123").await;
     let resp = http
-        .get(format!("{}/v1/admin/jobs?limit=10", hub.base))
+        .get(format!("{}/v1/admin/jobs?limit=10", hub.url))
         .header("cookie", &admin_cookie)
         .send()
         .await
@@ -180,7 +126,7 @@ async fn an_unanswered_request_expires_when_the_clock_passes_its_deadline(backen
         "{v}"
     );
     let resp = http
-        .post(format!("{}/v1/signup", hub.base))
+        .post(format!("{}/v1/signup", hub.url))
         .json(&json!({"email": "anna@bakery.example", "password": "a customer password"}))
         .send()
         .await
@@ -188,14 +134,14 @@ async fn an_unanswered_request_expires_when_the_clock_passes_its_deadline(backen
     assert_eq!(resp.status(), StatusCode::CREATED);
     let customer = login("anna@bakery.example", "a customer password").await;
     let resp = http
-        .get(format!("{}/v1/admin/jobs", hub.base))
+        .get(format!("{}/v1/admin/jobs", hub.url))
         .header("cookie", &customer)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let resp = http
-        .get(format!("{}/v1/admin/jobs", hub.base))
+        .get(format!("{}/v1/admin/jobs", hub.url))
         .send()
         .await
         .unwrap();

@@ -2,7 +2,6 @@
 //! sockets on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,56 +24,7 @@ impl Drop for Served {
     }
 }
 
-/// The database engines every behavioural scenario runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Where a test hub keeps its data: a SQLite file (keys beside it), or a fresh database on
-/// the test process's private PostgreSQL cluster (keys in the test's directory, given to
-/// every replica explicitly).
-#[derive(Debug, Clone)]
-pub struct DbTarget {
-    pub db: String,
-    pub dir: PathBuf,
-    pub backend: Backend,
-}
-
-impl DbTarget {
-    pub fn sqlite(path: &Path) -> DbTarget {
-        DbTarget {
-            db: path.display().to_string(),
-            dir: path.parent().unwrap().to_owned(),
-            backend: Backend::Sqlite,
-        }
-    }
-
-    /// A target on `backend` with its files under `dir`.
-    pub fn on(backend: Backend, dir: &Path) -> DbTarget {
-        match backend {
-            Backend::Sqlite => DbTarget::sqlite(&dir.join("data/hub.db")),
-            Backend::Postgres => {
-                let cluster = testkit::pg::PgCluster::shared().expect("a private PostgreSQL");
-                DbTarget {
-                    db: cluster.fresh_database().unwrap(),
-                    dir: dir.join("data"),
-                    backend: Backend::Postgres,
-                }
-            }
-        }
-    }
-
-    pub fn key_path(&self) -> PathBuf {
-        self.dir.join("hub-signing.key")
-    }
-
-    /// The store, as the hub opens it.
-    pub async fn store(&self) -> Store {
-        Store::open(&self.db).await.unwrap().0
-    }
-}
+pub use testkit::hub::{Backend, DbTarget};
 
 /// Anything the tests name a hub database by.
 pub trait HubDb {
@@ -96,21 +46,6 @@ impl HubDb for PathBuf {
 impl HubDb for DbTarget {
     fn target(&self) -> DbTarget {
         self.clone()
-    }
-}
-
-impl DbTarget {
-    fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--db".into(), self.db.clone().into()];
-        if self.backend == Backend::Postgres {
-            args.extend([
-                "--signing-key".into(),
-                self.key_path().into(),
-                "--vapid-key".into(),
-                self.dir.join("vapid.key").into(),
-            ]);
-        }
-        args
     }
 }
 

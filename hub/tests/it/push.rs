@@ -3,56 +3,22 @@
 //! the subscriber's private key) decrypts what arrived.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use shared::wire::ApprovalRequest;
 use shared::{Action, SigningKey, action_hash, request};
 
 use super::{Backend, DbTarget, serve_with};
 
-#[derive(Debug, Clone)]
-struct Received {
-    device: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-type Log = Arc<Mutex<Vec<Received>>>;
+use fakes::push::{FakePushService, Log, Received};
 
 /// A push service: `/push/ok-*` accepts (201), `/push/gone-*` is unsubscribed (410),
 /// `/push/fail-*` is broken (500).
 async fn fake_push_service() -> (String, Log) {
-    let log: Log = Arc::default();
-    async fn push(
-        State(log): State<Log>,
-        UrlPath(device): UrlPath<String>,
-        headers: HeaderMap,
-        body: axum::body::Bytes,
-    ) -> StatusCode {
-        log.lock().unwrap().push(Received {
-            device: device.clone(),
-            headers,
-            body: body.to_vec(),
-        });
-        if device.starts_with("gone") {
-            StatusCode::GONE
-        } else if device.starts_with("fail") {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::CREATED
-        }
-    }
-    let app = axum::Router::new()
-        .route("/push/{device}", axum::routing::post(push))
-        .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, log)
+    let (listener, _) = testkit::bind_local_tokio();
+    let fake = FakePushService::serve(listener).unwrap();
+    (fake.url, fake.log)
 }
 
 fn python() -> String {

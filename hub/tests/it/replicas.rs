@@ -6,75 +6,12 @@ use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::wire::{DecisionsResponse, EnrollResponse};
-use shared::{SigningKey, request};
+use shared::wire::DecisionsResponse;
+use testkit::hub::SignedTenant;
 
 use super::{BIN, Backend, DbTarget, admin, serve};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-struct Tenant {
-    name: String,
-    key: SigningKey,
-}
-
-impl Tenant {
-    /// A signed request to `base`, built once so that it can be sent again byte for byte.
-    fn signed(
-        &self,
-        http: &reqwest::Client,
-        base: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: &[u8],
-        headers: &[(String, String)],
-    ) -> reqwest::RequestBuilder {
-        let mut req = http.request(method, format!("{base}{path}"));
-        for (n, v) in headers {
-            req = req.header(n, v);
-        }
-        req.header("content-type", "application/json")
-            .body(body.to_vec())
-    }
-
-    fn sign(&self, method: &str, path: &str, body: &[u8]) -> Vec<(String, String)> {
-        let h = request::sign(
-            &self.key,
-            &self.name,
-            method,
-            path,
-            body,
-            hub::clock::system_now(),
-        )
-        .unwrap();
-        h.pairs()
-            .into_iter()
-            .map(|(n, v)| (n.to_owned(), v))
-            .collect()
-    }
-
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        base: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: &Value,
-    ) -> (StatusCode, Value) {
-        let body = if body.is_null() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(body).unwrap()
-        };
-        let headers = self.sign(method.as_str(), path, &body);
-        let resp = self
-            .signed(http, base, method, path, &body, &headers)
-            .send()
-            .await
-            .unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
@@ -120,18 +57,7 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
         .as_str()
         .unwrap()
         .to_owned();
-    let tenant = Tenant {
-        name: "bakery".into(),
-        key: SigningKey::generate().unwrap(),
-    };
-    let resp = http
-        .post(format!("{}/v1/enroll", b.base))
-        .json(&json!({"token": token, "public_key": tenant.key.public_key()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let enrolled: EnrollResponse = resp.json().await.unwrap();
+    let tenant = std::sync::Arc::new(SignedTenant::enroll(&b.base, "bakery", &token).await);
 
     // A signed heartbeat accepted by A is a replay at B.
     let body = serde_json::to_vec(&shared::wire::Heartbeat {
@@ -150,9 +76,8 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
     .unwrap();
     let headers = tenant.sign("POST", "/v1/tenant/heartbeat", &body);
     let first = tenant
-        .signed(
-            &http,
-            &a.base,
+        .request(
+            Some(&a.base),
             reqwest::Method::POST,
             "/v1/tenant/heartbeat",
             &body,
@@ -165,9 +90,8 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
     let first_body: Value = first.json().await.unwrap_or(Value::Null);
     assert_eq!(first_status, StatusCode::OK, "{first_body}");
     let replayed = tenant
-        .signed(
-            &http,
-            &b.base,
+        .request(
+            Some(&b.base),
             reqwest::Method::POST,
             "/v1/tenant/heartbeat",
             &body,
@@ -188,28 +112,22 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
     let req = super::api::request("req-replica-01", &["rm", "-rf", "/srv/shop/cache"]);
     let (s, v) = tenant
         .send(
-            &http,
-            &b.base,
+            Some(&b.base),
             reqwest::Method::POST,
             "/v1/tenant/approvals",
-            &serde_json::to_value(&req).unwrap(),
+            Some(&serde_json::to_value(&req).unwrap()),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let poll = {
-        let (http, base) = (http.clone(), b.base.clone());
-        let tenant = Tenant {
-            name: tenant.name.clone(),
-            key: SigningKey::from_pkcs8(tenant.key.pkcs8()).unwrap(),
-        };
+        let (tenant, base) = (tenant.clone(), b.base.clone());
         tokio::spawn(async move {
             tenant
                 .send(
-                    &http,
-                    &base,
+                    Some(&base),
                     reqwest::Method::GET,
                     "/v1/tenant/decisions?after=0&wait=25",
-                    &Value::Null,
+                    None,
                 )
                 .await
         })
@@ -235,7 +153,7 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
     got.grants[0]
         .signed
         .verify(
-            &enrolled.hub_public_key,
+            &tenant.hub_key,
             "bakery",
             "req-replica-01",
             &req.action_hash,
@@ -247,28 +165,22 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
     let req = super::api::request("req-replica-02", &["rm", "-rf", "/srv/shop/tmp"]);
     let (s, _) = tenant
         .send(
-            &http,
-            &a.base,
+            Some(&a.base),
             reqwest::Method::POST,
             "/v1/tenant/approvals",
-            &serde_json::to_value(&req).unwrap(),
+            Some(&serde_json::to_value(&req).unwrap()),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let poll = {
-        let (http, base) = (http.clone(), a.base.clone());
-        let tenant = Tenant {
-            name: tenant.name.clone(),
-            key: SigningKey::from_pkcs8(tenant.key.pkcs8()).unwrap(),
-        };
+        let (tenant, base) = (tenant.clone(), a.base.clone());
         tokio::spawn(async move {
             tenant
                 .send(
-                    &http,
-                    &base,
+                    Some(&base),
                     reqwest::Method::GET,
                     &format!("/v1/tenant/decisions?after={}&wait=25", got.cursor),
-                    &Value::Null,
+                    None,
                 )
                 .await
         })

@@ -3,124 +3,15 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use hub::server::{AppState, Settings};
-use hub::store::{Store, Viewer};
+use hub::store::Viewer;
 use shared::SigningKey;
 
-pub(crate) struct Hub {
-    pub(crate) url: String,
-    pub(crate) state: Arc<AppState>,
-    /// The serving task (abort it to take the hub away).
-    pub(crate) server: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
-    _dir: tempfile::TempDir,
-}
+/// The hub library in this process (from the shared test kit).
+pub(crate) use testkit::hub::InProcessHub as Hub;
 
 pub(crate) async fn start_hub() -> Hub {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, _) = Store::open(&dir.path().join("hub.db").display().to_string())
-        .await
-        .unwrap();
-    let vapid =
-        hub::push::Vapid::load_or_create(&dir.path().join("vapid.key"), "mailto:t@example.com")
-            .unwrap();
-    let state = Arc::new(AppState::new(
-        db,
-        SigningKey::generate().unwrap(),
-        vapid,
-        Settings::default(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(hub::server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
-    Hub {
-        url,
-        state,
-        server: std::sync::Mutex::new(Some(server)),
-        _dir: dir,
-    }
-}
-
-impl Hub {
-    pub(crate) async fn token(&self, tenant: &str) -> String {
-        hub::admin::create_enrollment_token(&self.state.store, tenant, None, 3600, self.state.now())
-            .await
-            .unwrap()
-            .token
-    }
-
-    /// Every approval the owner with this session cookie can see.
-    pub(crate) async fn approvals(&self, cookie: &str) -> serde_json::Value {
-        reqwest::Client::new()
-            .get(format!("{}/v1/approvals?status=all", self.url))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// The owner's decision through the hub API (`body` as the app sends it); the status.
-    pub(crate) async fn decide(
-        &self,
-        (cookie, csrf): (&str, &str),
-        id: &str,
-        body: serde_json::Value,
-    ) -> reqwest::StatusCode {
-        reqwest::Client::new()
-            .post(format!("{}/v1/approvals/{id}/decision", self.url))
-            .header("cookie", cookie)
-            .header("x-csrf-token", csrf)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
-
-    pub(crate) fn fingerprint(&self) -> String {
-        self.state.key.public_key().fingerprint()
-    }
-
-    /// Signs up an owner; returns their session cookie, CSRF token and an enrollment token
-    /// for `tenant` owned by them.
-    pub(crate) async fn owner(&self, email: &str, tenant: &str) -> (String, String, String) {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/v1/signup", self.url))
-            .json(&serde_json::json!({"email": email, "password": "correct horse battery staple"}))
-            .send()
-            .await
-            .unwrap();
-        let cookie = resp.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let csrf = resp.json::<serde_json::Value>().await.unwrap()["csrf_token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let token = hub::admin::create_enrollment_token(
-            &self.state.store,
-            tenant,
-            Some(email),
-            3600,
-            self.state.now(),
-        )
-        .await
-        .unwrap()
-        .token;
-        (cookie, csrf, token)
-    }
+    Hub::start().await
 }
 
 pub(crate) fn agent(state: &Path, args: &[&str]) -> (bool, String, String) {

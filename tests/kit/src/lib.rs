@@ -13,6 +13,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
+pub mod hub;
 pub mod pg;
 
 /// The environment variable that sets [`patience`], in whole seconds.
