@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shared::wire::{ApprovalRequest, DecisionsResponse};
+use shared::wire::{ApprovalRequest, DecisionsResponse, Tier};
 use shared::{Action, SigningKey, action_hash, request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hub");
@@ -215,7 +215,7 @@ fn main() {
             let req = ApprovalRequest {
                 id: format!("bench-{i:08}"),
                 agent: "main".into(),
-                tier: "red".into(),
+                tier: Tier::Red,
                 reasons: vec!["deletes files".into()],
                 summary: format!("delete build-{i}"),
                 action_hash: action_hash(&action).unwrap(),

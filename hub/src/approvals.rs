@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use shared::wire::{ApprovalRequest, DeliveredGrant, SubmitResponse};
+use shared::wire::{ApprovalRequest, ApprovalStatus, DeliveredGrant, SubmitResponse, Tier};
 use shared::{Action, Decision, Grant, Scope, SignedGrant, SigningKey};
 use tokio::sync::watch;
 
@@ -24,15 +24,15 @@ pub struct ApprovalView {
     pub id: String,
     pub tenant: String,
     pub agent: String,
-    pub tier: String,
+    pub tier: Tier,
     pub reasons: Vec<String>,
     pub summary: String,
     pub action: Action,
     pub action_hash: String,
     pub received_at: i64,
     pub expires_at: i64,
-    /// `pending`, `approved`, `denied` or `expired`.
-    pub status: String,
+    /// A pending request past its expiry is `expired` here, whatever the row says.
+    pub status: ApprovalStatus,
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
     pub scope: Option<Scope>,
@@ -56,6 +56,21 @@ fn internal(e: impl std::fmt::Display) -> HubError {
     HubError::Internal(e.to_string())
 }
 
+/// Reads an enum the store keeps as TEXT (a tier, a status): a value this hub does not know
+/// is malformed data, never guessed at.
+pub(crate) fn from_stored<T>(id: &str, what: &str, text: &str) -> Result<T, HubError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e: T::Err| {
+        HubError::Db(StoreError::Data {
+            db: String::new(),
+            message: format!("approval {id}: malformed {what}: {e}"),
+        })
+    })
+}
+
 /// Stores a tenant's request. Idempotent by id: the same request again answers with its
 /// current state; a different request under the same id is a conflict.
 pub async fn submit(
@@ -71,7 +86,7 @@ pub async fn submit(
         id: &req.id,
         tenant_id: tenant.id,
         agent: &req.agent,
-        tier: &req.tier,
+        tier: req.tier.as_str(),
         reasons_json: json(&req.reasons)?,
         summary: &req.summary,
         action_json: json(&req.action)?,
@@ -89,7 +104,7 @@ pub async fn submit(
         return Ok((
             SubmitResponse {
                 id: req.id.clone(),
-                status: "pending".into(),
+                status: ApprovalStatus::Pending,
                 expires_at,
             },
             true,
@@ -102,6 +117,7 @@ pub async fn submit(
             req.id
         )));
     };
+    let status = from_stored(&req.id, "status", &status)?;
     if tenant_id != tenant.id || hash != req.action_hash {
         return Err(HubError::Conflict(
             "id_conflict",
@@ -114,7 +130,7 @@ pub async fn submit(
     Ok((
         SubmitResponse {
             id: req.id.clone(),
-            status: effective_status(&status, expires_at, now),
+            status: effective_status(status, expires_at, now),
             expires_at,
         },
         false,
@@ -125,11 +141,11 @@ fn json<T: Serialize>(v: &T) -> Result<String, HubError> {
     serde_json::to_string(v).map_err(internal)
 }
 
-fn effective_status(status: &str, expires_at: i64, now: i64) -> String {
-    if status == "pending" && expires_at <= now {
-        "expired".into()
+fn effective_status(status: ApprovalStatus, expires_at: i64, now: i64) -> ApprovalStatus {
+    if status == ApprovalStatus::Pending && expires_at <= now {
+        ApprovalStatus::Expired
     } else {
-        status.to_owned()
+        status
     }
 }
 
@@ -143,7 +159,8 @@ fn view(r: ApprovalRow, now: i64) -> Result<ApprovalView, HubError> {
     Ok(ApprovalView {
         reasons: serde_json::from_str(&r.reasons_json).map_err(|e| bad("reasons", e))?,
         action: serde_json::from_str(&r.action_json).map_err(|e| bad("action", e))?,
-        status: effective_status(&r.status, r.expires_at, now),
+        tier: from_stored(&r.id, "tier", &r.tier)?,
+        status: effective_status(from_stored(&r.id, "status", &r.status)?, r.expires_at, now),
         scope: r
             .scope
             .as_ref()
@@ -152,7 +169,6 @@ fn view(r: ApprovalRow, now: i64) -> Result<ApprovalView, HubError> {
         id: r.id,
         tenant: r.tenant,
         agent: r.agent,
-        tier: r.tier,
         summary: r.summary,
         action_hash: r.action_hash,
         received_at: r.received_at,
@@ -222,7 +238,7 @@ pub async fn tenant_status(
         .ok_or_else(|| HubError::NotFound(format!("approval {id}")))?;
     Ok(SubmitResponse {
         id: id.to_owned(),
-        status: effective_status(&status, expires_at, now),
+        status: effective_status(from_stored(id, "status", &status)?, expires_at, now),
         expires_at,
     })
 }
@@ -245,15 +261,15 @@ pub async fn decide(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(|r| r.chars().take(MAX_REASON_CHARS).collect::<String>());
-    match view.status.as_str() {
-        "pending" => {}
-        "expired" => {
+    match view.status {
+        ApprovalStatus::Pending => {}
+        ApprovalStatus::Expired => {
             return Err(HubError::Gone(
                 "expired",
                 format!("approval {id} expired unanswered; the agent must ask again"),
             ));
         }
-        other => {
+        other @ (ApprovalStatus::Approved | ApprovalStatus::Denied) => {
             return Err(HubError::Conflict(
                 "already_decided",
                 format!(
@@ -282,8 +298,8 @@ pub async fn decide(
     };
     let signed: SignedGrant = grant.sign(key).map_err(internal)?;
     let status = match input.decision {
-        Decision::Approve => "approved",
-        Decision::Deny => "denied",
+        Decision::Approve => ApprovalStatus::Approved,
+        Decision::Deny => ApprovalStatus::Denied,
     };
     let scope_str = match input.scope {
         Scope::Once => "once",
@@ -291,7 +307,7 @@ pub async fn decide(
     };
     let decided = Decided {
         id,
-        status,
+        status: status.as_str(),
         decided_by,
         scope: scope_str,
         reason: reason.as_deref(),
@@ -361,5 +377,39 @@ impl Notifier {
                 map.remove(&tenant_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_tiers_and_statuses_are_read_strictly() {
+        for t in Tier::ALL {
+            assert_eq!(from_stored::<Tier>("req-1", "tier", t.as_str()).unwrap(), t);
+        }
+        for s in ApprovalStatus::ALL {
+            assert_eq!(
+                from_stored::<ApprovalStatus>("req-1", "status", s.as_str()).unwrap(),
+                s
+            );
+        }
+        let err = from_stored::<Tier>("req-1", "tier", "purple").unwrap_err();
+        assert!(
+            err.to_string().contains("approval req-1: malformed tier"),
+            "{err}"
+        );
+        assert!(from_stored::<ApprovalStatus>("req-1", "status", "approve").is_err());
+        assert!(from_stored::<ApprovalStatus>("req-1", "status", "Pending").is_err());
+    }
+
+    #[test]
+    fn a_pending_request_past_its_expiry_reads_as_expired() {
+        use ApprovalStatus::*;
+        assert_eq!(effective_status(Pending, 10, 9), Pending);
+        assert_eq!(effective_status(Pending, 10, 10), Expired);
+        assert_eq!(effective_status(Approved, 10, 11), Approved);
+        assert_eq!(effective_status(Denied, 10, 11), Denied);
     }
 }

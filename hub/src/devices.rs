@@ -145,6 +145,7 @@ pub async fn targets(
     let Some(((tier, summary, tenant), targets)) = store.push_targets(id).await? else {
         return Ok((Vec::new(), None));
     };
+    let tier: shared::wire::Tier = crate::approvals::from_stored(id, "tier", &tier)?;
     let title = match kind {
         "withdrawn" => format!("{tenant}: request closed"),
         _ => format!("{tenant}: approval needed ({tier})"),

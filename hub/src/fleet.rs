@@ -2,7 +2,7 @@
 //! heartbeats and the desired state they are answered with, commands, and the fleet view.
 
 use ring::digest;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::PublicKey;
 use shared::request::{self, REPLAY_WINDOW_SECS, RequestAuthError, SignedHeaders};
 use shared::wire::{DesiredState, EnrollRequest, Heartbeat};
@@ -142,14 +142,49 @@ pub async fn queue_command(
         .ok_or_else(|| HubError::NotFound(format!("tenant {tenant}")))
 }
 
+/// A tenant's health as owners see it. In JSON: `pending`, `healthy`, `unhealthy`, `stale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantHealth {
+    /// Not enrolled yet.
+    Pending,
+    Healthy,
+    /// The runtime reports trouble.
+    Unhealthy,
+    /// No heartbeat for `stale_after_secs`.
+    Stale,
+}
+
+impl TenantHealth {
+    pub const ALL: [TenantHealth; 4] = [
+        TenantHealth::Pending,
+        TenantHealth::Healthy,
+        TenantHealth::Unhealthy,
+        TenantHealth::Stale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantHealth::Pending => "pending",
+            TenantHealth::Healthy => "healthy",
+            TenantHealth::Unhealthy => "unhealthy",
+            TenantHealth::Stale => "stale",
+        }
+    }
+}
+
+impl std::fmt::Display for TenantHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One tenant as its owner or an admin sees it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TenantView {
     pub name: String,
     pub owner: Option<String>,
-    /// `pending` (not enrolled), `healthy`, `unhealthy` (the runtime reports trouble) or
-    /// `stale` (no heartbeat for `stale_after_secs`).
-    pub health: String,
+    pub health: TenantHealth,
     pub enrolled_at: Option<i64>,
     pub last_heartbeat_at: Option<i64>,
     pub hostname: Option<String>,
@@ -181,15 +216,15 @@ pub async fn list(
                 )
             });
             let health = match (r.enrolled_at, r.last_heartbeat_at) {
-                (None, _) => "pending",
+                (None, _) => TenantHealth::Pending,
                 (Some(_), Some(l)) if now - l <= stale_after_secs => {
                     if runtime_ok {
-                        "healthy"
+                        TenantHealth::Healthy
                     } else {
-                        "unhealthy"
+                        TenantHealth::Unhealthy
                     }
                 }
-                (Some(_), _) => "stale",
+                (Some(_), _) => TenantHealth::Stale,
             };
             TenantView {
                 name: r.name,
@@ -205,4 +240,22 @@ pub async fn list(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_travels_as_its_name_and_unknown_ones_are_refused() {
+        for h in TenantHealth::ALL {
+            let json = serde_json::to_value(h).unwrap();
+            assert_eq!(json, serde_json::json!(h.as_str()));
+            assert_eq!(serde_json::from_value::<TenantHealth>(json).unwrap(), h);
+            assert_eq!(format!("{h:<10}|"), format!("{:<10}|", h.as_str()));
+        }
+        for bad in ["ok", "Healthy", ""] {
+            assert!(serde_json::from_value::<TenantHealth>(serde_json::json!(bad)).is_err());
+        }
+    }
 }

@@ -223,7 +223,7 @@ pub struct Payload {
     pub kind: &'static str,
     pub id: String,
     pub title: String,
-    pub tier: String,
+    pub tier: shared::wire::Tier,
     pub summary: String,
     pub url: String,
 }

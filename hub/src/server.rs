@@ -865,7 +865,10 @@ async fn submit_approval(State(state): St, req: SignedTenant) -> Result<Response
     let (resp, created) = approvals::submit(&state.store, &req.tenant, &body, now).await?;
     if created {
         tracing::info!(tenant = %req.tenant.name, id = %body.id, tier = %body.tier, "approval requested");
-        let urgency = if matches!(body.tier.as_str(), "red" | "critical") {
+        let urgency = if matches!(
+            body.tier,
+            shared::wire::Tier::Red | shared::wire::Tier::Critical
+        ) {
             "high"
         } else {
             "normal"

@@ -6,7 +6,23 @@ use std::str::FromStr;
 
 /// How risky an action is. The order is meaningful: `Green < Yellow < External < Red < Critical`,
 /// and a command's tier is the maximum over everything it would run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+///
+/// On the wire (and in every JSON document) a tier is its lowercase name, [`Tier::as_str`];
+/// any other string is refused when deserialising, never mapped to a tier.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Read-only.
     #[default]
@@ -45,7 +61,7 @@ impl Tier {
 
 impl fmt::Display for Tier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -110,8 +126,9 @@ impl Autonomy {
     }
 }
 
-/// What to do with a classified action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What to do with a classified action. In JSON: `run`, `ask` or `block` ([`Decision::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Run it now.
     Run,
@@ -122,6 +139,9 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision.
+    pub const ALL: [Decision; 3] = [Decision::Run, Decision::Ask, Decision::Block];
+
     /// The lowercase name used in JSON and the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,7 +154,7 @@ impl Decision {
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -214,5 +234,39 @@ mod tests {
             assert_eq!(tier.as_str().parse::<Tier>(), Ok(tier));
         }
         assert!("purple".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn tiers_travel_as_their_names_and_unknown_ones_are_refused() {
+        for tier in Tier::ALL {
+            let json = serde_json::to_string(&tier).unwrap();
+            assert_eq!(json, format!("\"{}\"", tier.as_str()));
+            assert_eq!(serde_json::from_str::<Tier>(&json).unwrap(), tier);
+        }
+        for bad in ["\"purple\"", "\"Red\"", "\"RED\"", "\"\"", "3", "null"] {
+            let err = serde_json::from_str::<Tier>(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown variant") || err.contains("expected"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_travel_as_their_names_and_unknown_ones_are_refused() {
+        for decision in Decision::ALL {
+            let json = serde_json::to_string(&decision).unwrap();
+            assert_eq!(json, format!("\"{}\"", decision.as_str()));
+            assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), decision);
+        }
+        for bad in ["\"allow\"", "\"Run\"", "\"\"", "true"] {
+            assert!(serde_json::from_str::<Decision>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_pad_in_tables() {
+        assert_eq!(format!("[{:<8}]", Tier::Red), "[red     ]");
+        assert_eq!(format!("[{:<6}]", Decision::Ask), "[ask   ]");
     }
 }

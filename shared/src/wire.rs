@@ -6,6 +6,126 @@ use crate::action::{Action, action_hash};
 use crate::grant::SignedGrant;
 use crate::keys::PublicKey;
 
+/// The classifier's risk tier, as it travels: its lowercase name (`green`, `yellow`,
+/// `external`, `red`, `critical`); an unknown name fails to deserialise.
+pub use safety::Tier;
+
+/// A string that names none of an enum's values (from the store or the CLI; on the wire an
+/// unknown value is a deserialisation error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownValue {
+    /// What was being read, e.g. `approval status`.
+    pub kind: &'static str,
+    pub value: String,
+}
+
+/// Where an approval request stands at the hub. On the wire: `pending`, `approved`,
+/// `denied` or `expired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    /// Waiting for the owner.
+    Pending,
+    Approved,
+    Denied,
+    /// Not decided within its lifetime.
+    Expired,
+}
+
+impl ApprovalStatus {
+    pub const ALL: [ApprovalStatus; 4] = [
+        ApprovalStatus::Pending,
+        ApprovalStatus::Approved,
+        ApprovalStatus::Denied,
+        ApprovalStatus::Expired,
+    ];
+
+    /// The name on the wire and in the hub's database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ApprovalStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                kind: "approval status",
+                value: s.to_owned(),
+            })
+    }
+}
+
+/// How an approved action ended on the tenant. On the wire: `ran`, `failed`, `allowed` (a
+/// tool call the runtime then made), `denied` or `expired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// The command ran and exited successfully.
+    Ran,
+    /// The command could not run, or exited unsuccessfully.
+    Failed,
+    /// A tool call the runtime was then allowed to make.
+    Allowed,
+    Denied,
+    Expired,
+}
+
+impl OutcomeStatus {
+    pub const ALL: [OutcomeStatus; 5] = [
+        OutcomeStatus::Ran,
+        OutcomeStatus::Failed,
+        OutcomeStatus::Allowed,
+        OutcomeStatus::Denied,
+        OutcomeStatus::Expired,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Ran => "ran",
+            OutcomeStatus::Failed => "failed",
+            OutcomeStatus::Allowed => "allowed",
+            OutcomeStatus::Denied => "denied",
+            OutcomeStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for OutcomeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OutcomeStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                kind: "outcome status",
+                value: s.to_owned(),
+            })
+    }
+}
+
 /// Longest summary, reason or argument list the hub accepts in an approval request.
 pub const MAX_SUMMARY_CHARS: usize = 500;
 pub const MAX_REASONS: usize = 20;
@@ -97,8 +217,8 @@ pub struct ApprovalRequest {
     pub id: String,
     /// Which agent proposed it.
     pub agent: String,
-    /// A tier name as in `safety::Tier`.
-    pub tier: String,
+    /// The classifier's tier (an unknown name is refused when the request is read).
+    pub tier: Tier,
     /// Why it was classified so (the classifier's reasons).
     pub reasons: Vec<String>,
     /// One line for humans (already redacted by the tenant).
@@ -118,8 +238,6 @@ pub struct ApprovalRequest {
 pub enum RequestError {
     #[error("id must be 8 to 64 characters of A-Z, a-z, 0-9, `_` and `-`")]
     Id,
-    #[error("unknown tier {0:?}")]
-    Tier(String),
     #[error("{0} is too long")]
     TooLong(&'static str),
     #[error("{0} must not be empty")]
@@ -139,13 +257,11 @@ pub fn valid_id(id: &str) -> bool {
 }
 
 impl ApprovalRequest {
-    /// Checks shape, sizes, the tier name and that `action_hash` is the action's hash.
+    /// Checks shape, sizes and that `action_hash` is the action's hash (the tier is checked by
+    /// deserialisation: an unknown one never gets this far).
     pub fn validate(&self) -> Result<(), RequestError> {
         if !valid_id(&self.id) {
             return Err(RequestError::Id);
-        }
-        if self.tier.parse::<safety::Tier>().is_err() {
-            return Err(RequestError::Tier(self.tier.clone()));
         }
         if self.agent.is_empty() {
             return Err(RequestError::Empty("agent"));
@@ -195,8 +311,7 @@ impl ApprovalRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitResponse {
     pub id: String,
-    /// `pending`, `approved`, `denied` or `expired`.
-    pub status: String,
+    pub status: ApprovalStatus,
     pub expires_at: i64,
 }
 
@@ -295,8 +410,7 @@ impl UsageReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeReport {
-    /// `ran`, `failed`, `allowed` (a tool call the runtime then made), `denied`, `expired`.
-    pub status: String,
+    pub status: OutcomeStatus,
     #[serde(default)]
     pub exit_code: Option<i32>,
     #[serde(default)]
@@ -308,12 +422,6 @@ pub struct OutcomeReport {
 
 impl OutcomeReport {
     pub fn validate(&self) -> Result<(), RequestError> {
-        if !["ran", "failed", "allowed", "denied", "expired"].contains(&self.status.as_str()) {
-            return Err(RequestError::Invalid(format!(
-                "unknown outcome status {:?}",
-                self.status
-            )));
-        }
         if self.secrets_used.len() > 64
             || self
                 .secrets_used

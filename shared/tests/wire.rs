@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use shared::policy::PolicyBundle;
 use shared::request::{self, RequestAuthError};
-use shared::wire::{ApprovalRequest, RequestError};
+use shared::wire::{
+    ApprovalRequest, ApprovalStatus, OutcomeReport, OutcomeStatus, RequestError, RuntimeHealth,
+    SubmitResponse, Tier,
+};
 use shared::{Action, Decision, Grant, GrantError, PolicyError, Scope, SigningKey, action_hash};
 
 fn cmd(argv: &[&str], cwd: &str, refs: &[&str]) -> Action {
@@ -400,7 +403,7 @@ fn approval_requests_are_validated() {
     let good = ApprovalRequest {
         id: "req-12345678".into(),
         agent: "main".into(),
-        tier: "red".into(),
+        tier: Tier::Red,
         reasons: vec!["rm -rf deletes files".into()],
         summary: "Delete the build directory".into(),
         action_hash: action_hash(&action).unwrap(),
@@ -416,10 +419,6 @@ fn approval_requests_are_validated() {
     };
     check(&|r| r.id = "short".into(), RequestError::Id);
     check(&|r| r.id = "../../etc/passwd".into(), RequestError::Id);
-    check(
-        &|r| r.tier = "purple".into(),
-        RequestError::Tier("purple".into()),
-    );
     check(&|r| r.summary = " ".into(), RequestError::Empty("summary"));
     check(
         &|r| r.summary = "x".repeat(501),
@@ -456,4 +455,123 @@ fn fingerprints_are_stable_and_keys_round_trip() {
     assert!(shared::PublicKey::from_b64("abc").is_err());
     assert!(SigningKey::from_pkcs8(b"not a key").is_err());
     assert!(!format!("{k:?}").contains(&format!("{:?}", k.pkcs8())));
+}
+
+/// Every variant travels as exactly its old string and reads back as itself; anything else
+/// (another word, another case, not a string) is a deserialisation error.
+#[track_caller]
+fn travels_as<T>(variants: &[T], names: &[&str])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(variants.len(), names.len());
+    for (v, name) in variants.iter().zip(names) {
+        assert_eq!(serde_json::to_value(v).unwrap(), json!(name), "{v:?}");
+        assert_eq!(&serde_json::from_value::<T>(json!(name)).unwrap(), v);
+    }
+    for bad in [
+        json!("purple"),
+        json!(names[0].to_uppercase()),
+        json!(format!(" {}", names[0])),
+        json!(""),
+        json!(1),
+        json!(null),
+    ] {
+        let err = serde_json::from_value::<T>(bad.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown variant") || err.contains("expected"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn tiers_decisions_and_statuses_travel_as_their_old_strings() {
+    travels_as(
+        &Tier::ALL,
+        &["green", "yellow", "external", "red", "critical"],
+    );
+    travels_as(
+        &ApprovalStatus::ALL,
+        &["pending", "approved", "denied", "expired"],
+    );
+    travels_as(
+        &OutcomeStatus::ALL,
+        &["ran", "failed", "allowed", "denied", "expired"],
+    );
+    travels_as(&[Decision::Approve, Decision::Deny], &["approve", "deny"]);
+    travels_as(&[Scope::Once, Scope::Action24h], &["once", "action24h"]);
+    travels_as(
+        &[
+            RuntimeHealth::Healthy,
+            RuntimeHealth::Starting,
+            RuntimeHealth::Unhealthy,
+            RuntimeHealth::Failed,
+            RuntimeHealth::Stopped,
+        ],
+        &["healthy", "starting", "unhealthy", "failed", "stopped"],
+    );
+    // The names the hub stores and the CLI reads are the wire names.
+    for s in ApprovalStatus::ALL {
+        assert_eq!(s.as_str().parse::<ApprovalStatus>(), Ok(s));
+        assert_eq!(s.to_string(), s.as_str());
+    }
+    for s in OutcomeStatus::ALL {
+        assert_eq!(s.as_str().parse::<OutcomeStatus>(), Ok(s));
+        assert_eq!(s.to_string(), s.as_str());
+    }
+    let err = "approve".parse::<ApprovalStatus>().unwrap_err();
+    assert_eq!(err.to_string(), r#"unknown approval status "approve""#);
+    assert!("Ran".parse::<OutcomeStatus>().is_err());
+}
+
+#[test]
+fn unknown_tiers_and_statuses_in_bodies_are_refused_not_mapped() {
+    let action = cmd(&["rm", "-rf", "build"], "/srv/app", &[]);
+    let good = ApprovalRequest {
+        id: "req-12345678".into(),
+        agent: "main".into(),
+        tier: Tier::Critical,
+        reasons: vec![],
+        summary: "Delete the build directory".into(),
+        action_hash: action_hash(&action).unwrap(),
+        action,
+        created_at: 1,
+        secret_bindings: Default::default(),
+    };
+    let mut v = serde_json::to_value(&good).unwrap();
+    assert_eq!(v["tier"], "critical");
+    assert_eq!(
+        serde_json::from_value::<ApprovalRequest>(v.clone()).unwrap(),
+        good
+    );
+    for bad in ["purple", "Critical", "", "green "] {
+        v["tier"] = json!(bad);
+        let err = serde_json::from_value::<ApprovalRequest>(v.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant"), "{bad}: {err}");
+    }
+
+    let submit = json!({"id": "req-12345678", "status": "pending", "expires_at": 5});
+    let r: SubmitResponse = serde_json::from_value(submit.clone()).unwrap();
+    assert_eq!(r.status, ApprovalStatus::Pending);
+    assert_eq!(serde_json::to_value(&r).unwrap(), submit);
+    let mut submit = submit;
+    submit["status"] = json!("approve");
+    assert!(serde_json::from_value::<SubmitResponse>(submit).is_err());
+
+    let outcome = json!({"status": "ran", "exit_code": 0, "duration_ms": 12, "secrets_used": []});
+    let r: OutcomeReport = serde_json::from_value(outcome.clone()).unwrap();
+    assert_eq!(r.status, OutcomeStatus::Ran);
+    assert_eq!(r.validate(), Ok(()));
+    assert_eq!(serde_json::to_value(&r).unwrap(), outcome);
+    let mut outcome = outcome;
+    outcome["status"] = json!("succeeded");
+    let err = serde_json::from_value::<OutcomeReport>(outcome)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `succeeded`"), "{err}");
 }

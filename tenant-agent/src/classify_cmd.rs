@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
 
-use safety::{Autonomy, Classifier, Context, Decision, Verdict};
+use safety::{Autonomy, Classifier, Context, Decision, Tier, Verdict};
 use serde::Serialize;
 
 /// What `classify` was asked.
@@ -20,8 +20,8 @@ pub struct ClassifyOptions {
 /// One answer, as written by `--json` and `--stdin`.
 #[derive(Debug, Serialize)]
 pub struct Answer<'a> {
-    pub tier: &'a str,
-    pub decision: &'a str,
+    pub tier: Tier,
+    pub decision: Decision,
     pub reasons: Vec<String>,
     /// Every simple command judged, as named; only with `--explain`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,8 +31,8 @@ pub struct Answer<'a> {
 impl<'a> Answer<'a> {
     fn new(verdict: &'a Verdict, decision: Decision, explain: bool) -> Self {
         Answer {
-            tier: verdict.tier.as_str(),
-            decision: decision.as_str(),
+            tier: verdict.tier,
+            decision,
             reasons: verdict.reason_lines(),
             commands: explain.then_some(verdict.commands.as_slice()),
         }

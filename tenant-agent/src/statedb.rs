@@ -361,16 +361,16 @@ CREATE TABLE IF NOT EXISTS usage_buckets (
         assert_eq!(
             (
                 held.agent.as_str(),
-                held.status.as_str(),
-                held.tier.as_str(),
+                held.status,
+                held.tier,
                 held.reasons.clone(),
                 held.summary.as_str(),
                 held.created_at
             ),
             (
                 "default",
-                "pending",
-                "red",
+                crate::gate::ActionStatus::Pending,
+                safety::Tier::Red,
                 vec!["force push".to_owned()],
                 "git push --force",
                 HOUR
@@ -395,7 +395,13 @@ CREATE TABLE IF NOT EXISTS usage_buckets (
         // Still usable: the held action moves on and the outbox drains.
         assert!(
             store
-                .transition(HELD_ID, "pending", "denied", Some("no"), None)
+                .transition(
+                    HELD_ID,
+                    crate::gate::ActionStatus::Pending,
+                    crate::gate::ActionStatus::Denied,
+                    Some("no"),
+                    None,
+                )
                 .unwrap()
         );
         store.sent(due[0].seq).unwrap();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::request;
-use shared::wire::{ApprovalRequest, DecisionsResponse, EnrollResponse};
+use shared::wire::{ApprovalRequest, DecisionsResponse, EnrollResponse, Tier};
 use shared::{Action, PolicyBundle, PublicKey, SigningKey, action_hash};
 
 use super::{Backend, DbTarget, Served, admin, serve};
@@ -184,7 +184,7 @@ pub(super) fn request(id: &str, argv: &[&str]) -> ApprovalRequest {
     ApprovalRequest {
         id: id.into(),
         agent: "main".into(),
-        tier: "red".into(),
+        tier: Tier::Red,
         reasons: vec!["deletes files".into()],
         summary: format!("run {}", argv.join(" ")),
         action_hash: action_hash(&action).unwrap(),
@@ -898,13 +898,21 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
         400,
         "invalid_request",
     );
+    // An unknown tier is refused as the body is read (fail closed), never mapped to a tier.
     let mut bad = body.clone();
     bad["tier"] = json!("purple");
     bad["id"] = json!("req-0000000002");
-    expect(
+    let refused = expect(
         bakery.post("/v1/tenant/approvals", &bad).await,
         400,
-        "invalid_request",
+        "malformed_json",
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `purple`"),
+        "{refused}"
     );
     assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 1);
 

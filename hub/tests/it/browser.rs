@@ -242,7 +242,7 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
         let req = ApprovalRequest {
             id: id.into(),
             agent: "main".into(),
-            tier: tier.into(),
+            tier: tier.parse().unwrap(),
             reasons: vec![
                 "`stripe refunds create` moves money: irreversible [payments.refund]".into(),
                 "uses the credential SECRET_REF(stripe_key)".into(),

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shared::wire::ApprovalRequest;
+use shared::wire::{ApprovalRequest, Tier};
 use shared::{Action, SigningKey, action_hash, request};
 
 use super::{Backend, DbTarget, serve_with};
@@ -220,7 +220,7 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
     let req = ApprovalRequest {
         id: "req-push-0001".into(),
         agent: "main".into(),
-        tier: "red".into(),
+        tier: Tier::Red,
         reasons: vec!["payments are irreversible".into()],
         summary: "Refund order 4471 with SECRET_REF(stripe_key)".into(),
         action_hash: action_hash(&action).unwrap(),

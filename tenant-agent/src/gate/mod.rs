@@ -20,9 +20,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use safety::{Autonomy, Classifier, Context, Decision};
+use safety::{Autonomy, Classifier, Context, Decision, Tier};
 use serde::{Deserialize, Serialize};
-use shared::wire::ApprovalRequest;
+use shared::wire::{ApprovalRequest, OutcomeStatus, UnknownValue};
 use shared::{Action, SignedGrant, action_hash};
 use tokio::sync::watch;
 
@@ -60,17 +60,95 @@ fn default_agent() -> String {
     "main".into()
 }
 
+/// Where an action stands, in the local API's answers and (as TEXT) in `state.db`. In JSON
+/// its lowercase name; an unknown name is refused, never mapped to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Held, waiting for the owner.
+    Pending,
+    /// Approved; the daemon is running it.
+    Running,
+    /// The command ran and exited successfully.
+    Ran,
+    /// The command could not run, or exited unsuccessfully.
+    Failed,
+    /// A tool call the runtime may now make.
+    Allowed,
+    /// Refused by policy; no approval can unlock it (never held).
+    Blocked,
+    /// The owner said no.
+    Denied,
+    /// No decision in time, or the hub refused the request.
+    Expired,
+}
+
+impl ActionStatus {
+    pub const ALL: [ActionStatus; 8] = [
+        ActionStatus::Pending,
+        ActionStatus::Running,
+        ActionStatus::Ran,
+        ActionStatus::Failed,
+        ActionStatus::Allowed,
+        ActionStatus::Blocked,
+        ActionStatus::Denied,
+        ActionStatus::Expired,
+    ];
+
+    /// The name in JSON and in `state.db`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Pending => "pending",
+            ActionStatus::Running => "running",
+            ActionStatus::Ran => "ran",
+            ActionStatus::Failed => "failed",
+            ActionStatus::Allowed => "allowed",
+            ActionStatus::Blocked => "blocked",
+            ActionStatus::Denied => "denied",
+            ActionStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for ActionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ActionStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownValue {
+                kind: "action status",
+                value: s.to_owned(),
+            })
+    }
+}
+
+impl From<OutcomeStatus> for ActionStatus {
+    fn from(s: OutcomeStatus) -> Self {
+        match s {
+            OutcomeStatus::Ran => ActionStatus::Ran,
+            OutcomeStatus::Failed => ActionStatus::Failed,
+            OutcomeStatus::Allowed => ActionStatus::Allowed,
+            OutcomeStatus::Denied => ActionStatus::Denied,
+            OutcomeStatus::Expired => ActionStatus::Expired,
+        }
+    }
+}
+
 /// The gate's answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ActionResponse {
-    /// `run`, `ask` or `block`.
-    pub decision: String,
-    /// `ran`, `failed`, `allowed` (a tool call the runtime may now make), `blocked`,
-    /// `pending`, `denied`, `expired`.
-    pub status: String,
+    pub decision: Decision,
+    pub status: ActionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    pub tier: String,
+    pub tier: Tier,
     pub reasons: Vec<String>,
     /// A sentence for the agent.
     pub message: String,
@@ -256,12 +334,12 @@ impl Gate {
             }
             _ => return Err(GateError::Shape),
         };
-        let tier = verdict.tier.as_str().to_owned();
+        let tier = verdict.tier;
         let reasons = reason_lines(&verdict);
         match verdict.decide(self.autonomy, &self.unlocked) {
             Decision::Block => Ok(ActionResponse {
-                decision: "block".into(),
-                status: "blocked".into(),
+                decision: Decision::Block,
+                status: ActionStatus::Blocked,
                 id: None,
                 message: format!(
                     "Blocked ({tier}): {}. This cannot be approved; do it another way or ask the owner.",
@@ -275,8 +353,8 @@ impl Gate {
             }),
             Decision::Run => match &action {
                 Action::Tool { .. } => Ok(ActionResponse {
-                    decision: "run".into(),
-                    status: "allowed".into(),
+                    decision: Decision::Run,
+                    status: ActionStatus::Allowed,
                     id: None,
                     message: "Allowed.".into(),
                     tier,
@@ -287,13 +365,13 @@ impl Gate {
                     let outcome = self.execute(&action).await;
                     let (status, outcome) = outcome_json(outcome);
                     Ok(ActionResponse {
-                        decision: "run".into(),
-                        message: if status == "ran" {
+                        decision: Decision::Run,
+                        message: if status == OutcomeStatus::Ran {
                             "Ran.".into()
                         } else {
                             "Could not run it; see outcome.".into()
                         },
-                        status,
+                        status: status.into(),
                         id: None,
                         tier,
                         reasons,
@@ -314,8 +392,8 @@ impl Gate {
                 {
                     tracing::info!(%hash, "allowed once under an approval given after a hand-over");
                     return Ok(ActionResponse {
-                        decision: "run".into(),
-                        status: "allowed".into(),
+                        decision: Decision::Run,
+                        status: ActionStatus::Allowed,
                         id: None,
                         message: "Approved by the owner earlier: make the tool call now.".into(),
                         tier,
@@ -335,10 +413,10 @@ impl Gate {
                     agent: req.agent.chars().take(64).collect(),
                     action: action.clone(),
                     action_hash: hash.clone(),
-                    tier: tier.clone(),
+                    tier,
                     reasons: reasons.clone(),
                     summary: summary.clone(),
-                    status: "pending".into(),
+                    status: ActionStatus::Pending,
                     reason: None,
                     outcome: None,
                     created_at: store::now(),
@@ -361,7 +439,7 @@ impl Gate {
                 let request = ApprovalRequest {
                     id: id.clone(),
                     agent: held.agent.clone(),
-                    tier: tier.clone(),
+                    tier,
                     reasons: reasons
                         .iter()
                         .take(20)
@@ -378,8 +456,8 @@ impl Gate {
                 self.store()?.hold(&held, &body)?;
                 tracing::info!(%id, %tier, "action held for the owner's approval");
                 Ok(ActionResponse {
-                    decision: "ask".into(),
-                    status: "pending".into(),
+                    decision: Decision::Ask,
+                    status: ActionStatus::Pending,
                     id: Some(id.clone()),
                     message: format!(
                         "Waiting for the owner's approval (request {id}); ask again with GET /v1/actions/{id}?wait=SECONDS."
@@ -431,7 +509,7 @@ impl Gate {
         req: &ActionRequest,
         action: Action,
         hash: String,
-        tier: String,
+        tier: Tier,
         reasons: Vec<String>,
         summary: String,
         grant: shared::Grant,
@@ -443,7 +521,7 @@ impl Gate {
         );
         tracing::info!(%id, earlier = %grant.request_id, "ran under an earlier 24 h grant");
         let (status, outcome) = match &action {
-            Action::Tool { .. } => ("allowed".to_owned(), None),
+            Action::Tool { .. } => (OutcomeStatus::Allowed, None),
             Action::Command { .. } => {
                 let (s, o) = outcome_json(self.execute(&action).await);
                 (s, Some(o))
@@ -454,19 +532,19 @@ impl Gate {
             agent: req.agent.chars().take(64).collect(),
             action,
             action_hash: hash,
-            tier: tier.clone(),
+            tier,
             reasons: reasons.clone(),
             summary,
-            status: status.clone(),
+            status: status.into(),
             reason: Some(note.clone()),
             outcome: outcome.clone(),
             created_at: store::now(),
         };
         self.store()?.record_reuse(&held, &grant_json)?;
         Ok(ActionResponse {
-            decision: "run".into(),
-            message: format!("Owner {note}. {}", status_sentence(&status)),
-            status,
+            decision: Decision::Run,
+            message: format!("Owner {note}. {}", status_sentence(status)),
+            status: status.into(),
             id: Some(id),
             tier,
             reasons,
@@ -617,7 +695,7 @@ impl Gate {
                 .store()?
                 .get(id)?
                 .ok_or_else(|| GateError::NotFound(id.to_owned()))?;
-            let settled = !matches!(held.status.as_str(), "pending" | "running");
+            let settled = !matches!(held.status, ActionStatus::Pending | ActionStatus::Running);
             if settled || tokio::time::Instant::now() >= deadline {
                 return Ok(response_for(&held));
             }
@@ -670,8 +748,8 @@ impl Gate {
                     .unwrap_or_else(|| "denied by the owner".into());
                 if self.store()?.transition(
                     &id,
-                    "pending",
-                    "denied",
+                    ActionStatus::Pending,
+                    ActionStatus::Denied,
                     Some(&reason),
                     Some(&grant_json),
                 )? {
@@ -682,10 +760,13 @@ impl Gate {
             }
             shared::Decision::Approve => {
                 // Compare-and-set: only the first delivery of a grant runs the action.
-                if !self
-                    .store()?
-                    .transition(&id, "pending", "running", None, Some(&grant_json))?
-                {
+                if !self.store()?.transition(
+                    &id,
+                    ActionStatus::Pending,
+                    ActionStatus::Running,
+                    None,
+                    Some(&grant_json),
+                )? {
                     return Ok(true);
                 }
                 self.bump();
@@ -694,12 +775,12 @@ impl Gate {
                     // The runtime makes an approved tool call itself.
                     Action::Tool { .. } => {
                         self.approve_bridged_call(&held.action)?;
-                        ("allowed".to_owned(), serde_json::Value::Null)
+                        (OutcomeStatus::Allowed, serde_json::Value::Null)
                     }
                     Action::Command { .. } => outcome_json(self.execute(&held.action).await),
                 };
                 let report = shared::wire::OutcomeReport {
-                    status: status.clone(),
+                    status,
                     exit_code: outcome
                         .pointer("/exit")
                         .filter(|e| e["kind"] == "code")
@@ -718,7 +799,8 @@ impl Gate {
                 let body =
                     serde_json::to_string(&serde_json::json!({ "id": id, "report": report }))
                         .map_err(|e| GateError::Internal(e.to_string()))?;
-                self.store()?.finish(&id, &status, &outcome, Some(&body))?;
+                self.store()?
+                    .finish(&id, status.into(), &outcome, Some(&body))?;
                 self.bump();
                 Ok(true)
             }
@@ -773,49 +855,55 @@ impl Gate {
     }
 }
 
-fn outcome_json(outcome: Result<exec::ExecOutcome, String>) -> (String, serde_json::Value) {
+fn outcome_json(outcome: Result<exec::ExecOutcome, String>) -> (OutcomeStatus, serde_json::Value) {
     match outcome {
         Ok(o) => {
-            let status = if o.exit.success() { "ran" } else { "failed" };
+            let status = if o.exit.success() {
+                OutcomeStatus::Ran
+            } else {
+                OutcomeStatus::Failed
+            };
             (
-                status.into(),
+                status,
                 serde_json::to_value(&o).unwrap_or(serde_json::Value::Null),
             )
         }
-        Err(e) => ("failed".into(), serde_json::json!({ "error": e })),
+        Err(e) => (OutcomeStatus::Failed, serde_json::json!({ "error": e })),
     }
 }
 
-fn status_sentence(status: &str) -> &'static str {
+fn status_sentence(status: OutcomeStatus) -> &'static str {
     match status {
-        "ran" => "Ran.",
-        "allowed" => "Make the tool call now.",
-        _ => "Could not run it; see outcome.",
+        OutcomeStatus::Ran => "Ran.",
+        OutcomeStatus::Allowed => "Make the tool call now.",
+        OutcomeStatus::Failed | OutcomeStatus::Denied | OutcomeStatus::Expired => {
+            "Could not run it; see outcome."
+        }
     }
 }
 
 fn response_for(held: &Held) -> ActionResponse {
-    let message = match held.status.as_str() {
-        "pending" => "Still waiting for the owner's approval.".to_owned(),
-        "running" => "Approved; running now.".to_owned(),
-        "ran" => "Approved by the owner and ran.".to_owned(),
-        "failed" => "Approved by the owner, but it failed; see outcome.".to_owned(),
-        "allowed" => "Approved by the owner: make the tool call now.".to_owned(),
-        "expired" => format!(
+    let message = match held.status {
+        ActionStatus::Pending => "Still waiting for the owner's approval.".to_owned(),
+        ActionStatus::Running => "Approved; running now.".to_owned(),
+        ActionStatus::Ran => "Approved by the owner and ran.".to_owned(),
+        ActionStatus::Failed => "Approved by the owner, but it failed; see outcome.".to_owned(),
+        ActionStatus::Allowed => "Approved by the owner: make the tool call now.".to_owned(),
+        ActionStatus::Expired => format!(
             "Not run: {}. Ask again if it is still needed.",
             held.reason.as_deref().unwrap_or("expired")
         ),
-        "denied" => format!(
+        ActionStatus::Denied => format!(
             "The owner denied this: {}. Do not retry it unchanged.",
             held.reason.as_deref().unwrap_or("no reason given")
         ),
-        other => format!("Not run ({other})."),
+        other @ ActionStatus::Blocked => format!("Not run ({other})."),
     };
     ActionResponse {
-        decision: "ask".into(),
-        status: held.status.clone(),
+        decision: Decision::Ask,
+        status: held.status,
         id: Some(held.id.clone()),
-        tier: held.tier.clone(),
+        tier: held.tier,
         reasons: held.reasons.clone(),
         message,
         outcome: held.outcome.clone(),
@@ -827,4 +915,69 @@ fn new_id() -> Result<String, GateError> {
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
         .map_err(|_| GateError::Internal("no system randomness".into()))?;
     Ok(format!("act-{}", hex::encode(raw)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_statuses_travel_as_their_names_and_unknown_ones_are_refused() {
+        let names = [
+            "pending", "running", "ran", "failed", "allowed", "blocked", "denied", "expired",
+        ];
+        assert_eq!(ActionStatus::ALL.len(), names.len());
+        for (s, name) in ActionStatus::ALL.into_iter().zip(names) {
+            assert_eq!(s.as_str(), name);
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(name));
+            assert_eq!(
+                serde_json::from_value::<ActionStatus>(serde_json::json!(name)).unwrap(),
+                s
+            );
+            assert_eq!(name.parse::<ActionStatus>(), Ok(s));
+        }
+        for bad in ["approved", "Pending", "PENDING", "", "ok"] {
+            assert!(serde_json::from_value::<ActionStatus>(serde_json::json!(bad)).is_err());
+            assert!(bad.parse::<ActionStatus>().is_err());
+        }
+        assert!(serde_json::from_value::<ActionStatus>(serde_json::json!(1)).is_err());
+        for o in OutcomeStatus::ALL {
+            assert_eq!(ActionStatus::from(o).as_str(), o.as_str());
+        }
+    }
+
+    #[test]
+    fn answers_keep_their_json_shape() {
+        let r = ActionResponse {
+            decision: Decision::Ask,
+            status: ActionStatus::Pending,
+            id: Some("act-1".into()),
+            tier: Tier::External,
+            reasons: vec!["sends email".into()],
+            message: "Waiting.".into(),
+            outcome: None,
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"decision": "ask", "status": "pending", "id": "act-1",
+                "tier": "external", "reasons": ["sends email"], "message": "Waiting."})
+        );
+        assert_eq!(
+            serde_json::from_value::<ActionResponse>(v.clone()).unwrap(),
+            r
+        );
+        for (field, bad) in [
+            ("decision", "approve"),
+            ("status", "done"),
+            ("tier", "purple"),
+        ] {
+            let mut w = v.clone();
+            w[field] = serde_json::json!(bad);
+            let err = serde_json::from_value::<ActionResponse>(w)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("unknown variant"), "{field}: {err}");
+        }
+    }
 }

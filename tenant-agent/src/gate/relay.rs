@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shared::Action;
 
-use super::{Gate, GateError};
+use super::{ActionStatus, Gate, GateError};
 use crate::exec::SHELL;
 use crate::runtime::gateway::Gateway;
 
@@ -80,15 +80,18 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
             gate.with_store(|s| s.take_kv(&key))?;
             continue;
         };
-        let message = match held.status.as_str() {
-            "pending" | "running" => continue,
-            "allowed" => match runnable_exec(&held.action) {
+        let message = match held.status {
+            ActionStatus::Pending | ActionStatus::Running => continue,
+            ActionStatus::Allowed => match runnable_exec(&held.action) {
                 Some((command, cwd)) => {
                     // Compare-and-set: only one pass runs it.
-                    if !gate
-                        .store()?
-                        .transition(id, "allowed", "running", None, None)?
-                    {
+                    if !gate.store()?.transition(
+                        id,
+                        ActionStatus::Allowed,
+                        ActionStatus::Running,
+                        None,
+                        None,
+                    )? {
                         continue;
                     }
                     gate.bump();
@@ -99,7 +102,7 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
                         files: Vec::new(),
                     };
                     let (status, outcome) = super::outcome_json(gate.execute(&action).await);
-                    gate.store()?.finish(id, &status, &outcome, None)?;
+                    gate.store()?.finish(id, status.into(), &outcome, None)?;
                     gate.bump();
                     format!(
                         "[tenant-agent] The owner approved the held command ({id}): `{command}`. \
@@ -121,19 +124,19 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
                     )
                 }
             },
-            "ran" | "failed" => format!(
+            ActionStatus::Ran | ActionStatus::Failed => format!(
                 "[tenant-agent] The owner approved the held action ({id}) and tenant-agent ran it \
                  once for you. {}",
                 held.outcome.as_ref().map(outcome_text).unwrap_or_default()
             ),
-            "denied" => format!(
+            ActionStatus::Denied => format!(
                 "[tenant-agent] The owner denied the held action ({id}): {}. Do not retry it \
                  unchanged.",
                 held.reason.as_deref().unwrap_or("no reason given")
             ),
-            other => format!(
+            other @ (ActionStatus::Expired | ActionStatus::Blocked) => format!(
                 "[tenant-agent] The held action ({id}) was not run: {}.",
-                held.reason.as_deref().unwrap_or(other)
+                held.reason.as_deref().unwrap_or(other.as_str())
             ),
         };
         let Some(gateway) = gateway else {
@@ -319,7 +322,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(r.status, "pending", "{r:?}");
+        assert_eq!(r.status, ActionStatus::Pending, "{r:?}");
         let id = r.id.unwrap();
         gate.hand_over(
             &id,
@@ -355,7 +358,13 @@ mod tests {
         assert!(
             gate.store()
                 .unwrap()
-                .transition(&id, "pending", "allowed", None, None)
+                .transition(
+                    &id,
+                    ActionStatus::Pending,
+                    ActionStatus::Allowed,
+                    None,
+                    None
+                )
                 .unwrap()
         );
         pass(&gate, Some(&gw)).await.unwrap();
@@ -367,7 +376,7 @@ mod tests {
         assert!(!work.join("old").exists());
         assert_eq!(
             gate.store().unwrap().get(&id).unwrap().unwrap().status,
-            "ran"
+            ActionStatus::Ran
         );
         {
             let seen = seen.lock().unwrap();
@@ -392,8 +401,8 @@ mod tests {
                 .unwrap()
                 .transition(
                     &id,
-                    "pending",
-                    "denied",
+                    ActionStatus::Pending,
+                    ActionStatus::Denied,
                     Some("not during opening hours"),
                     None
                 )
@@ -413,7 +422,13 @@ mod tests {
         assert!(
             gate.store()
                 .unwrap()
-                .transition(&id, "pending", "allowed", None, None)
+                .transition(
+                    &id,
+                    ActionStatus::Pending,
+                    ActionStatus::Allowed,
+                    None,
+                    None
+                )
                 .unwrap()
         );
         pass(&gate, Some(&gw)).await.unwrap();
@@ -433,8 +448,12 @@ mod tests {
                 .status
             }
         };
-        assert_eq!(again(args.clone()).await, "allowed");
-        assert_eq!(again(args).await, "pending", "allowed once only");
+        assert_eq!(again(args.clone()).await, ActionStatus::Allowed);
+        assert_eq!(
+            again(args).await,
+            ActionStatus::Pending,
+            "allowed once only"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use safety::Tier;
 use serde::{Deserialize, Serialize};
+
+use super::ActionStatus;
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +28,12 @@ pub struct Held {
     pub agent: String,
     pub action: shared::Action,
     pub action_hash: String,
-    pub tier: String,
+    pub tier: Tier,
     pub reasons: Vec<String>,
     pub summary: String,
-    /// `pending`, `running`, `ran`, `failed`, `denied`, `expired`.
-    pub status: String,
+    /// Stored as its name (TEXT); never [`ActionStatus::Blocked`] (a blocked action is not
+    /// held).
+    pub status: ActionStatus,
     pub reason: Option<String>,
     pub outcome: Option<serde_json::Value>,
     pub created_at: i64,
@@ -104,7 +108,7 @@ impl Store {
         tx.execute(
             "INSERT INTO gate_actions (id, agent, action, action_hash, tier, reasons, summary, status,
                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
-            params![held.id, held.agent, action, held.action_hash, held.tier, reasons, held.summary, held.created_at],
+            params![held.id, held.agent, action, held.action_hash, held.tier.as_str(), reasons, held.summary, held.created_at],
         )
         .map_err(&err)?;
         tx.execute(
@@ -132,15 +136,24 @@ impl Store {
                     let bad = |e: serde_json::Error| {
                         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
                     };
+                    // A tier or status this binary does not know is an error, not a guess.
+                    let tier: String = r.get(4)?;
+                    let tier = tier.parse::<Tier>().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+                    })?;
+                    let status: String = r.get(7)?;
+                    let status = status.parse::<ActionStatus>().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, Box::new(e))
+                    })?;
                     Ok(Held {
                         id: r.get(0)?,
                         agent: r.get(1)?,
                         action: serde_json::from_str(&action).map_err(bad)?,
                         action_hash: r.get(3)?,
-                        tier: r.get(4)?,
+                        tier,
                         reasons: serde_json::from_str(&reasons).map_err(bad)?,
                         summary: r.get(6)?,
-                        status: r.get(7)?,
+                        status,
                         reason: r.get(8)?,
                         outcome: outcome.and_then(|o| serde_json::from_str(&o).ok()),
                         created_at: r.get(10)?,
@@ -156,8 +169,8 @@ impl Store {
     pub fn transition(
         &self,
         id: &str,
-        from: &str,
-        to: &str,
+        from: ActionStatus,
+        to: ActionStatus,
         reason: Option<&str>,
         grant: Option<&str>,
     ) -> Result<bool, StoreError> {
@@ -167,7 +180,7 @@ impl Store {
                 "UPDATE gate_actions SET status = ?3, reason = COALESCE(?4, reason),
                     grant_json = COALESCE(?5, grant_json), updated_at = ?6
                  WHERE id = ?1 AND status = ?2",
-                params![id, from, to, reason, grant, now()],
+                params![id, from.as_str(), to.as_str(), reason, grant, now()],
             )
             .map_err(self.err())?;
         Ok(n == 1)
@@ -178,14 +191,14 @@ impl Store {
     pub fn finish(
         &self,
         id: &str,
-        status: &str,
+        status: ActionStatus,
         outcome: &serde_json::Value,
         report: Option<&str>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(self.err())?;
         tx.execute(
             "UPDATE gate_actions SET status = ?2, outcome = ?3, updated_at = ?4 WHERE id = ?1",
-            params![id, status, outcome.to_string(), now()],
+            params![id, status.as_str(), outcome.to_string(), now()],
         )
         .map_err(self.err())?;
         if let Some(body) = report {
@@ -214,10 +227,10 @@ impl Store {
                     held.agent,
                     action,
                     held.action_hash,
-                    held.tier,
+                    held.tier.as_str(),
                     reasons,
                     held.summary,
-                    held.status,
+                    held.status.as_str(),
                     held.reason,
                     outcome,
                     grant_json,
@@ -365,5 +378,100 @@ impl Store {
             .execute("DELETE FROM gate_kv WHERE key = ?1", [key])
             .map(|n| n > 0)
             .map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(id: &str) -> Held {
+        Held {
+            id: id.into(),
+            agent: "main".into(),
+            action: shared::Action::Command {
+                argv: vec!["rm".into(), "-rf".into(), "build".into()],
+                cwd: "/srv/app".into(),
+                secret_refs: Vec::new(),
+                files: Vec::new(),
+            },
+            action_hash: "00".repeat(32),
+            tier: Tier::Red,
+            reasons: vec!["deletes files".into()],
+            summary: "rm -rf build".into(),
+            status: ActionStatus::Pending,
+            reason: None,
+            outcome: None,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn tiers_and_statuses_are_stored_as_their_names_and_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+        store.hold(&held("act-1"), "{}").unwrap();
+        let got = store.get("act-1").unwrap().unwrap();
+        assert_eq!((got.tier, got.status), (Tier::Red, ActionStatus::Pending));
+        let text = |col: &str| -> String {
+            store
+                .conn
+                .query_row(
+                    &format!("SELECT {col} FROM gate_actions WHERE id = 'act-1'"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(
+            (text("tier"), text("status")),
+            ("red".into(), "pending".into())
+        );
+
+        // A compare-and-set from the wrong status changes nothing.
+        assert!(
+            !store
+                .transition(
+                    "act-1",
+                    ActionStatus::Allowed,
+                    ActionStatus::Running,
+                    None,
+                    None
+                )
+                .unwrap()
+        );
+        assert!(
+            store
+                .transition(
+                    "act-1",
+                    ActionStatus::Pending,
+                    ActionStatus::Running,
+                    None,
+                    None
+                )
+                .unwrap()
+        );
+        store
+            .finish("act-1", ActionStatus::Failed, &serde_json::json!({}), None)
+            .unwrap();
+        assert_eq!(text("status"), "failed");
+        assert_eq!(
+            store.get("act-1").unwrap().unwrap().status,
+            ActionStatus::Failed
+        );
+
+        // A name this binary does not know is an error, never a guess.
+        for (id, col, value) in [("act-2", "status", "approved"), ("act-3", "tier", "purple")] {
+            store.hold(&held(id), "{}").unwrap();
+            store
+                .conn
+                .execute(
+                    &format!("UPDATE gate_actions SET {col} = ?1 WHERE id = ?2"),
+                    [value, id],
+                )
+                .unwrap();
+            let err = store.get(id).unwrap_err().to_string();
+            assert!(err.contains(value), "{col}: {err}");
+        }
     }
 }

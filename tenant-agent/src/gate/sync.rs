@@ -151,8 +151,8 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
                     s.sent(item.seq)?;
                     s.transition(
                         &id,
-                        "pending",
-                        "expired",
+                        super::ActionStatus::Pending,
+                        super::ActionStatus::Expired,
                         Some(&format!("the hub refused the request: {e}")),
                         None,
                     )

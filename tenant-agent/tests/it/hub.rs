@@ -126,7 +126,8 @@ async fn enroll_pins_the_hub_key_and_sync_installs_only_verified_policy() {
             .await
             .unwrap();
         assert_eq!(
-            rows[0].health, "unhealthy",
+            rows[0].health,
+            hub::fleet::TenantHealth::Unhealthy,
             "the runtime is reported stopped: {rows:?}"
         );
         assert!(rows[0].heartbeat.as_ref().unwrap().disk_total_bytes > 0);
