@@ -1000,23 +1000,31 @@ async fn listen_grants(state: Arc<AppState>) {
     let Some(config) = state.store.pg_config().cloned() else {
         return;
     };
+    let tls = if crate::store::pg_uses_tls(&config) {
+        match crate::store::pg_tls(state.store.shown()) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                tracing::error!(error = %e, "the decision listener cannot start");
+                return;
+            }
+        }
+    } else {
+        None
+    };
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
-            Ok((client, mut conn)) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                let driver = AbortOnDrop(tokio::spawn(async move {
-                    while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-                        match msg {
-                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                if tx.send(n.payload().to_owned()).is_err() {
-                                    break;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    }
-                }));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let connected = match &tls {
+            Some(tls) => config
+                .connect(tls.clone())
+                .await
+                .map(|(client, conn)| (client, AbortOnDrop(tokio::spawn(pump(conn, tx))))),
+            None => config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map(|(client, conn)| (client, AbortOnDrop(tokio::spawn(pump(conn, tx))))),
+        };
+        match connected {
+            Ok((client, driver)) => {
                 let listen = format!("LISTEN {}", crate::store::GRANTS_CHANNEL);
                 if let Err(e) = client.batch_execute(&listen).await {
                     tracing::warn!(error = %e, "cannot listen for decisions");
@@ -1037,6 +1045,27 @@ async fn listen_grants(state: Arc<AppState>) {
         }
         // Not a wait for a condition: a pause between reconnection attempts.
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Forwards a listening connection's notifications until the connection ends.
+async fn pump<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+        match msg {
+            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                if tx.send(n.payload().to_owned()).is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
     }
 }
 

@@ -125,6 +125,36 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The TLS connector for PostgreSQL over TCP (ring, the system's roots). The URL's `sslmode`
+/// decides whether it is used: `require` insists, `prefer` (the default) tries it first,
+/// `disable` never. Unix sockets never use TLS.
+pub(crate) fn pg_tls(shown: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Pool {
+        db: shown.to_owned(),
+        message: format!("TLS set-up: {e}"),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// Whether connections to this database may use TLS: over TCP unless `sslmode=disable`
+/// (Unix sockets never do).
+pub(crate) fn pg_uses_tls(config: &tokio_postgres::Config) -> bool {
+    config.get_ssl_mode() != tokio_postgres::config::SslMode::Disable
+        && config
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(_)))
+}
+
 /// True when `db` names a PostgreSQL database rather than a SQLite file.
 pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
@@ -183,13 +213,18 @@ impl Store {
             source,
         })?;
         let shown: Arc<str> = redact_url(url).into();
-        let manager = deadpool_postgres::Manager::from_config(
-            config.clone(),
-            tokio_postgres::NoTls,
-            deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        };
+        let manager = if pg_uses_tls(&config) {
+            deadpool_postgres::Manager::from_config(config.clone(), pg_tls(&shown)?, manager_config)
+        } else {
+            deadpool_postgres::Manager::from_config(
+                config.clone(),
+                tokio_postgres::NoTls,
+                manager_config,
+            )
+        };
         let pool = deadpool_postgres::Pool::builder(manager)
             .max_size(PG_POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -589,7 +624,23 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{pg_uses_tls, redact_url};
+
+    #[test]
+    fn tls_is_used_over_tcp_unless_disabled() {
+        let table = [
+            ("postgres://hub@db.internal/hub", true),
+            ("postgres://hub@db.internal/hub?sslmode=require", true),
+            ("postgres://hub@db.internal/hub?sslmode=disable", false),
+            ("postgresql:///hub?host=/run/postgresql", false),
+            ("postgresql://hub@%2Frun%2Fpostgresql/hub", false),
+        ];
+        for (url, tls) in table {
+            let config: tokio_postgres::Config =
+                url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(pg_uses_tls(&config), tls, "{url}");
+        }
+    }
 
     #[test]
     fn urls_are_shown_without_passwords() {
