@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tenant_agent::layout::Layout;
@@ -269,7 +269,6 @@ fn the_runtime_uid_reaches_only_the_proxy() {
     );
     assert_eq!(listed.matches("chain output").count(), 1, "{listed}");
 
-    let started = Instant::now();
     let after: Value = serde_json::from_str(&in_ns(
         &vps,
         Some(RUNTIME_UID),
@@ -284,10 +283,7 @@ fn the_runtime_uid_reaches_only_the_proxy() {
     assert_eq!(after["internet"], "refused", "{after}");
     assert_eq!(after["other_loopback_port"], "refused", "{after}");
     assert_eq!(after["udp"], "blocked", "{after}");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "rejections must be immediate, not timeouts"
-    );
+    // "refused" (not "timeout") above is what says the rejections are immediate.
 
     // Root is unaffected.
     let root: Value =
