@@ -50,6 +50,15 @@ pub fn hash_password(password: &str) -> Result<String, AdminError> {
         .map_err(|e| AdminError::Hash(e.to_string()))
 }
 
+/// A tenant name: 1 to 64 characters of a-z, 0-9 and `-`.
+pub fn valid_tenant_name(tenant: &str) -> bool {
+    !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Whether `email` looks like an email address (one `@`, a dotted host, no spaces).
 pub fn valid_email(email: &str) -> bool {
     let email = email.trim();
@@ -112,12 +121,7 @@ pub async fn create_enrollment_token(
     ttl_secs: i64,
     now: i64,
 ) -> Result<EnrollmentToken, AdminError> {
-    let valid = !tenant.is_empty()
-        && tenant.len() <= 64
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
+    if !valid_tenant_name(tenant) {
         return Err(AdminError::BadTenantName(tenant.to_owned()));
     }
     let mut raw = [0u8; 32];

@@ -35,6 +35,66 @@ pub struct Config {
     pub repush_after_secs: i64,
     /// Accept `http://` push endpoints on loopback (tests and local fakes only).
     pub push_allow_http_loopback: bool,
+    /// Provisioning appliances for orders (`[provisioning]`).
+    pub provisioning: Provisioning,
+}
+
+/// `[provisioning]`: how orders become running, enrolled appliances.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Provisioning {
+    /// The hub's public URL, as new appliances reach it (e.g. `https://hub.example.com`).
+    pub hub_url: Option<String>,
+    /// Where appliances download `tenant-agent` from, and its SHA-256 (pinned in user data).
+    pub agent_url: Option<String>,
+    pub agent_sha256: Option<String>,
+    /// An appliance that has not enrolled and sent a heartbeat this long after its server
+    /// runs fails its order with what is known.
+    pub enroll_timeout_secs: i64,
+    /// The provider orders use when none is named.
+    pub default_provider: String,
+    /// Hetzner Cloud (`[provisioning.hetzner]`).
+    pub hetzner: Option<HetznerConfig>,
+}
+
+impl Default for Provisioning {
+    fn default() -> Self {
+        Provisioning {
+            hub_url: None,
+            agent_url: None,
+            agent_sha256: None,
+            enroll_timeout_secs: 900,
+            default_provider: "hetzner".into(),
+            hetzner: None,
+        }
+    }
+}
+
+/// `[provisioning.hetzner]`. The API token is read from `token_file` or the environment
+/// (`HUB_HETZNER_TOKEN`), never from this file or the command line.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HetznerConfig {
+    pub api_base: String,
+    pub token_file: Option<PathBuf>,
+    /// The DNS zone appliances get a name in (`<tenant>.<zone>`).
+    pub zone: String,
+    pub server_type: String,
+    pub image: String,
+    pub location: String,
+}
+
+impl Default for HetznerConfig {
+    fn default() -> Self {
+        HetznerConfig {
+            api_base: crate::provision::hetzner::DEFAULT_API_BASE.into(),
+            token_file: None,
+            zone: String::new(),
+            server_type: "cpx11".into(),
+            image: "debian-12".into(),
+            location: "nbg1".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -50,6 +110,7 @@ impl Default for Config {
             push_contact: "mailto:admin@example.com".into(),
             repush_after_secs: 600,
             push_allow_http_loopback: false,
+            provisioning: Provisioning::default(),
         }
     }
 }

@@ -99,10 +99,13 @@ async fn run_one(state: &Arc<AppState>, job: Job) -> Result<(), HubError> {
             .await?;
         return Ok(());
     };
+    if kind == JobKind::OrderStep {
+        return run_order_step(state, &job).await;
+    }
     let result = execute(state, kind, &job).await;
     let now = state.clock.now();
     let periodic = match kind {
-        JobKind::Push => None,
+        JobKind::Push | JobKind::OrderStep => None,
         JobKind::Reminders => Some(REMINDERS_EVERY_SECS),
         JobKind::ExpireApprovals => Some(EXPIRE_EVERY_SECS),
         JobKind::Sweep => Some(SWEEP_EVERY_SECS),
@@ -138,10 +141,59 @@ async fn run_one(state: &Arc<AppState>, job: Job) -> Result<(), HubError> {
     Ok(())
 }
 
+/// One run of an order's job: advance, wait, finish, retry a transient failure with backoff,
+/// or fail the order (a permanent error, or too many attempts at one step).
+async fn run_order_step(state: &Arc<AppState>, job: &Job) -> Result<(), HubError> {
+    let store = &state.store;
+    let owner = state.replica.as_str();
+    let order = job.payload["order"].as_i64().unwrap_or_default();
+    let result = crate::orders::step(state, order).await;
+    let now = state.clock.now();
+    match result {
+        Ok(crate::orders::Progress::Advanced) => {
+            store.job_again(job.id, owner, now, None, true).await?;
+        }
+        Ok(crate::orders::Progress::Wait(secs)) => {
+            store
+                .job_again(job.id, owner, now + secs, None, true)
+                .await?;
+        }
+        Ok(crate::orders::Progress::Finished) => {
+            store.job_done(job.id, owner, now).await?;
+        }
+        Err(e) if e.retry && job.attempts < MAX_ATTEMPTS => {
+            let wait = e
+                .retry_after
+                .unwrap_or_else(|| backoff_secs(job.attempts - 1, job.id));
+            tracing::info!(order, attempts = job.attempts, error = %e, "order step failed; retried");
+            if let Some(o) = store.order(order).await? {
+                store
+                    .order_note(
+                        order,
+                        o.status,
+                        &format!("attempt {} failed, retrying in {wait} s: {e}", job.attempts),
+                        now,
+                    )
+                    .await?;
+            }
+            store
+                .job_again(job.id, owner, now + wait, Some(&e.to_string()), false)
+                .await?;
+        }
+        Err(e) => {
+            tracing::warn!(order, attempts = job.attempts, error = %e, "order failed");
+            crate::orders::fail(store, order, &e.message, now).await?;
+            store.job_done(job.id, owner, now).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn execute(state: &Arc<AppState>, kind: JobKind, job: &Job) -> Result<(), HubError> {
     let store = &state.store;
     match kind {
         JobKind::Push => push(state, &job.payload).await,
+        JobKind::OrderStep => Ok(()),
         JobKind::Reminders => {
             let now = state.clock.now();
             let ids = store

@@ -153,6 +153,17 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Orders: provision an appliance for a tenant (server, DNS name, install, enrollment),
+    /// list them, show one's timeline, retry a failed one, cancel (deprovision) one.
+    ///
+    /// Example: hub admin orders create --owner anna@bakery.example --tenant bakery
+    Orders {
+        #[command(subcommand)]
+        command: Option<OrdersCommand>,
+        /// Print JSON (the list).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the background jobs (pushes, reminders, expiry, sweeps), newest first: when
     /// each runs next, its attempts, its last error and which replica holds it.
     Jobs {
@@ -172,6 +183,39 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrdersCommand {
+    /// Create an order; `hub serve` drives it (server, DNS, install, enrollment).
+    Create {
+        /// The customer account that will own the tenant (they sign up first).
+        #[arg(long, value_name = "EMAIL")]
+        owner: String,
+        /// The tenant's name: a-z, 0-9 and `-` (its DNS name and server name).
+        #[arg(long)]
+        tenant: String,
+        /// The provider (default: [provisioning] default_provider, hetzner).
+        #[arg(long)]
+        provider: Option<String>,
+        /// The plan: dev or standard.
+        #[arg(long, default_value = "standard")]
+        plan: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one order with its timeline (steps, times, attempts, errors).
+    Show {
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a failed order again from the step that failed.
+    Retry { id: i64 },
+    /// Cancel an order: deletes its DNS record and server and revokes the tenant's key.
+    Cancel { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -522,6 +566,9 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> Result<()> {
                 }
             }
         }
+        AdminCommand::Orders { command, json } => {
+            orders_command(&db, &config, command, json, now, &mut out).await?;
+        }
         AdminCommand::Jobs { limit, json } => {
             let rows = db.jobs(limit).await?;
             if json {
@@ -581,6 +628,146 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> Result<()> {
     Ok(())
 }
 
+async fn orders_command(
+    db: &Store,
+    config: &Config,
+    command: Option<OrdersCommand>,
+    json: bool,
+    now: i64,
+    out: &mut impl Write,
+) -> Result<()> {
+    const WHO: &str = "admin (hub CLI)";
+    match command {
+        None => {
+            let rows = db.orders(200).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else if rows.is_empty() {
+                writeln!(
+                    out,
+                    "no orders yet; create one with `hub admin orders create --owner EMAIL --tenant NAME`"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:>5} {:<20} {:<9} {:<17} {:<10} {:<28} LAST ERROR",
+                    "ID", "TENANT", "PROVIDER", "STATUS", "UPDATED", "OWNER"
+                )?;
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{:>5} {:<20} {:<9} {:<17} {:<10} {:<28} {}",
+                        r.id,
+                        r.tenant,
+                        r.provider,
+                        r.status,
+                        ago(r.updated_at),
+                        r.owner.as_deref().unwrap_or("-"),
+                        r.last_error.as_deref().unwrap_or("-")
+                    )?;
+                }
+            }
+        }
+        Some(OrdersCommand::Create {
+            owner,
+            tenant,
+            provider,
+            plan,
+            json,
+        }) => {
+            let provider = provider.unwrap_or_else(|| config.provisioning.default_provider.clone());
+            let mut known = Vec::new();
+            if config.provisioning.hetzner.is_some() {
+                known.push("hetzner");
+            }
+            let order = hub::orders::NewOrder {
+                tenant: &tenant,
+                owner: &owner,
+                provider: &provider,
+                plan: &plan,
+            };
+            let id = hub::orders::create(db, &known, &order, WHO, now).await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"order": id, "status": "created"})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "order {id} created for tenant {tenant} on {provider} ({plan}); `hub serve` \
+                     provisions it. Follow it with `hub admin orders show {id}`"
+                )?;
+            }
+        }
+        Some(OrdersCommand::Show { id, json }) => {
+            let order = db
+                .order(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no order {id}"))?;
+            let events = db.order_events(id).await?;
+            if json {
+                let mut v = serde_json::to_value(&order)?;
+                v["timeline"] = serde_json::to_value(&events)?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "order {} for tenant {} (owner {}), {} {}: {}",
+                    order.id,
+                    order.tenant,
+                    order.owner.as_deref().unwrap_or("-"),
+                    order.provider,
+                    order.plan,
+                    order.status
+                )?;
+                if let Some(server) = &order.server_id {
+                    writeln!(
+                        out,
+                        "server {server} at {} / {}",
+                        order.ipv4.as_deref().unwrap_or("-"),
+                        order.ipv6.as_deref().unwrap_or("-")
+                    )?;
+                }
+                if let (Some(step), Some(error)) = (&order.failed_step, &order.last_error) {
+                    writeln!(
+                        out,
+                        "failed at {step}: {error}\n(retry with `hub admin orders retry {}`)",
+                        order.id
+                    )?;
+                }
+                writeln!(out, "\nTIMELINE")?;
+                for e in events {
+                    writeln!(
+                        out,
+                        "{:<20} {:<17} {}",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(u64::try_from(e.at).unwrap_or(0))
+                        )
+                        .to_string(),
+                        e.status,
+                        e.message
+                    )?;
+                }
+            }
+        }
+        Some(OrdersCommand::Retry { id }) => {
+            hub::orders::retry(db, id, WHO, now).await?;
+            writeln!(out, "order {id} runs again from the step that failed")?;
+        }
+        Some(OrdersCommand::Cancel { id }) => {
+            hub::orders::cancel(db, id, WHO, now).await?;
+            writeln!(
+                out,
+                "order {id} is cancelling: `hub serve` deletes its DNS record and server and revokes the tenant's key"
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn read_password() -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -630,7 +817,16 @@ fn serve(config: Config) -> Result<()> {
         };
         let vapid = hub::push::Vapid::load_or_create(&config.vapid_path(), &config.push_contact)?;
         let shown = store.shown().to_owned();
-        let state = Arc::new(server::AppState::new(store, key, vapid, settings));
+        let provisioner = hub::orders::Provisioner::from_config(&config.provisioning)?;
+        if !provisioner.providers.is_empty() {
+            tracing::info!(
+                providers = ?provisioner.providers.keys().collect::<Vec<_>>(),
+                "provisioning orders"
+            );
+        }
+        let state = Arc::new(
+            server::AppState::new(store, key, vapid, settings).with_provisioner(provisioner),
+        );
         eprintln!(
             "hub listening on http://{addr} (database {shown}, signing key {fingerprint}); Ctrl-C stops it"
         );

@@ -83,6 +83,8 @@ pub struct AppState {
     pub notifier: Notifier,
     /// Wakes the job runner when this replica queued something.
     pub jobs_wake: tokio::sync::Notify,
+    /// Providers and settings for orders (none: orders fail with that reason).
+    pub provisioner: Option<Arc<crate::orders::Provisioner>>,
     /// Requests served, by (route, status).
     pub requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
@@ -106,8 +108,15 @@ impl AppState {
             replica: replica_name(),
             notifier: Notifier::default(),
             jobs_wake: tokio::sync::Notify::new(),
+            provisioner: None,
             requests: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same state with providers for orders.
+    pub fn with_provisioner(mut self, provisioner: crate::orders::Provisioner) -> AppState {
+        self.provisioner = Some(Arc::new(provisioner));
+        self
     }
 
     /// The same state on another clock (tests advance a manual one).

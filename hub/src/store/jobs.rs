@@ -17,6 +17,8 @@ pub enum JobKind {
     ExpireApprovals,
     /// Periodic: forget expired nonces, rate-limit windows, sessions and old finished jobs.
     Sweep,
+    /// One step of an order (payload: the order id).
+    OrderStep,
 }
 
 impl JobKind {
@@ -26,6 +28,7 @@ impl JobKind {
             JobKind::Reminders => "reminders",
             JobKind::ExpireApprovals => "expire_approvals",
             JobKind::Sweep => "sweep",
+            JobKind::OrderStep => "order_step",
         }
     }
 
@@ -35,6 +38,7 @@ impl JobKind {
             JobKind::Reminders,
             JobKind::ExpireApprovals,
             JobKind::Sweep,
+            JobKind::OrderStep,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

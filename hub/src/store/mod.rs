@@ -20,6 +20,7 @@ mod fleet;
 mod jobs;
 mod limits;
 mod misc;
+mod orders;
 mod schema;
 mod value;
 
@@ -36,6 +37,7 @@ pub use devices::{DeviceRow, PushTarget};
 pub use fleet::{Enrolled, TenantKey, TenantRow};
 pub use jobs::{Job, JobKind, JobRow};
 pub use misc::{AuditRow, PublishedRow, UsageRow};
+pub use orders::{OrderChange, OrderEvent, OrderRow, OrderStatus};
 pub use schema::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use value::{Row, Value};
 

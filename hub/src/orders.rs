@@ -1,0 +1,550 @@
+//! Orders: from "an order exists" to "its appliance is active, enrolled and healthy".
+//!
+//! An order is a persisted state machine (`store::OrderStatus`) driven by one durable job per
+//! order (`order:<id>`): each run does what the order's current status needs, then either
+//! advances it (and runs again at once), waits (runs again shortly), or finishes. Every step
+//! is idempotent, so a run repeated after a crash or on another replica does no harm: the
+//! server is found by its `order` label before one is created, DNS records are set rather than
+//! added, and transitions are compare-and-set. A transient provider error is retried with
+//! backoff; a permanent one, too many attempts, or an appliance that never enrolls fails the
+//! order with the step, the reason and what is known.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::config::Provisioning;
+use crate::error::HubError;
+use crate::provision::hetzner::Hetzner;
+use crate::provision::{Provider, ProviderError, ServerSpec, UserData};
+use crate::server::AppState;
+use crate::store::{JobKind, OrderChange, OrderRow, OrderStatus, Store};
+
+/// Plans an order may name.
+pub const PLANS: &[&str] = &["dev", "standard"];
+
+/// What orders need to provision: the configured providers and what new appliances get.
+#[derive(Debug)]
+pub struct Provisioner {
+    pub providers: BTreeMap<&'static str, Provider>,
+    pub hub_url: Option<String>,
+    pub agent_url: Option<String>,
+    pub agent_sha256: Option<String>,
+    pub enroll_timeout_secs: i64,
+    pub default_provider: String,
+}
+
+/// The provisioning configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionConfigError {
+    #[error("cannot read the Hetzner API token from {path}: {source}")]
+    Token {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("[provisioning.hetzner] needs an API token: set token_file or HUB_HETZNER_TOKEN")]
+    NoToken,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+impl Provisioner {
+    /// The providers `config` sets up (none configured is fine: orders then fail to start
+    /// with a clear reason). The Hetzner token comes from its file or `HUB_HETZNER_TOKEN`.
+    pub fn from_config(config: &Provisioning) -> Result<Provisioner, ProvisionConfigError> {
+        let mut providers = BTreeMap::new();
+        if let Some(h) = &config.hetzner {
+            let token = match &h.token_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|source| ProvisionConfigError::Token {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+                None => std::env::var("HUB_HETZNER_TOKEN")
+                    .map_err(|_| ProvisionConfigError::NoToken)?
+                    .trim()
+                    .to_owned(),
+            };
+            if token.is_empty() {
+                return Err(ProvisionConfigError::NoToken);
+            }
+            providers.insert(
+                "hetzner",
+                Provider::Hetzner(Hetzner::new(
+                    &h.api_base,
+                    token,
+                    h.zone.clone(),
+                    h.server_type.clone(),
+                    h.image.clone(),
+                    h.location.clone(),
+                )?),
+            );
+        }
+        Ok(Provisioner {
+            providers,
+            hub_url: config.hub_url.clone(),
+            agent_url: config.agent_url.clone(),
+            agent_sha256: config.agent_sha256.clone(),
+            enroll_timeout_secs: config.enroll_timeout_secs.max(60),
+            default_provider: config.default_provider.clone(),
+        })
+    }
+}
+
+/// The job that drives order `id`.
+fn job_key(id: i64) -> String {
+    format!("order:{id}")
+}
+
+async fn schedule(store: &Store, id: i64, now: i64) -> Result<(), HubError> {
+    store.job_forget_key(&job_key(id)).await?;
+    store
+        .job_enqueue(
+            JobKind::OrderStep,
+            &job_key(id),
+            &json!({"order": id}),
+            now,
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
+/// What an admin orders.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub tenant: &'a str,
+    /// The customer account (email) that will own the tenant.
+    pub owner: &'a str,
+    pub provider: &'a str,
+    pub plan: &'a str,
+}
+
+/// Creates an order and starts it.
+pub async fn create(
+    store: &Store,
+    known_providers: &[&str],
+    order: &NewOrder<'_>,
+    actor: &str,
+    now: i64,
+) -> Result<i64, HubError> {
+    let NewOrder {
+        tenant,
+        owner,
+        provider,
+        plan,
+    } = *order;
+    let label_ok = crate::admin::valid_tenant_name(tenant)
+        && tenant.len() <= 50
+        && !tenant.starts_with('-')
+        && !tenant.ends_with('-');
+    if !label_ok {
+        return Err(HubError::BadRequest(
+            "bad_tenant",
+            format!(
+                "{tenant:?}: a tenant to provision is 1 to 50 characters of a-z, 0-9 and `-`, \
+                 not starting or ending with `-` (it becomes a DNS name and a server name)"
+            ),
+        ));
+    }
+    if !known_providers.contains(&provider) {
+        return Err(HubError::BadRequest(
+            "unknown_provider",
+            format!(
+                "provider {provider:?} is not configured; configured: {}",
+                if known_providers.is_empty() {
+                    "none (add [provisioning.hetzner] to the hub's config)".to_owned()
+                } else {
+                    known_providers.join(", ")
+                }
+            ),
+        ));
+    }
+    if !PLANS.contains(&plan) {
+        return Err(HubError::BadRequest(
+            "unknown_plan",
+            format!("plan {plan:?} is not one of: {}", PLANS.join(", ")),
+        ));
+    }
+    let owner_id = store.account_id(owner.trim()).await?.ok_or_else(|| {
+        HubError::BadRequest(
+            "unknown_owner",
+            format!("no account with the email {owner}; the customer signs up first"),
+        )
+    })?;
+    let id = store
+        .order_insert(tenant, Some(owner_id), provider, plan, actor, now)
+        .await?
+        .ok_or_else(|| {
+            HubError::Conflict(
+                "order_open",
+                format!("tenant {tenant} already has an open order (see `hub admin orders`)"),
+            )
+        })?;
+    schedule(store, id, now).await?;
+    Ok(id)
+}
+
+/// Cancels an order: it deprovisions (DNS record, server, the tenant's key) and ends
+/// `cancelled`.
+pub async fn cancel(store: &Store, id: i64, actor: &str, now: i64) -> Result<(), HubError> {
+    let from: Vec<OrderStatus> = OrderStatus::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, OrderStatus::Cancelling | OrderStatus::Cancelled))
+        .collect();
+    let moved = store
+        .order_transition(
+            id,
+            &from,
+            OrderStatus::Cancelling,
+            &OrderChange::default(),
+            &format!("cancelled by {actor}"),
+            now,
+        )
+        .await?;
+    if !moved {
+        let order = store
+            .order(id)
+            .await?
+            .ok_or_else(|| HubError::NotFound(format!("order {id}")))?;
+        return Err(HubError::Conflict(
+            "order_cancelled",
+            format!("order {id} is already {}", order.status),
+        ));
+    }
+    schedule(store, id, now).await
+}
+
+/// Runs a failed order again from the step that failed.
+pub async fn retry(store: &Store, id: i64, actor: &str, now: i64) -> Result<(), HubError> {
+    let order = store
+        .order(id)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("order {id}")))?;
+    if order.status != OrderStatus::Failed {
+        return Err(HubError::Conflict(
+            "order_not_failed",
+            format!(
+                "order {id} is {}, not failed; only a failed order is retried",
+                order.status
+            ),
+        ));
+    }
+    let step = order
+        .failed_step
+        .as_deref()
+        .and_then(OrderStatus::parse)
+        .filter(|s| !s.is_final())
+        .unwrap_or(OrderStatus::Created);
+    let mut change = OrderChange::default();
+    if step == OrderStatus::Installing || step == OrderStatus::Enrolled {
+        // A new window to enroll in.
+        change.enroll_deadline = Some(now + 900);
+    }
+    store
+        .order_transition(
+            id,
+            &[OrderStatus::Failed],
+            step,
+            &change,
+            &format!("retried by {actor} from {step}"),
+            now,
+        )
+        .await?;
+    schedule(store, id, now).await
+}
+
+/// What one run of an order's job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The order moved on: run again at once.
+    Advanced,
+    /// Nothing to do yet: run again in this many seconds.
+    Wait(i64),
+    /// The order is active, failed or cancelled.
+    Finished,
+}
+
+/// Why a step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// Retrying may help.
+    pub retry: bool,
+    pub retry_after: Option<i64>,
+}
+
+impl StepError {
+    fn permanent(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            retry: false,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<ProviderError> for StepError {
+    fn from(e: ProviderError) -> Self {
+        StepError {
+            message: e.to_string(),
+            retry: e.retry,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+impl From<HubError> for StepError {
+    fn from(e: HubError) -> Self {
+        StepError {
+            message: e.to_string(),
+            retry: true,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for StepError {
+    fn from(e: crate::store::StoreError) -> Self {
+        StepError::from(HubError::from(e))
+    }
+}
+
+fn server_name(order: &OrderRow) -> String {
+    format!("t-{}-{}", order.tenant, order.id)
+}
+
+/// Does what order `id`'s status needs now.
+pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError> {
+    let store = &state.store;
+    let Some(order) = store.order(id).await? else {
+        return Ok(Progress::Finished);
+    };
+    let now = state.now();
+    let provisioner = state.provisioner.as_deref();
+    let provider = provisioner.and_then(|p| p.providers.get(order.provider.as_str()));
+    let need_provider = || {
+        provider.ok_or_else(|| {
+            StepError::permanent(format!(
+                "provider {} is not configured on this hub",
+                order.provider
+            ))
+        })
+    };
+    let moved = |to: OrderStatus, change: OrderChange, message: String| {
+        let store = store.clone();
+        async move {
+            store
+                .order_transition(id, &[order.status], to, &change, &message, now)
+                .await
+                .map(|_| Progress::Advanced)
+                .map_err(StepError::from)
+        }
+    };
+    match order.status {
+        OrderStatus::Active | OrderStatus::Failed | OrderStatus::Cancelled => {
+            Ok(Progress::Finished)
+        }
+        OrderStatus::Created => {
+            let provider = need_provider()?;
+            let label = id.to_string();
+            if let Some(found) = provider.find_server("order", &label).await? {
+                let msg = format!(
+                    "server {} ({}) found: it was created before",
+                    found.name, found.id
+                );
+                let change = OrderChange {
+                    server_id: Some(found.id),
+                    ..OrderChange::default()
+                };
+                return moved(OrderStatus::ServerRequested, change, msg).await;
+            }
+            let p = provisioner
+                .ok_or_else(|| StepError::permanent("provisioning is not configured"))?;
+            let (Some(hub_url), Some(agent_url), Some(agent_sha256)) =
+                (&p.hub_url, &p.agent_url, &p.agent_sha256)
+            else {
+                return Err(StepError::permanent(
+                    "[provisioning] needs hub_url, agent_url and agent_sha256 to build user data",
+                ));
+            };
+            let token = crate::admin::create_enrollment_token(
+                store,
+                &order.tenant,
+                order.owner.as_deref(),
+                p.enroll_timeout_secs + 1800,
+                now,
+            )
+            .await
+            .map_err(|e| StepError::permanent(e.to_string()))?;
+            let fingerprint = state.key.public_key().fingerprint();
+            let user_data = crate::provision::render_user_data(&UserData {
+                hub_url,
+                enroll_token: &token.token,
+                fingerprint: &fingerprint,
+                agent_url,
+                agent_sha256,
+            })
+            .map_err(StepError::permanent)?;
+            let spec = ServerSpec {
+                name: server_name(&order),
+                labels: BTreeMap::from([
+                    ("order".to_owned(), label.clone()),
+                    ("tenant".to_owned(), order.tenant.clone()),
+                ]),
+                user_data,
+            };
+            let server = match provider.create_server(&spec).await {
+                Ok(s) => s,
+                Err(e) if e.code == "uniqueness_error" => provider
+                    .find_server("order", &label)
+                    .await?
+                    .ok_or_else(|| StepError::from(e))?,
+                Err(e) => return Err(e.into()),
+            };
+            let msg = format!("server {} ({}) requested", server.name, server.id);
+            let change = OrderChange {
+                server_id: Some(server.id),
+                ..OrderChange::default()
+            };
+            moved(OrderStatus::ServerRequested, change, msg).await
+        }
+        OrderStatus::ServerRequested => {
+            let provider = need_provider()?;
+            let server_id = order.server_id.clone().unwrap_or_default();
+            let Some(server) = provider.server(&server_id).await? else {
+                return Err(StepError::permanent(format!(
+                    "server {server_id} is gone from the provider"
+                )));
+            };
+            if !server.running {
+                return Ok(Progress::Wait(3));
+            }
+            let msg = format!(
+                "server running at {} / {}",
+                server.ipv4.as_deref().unwrap_or("-"),
+                server.ipv6.as_deref().unwrap_or("-")
+            );
+            let change = OrderChange {
+                ipv4: server.ipv4,
+                ipv6: server.ipv6,
+                ..OrderChange::default()
+            };
+            moved(OrderStatus::ServerRunning, change, msg).await
+        }
+        OrderStatus::ServerRunning => {
+            let provider = need_provider()?;
+            provider
+                .set_dns(&order.tenant, order.ipv4.as_deref(), order.ipv6.as_deref())
+                .await?;
+            moved(
+                OrderStatus::DnsReady,
+                OrderChange::default(),
+                format!("DNS name {} points at the server", order.tenant),
+            )
+            .await
+        }
+        OrderStatus::DnsReady => {
+            let timeout = provisioner.map_or(900, |p| p.enroll_timeout_secs);
+            let change = OrderChange {
+                enroll_deadline: Some(now + timeout),
+                ..OrderChange::default()
+            };
+            moved(
+                OrderStatus::Installing,
+                change,
+                format!("waiting up to {timeout} s for the appliance to install and enroll"),
+            )
+            .await
+        }
+        OrderStatus::Installing | OrderStatus::Enrolled => {
+            let (enrolled_at, heartbeat_at) = store
+                .tenant_progress(&order.tenant)
+                .await?
+                .unwrap_or((None, None));
+            let deadline = order.enroll_deadline.unwrap_or(i64::MAX);
+            match (order.status, enrolled_at, heartbeat_at) {
+                (OrderStatus::Installing, Some(_), _) => {
+                    moved(
+                        OrderStatus::Enrolled,
+                        OrderChange::default(),
+                        "the appliance enrolled".into(),
+                    )
+                    .await
+                }
+                (OrderStatus::Enrolled, Some(e), Some(h)) if h >= e => {
+                    moved(
+                        OrderStatus::Active,
+                        OrderChange::default(),
+                        "the appliance sends heartbeats: active".into(),
+                    )
+                    .await
+                }
+                _ if now > deadline => Err(StepError::permanent(format!(
+                    "the appliance on server {} ({}) did not {} in time",
+                    order.server_id.as_deref().unwrap_or("-"),
+                    order.ipv4.as_deref().unwrap_or("no address"),
+                    if order.status == OrderStatus::Installing {
+                        "enroll"
+                    } else {
+                        "send a heartbeat"
+                    }
+                ))),
+                _ => Ok(Progress::Wait(5)),
+            }
+        }
+        OrderStatus::Cancelling => {
+            if let Some(provider) = provider {
+                provider.delete_dns(&order.tenant).await?;
+                let server = match &order.server_id {
+                    Some(id) => Some(id.clone()),
+                    None => provider
+                        .find_server("order", &id.to_string())
+                        .await?
+                        .map(|s| s.id),
+                };
+                if let Some(server) = server {
+                    provider.delete_server(&server).await?;
+                }
+            }
+            store.tenant_revoke(&order.tenant, "hub", now).await?;
+            moved(
+                OrderStatus::Cancelled,
+                OrderChange::default(),
+                "deprovisioned: DNS record and server deleted, the tenant's key revoked".into(),
+            )
+            .await?;
+            Ok(Progress::Finished)
+        }
+    }
+}
+
+/// Marks an order failed at its current step with `reason`.
+pub async fn fail(store: &Store, id: i64, reason: &str, now: i64) -> Result<(), HubError> {
+    let Some(order) = store.order(id).await? else {
+        return Ok(());
+    };
+    if order.status.is_final() {
+        return Ok(());
+    }
+    let step = order.status.as_str();
+    store
+        .order_transition(
+            id,
+            &[order.status],
+            OrderStatus::Failed,
+            &OrderChange {
+                failed_step: Some(step.to_owned()),
+                last_error: Some(reason.to_owned()),
+                ..OrderChange::default()
+            },
+            &format!("failed at {step}: {reason}"),
+            now,
+        )
+        .await?;
+    Ok(())
+}
