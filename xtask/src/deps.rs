@@ -8,8 +8,9 @@ use std::process::Command;
 /// (SQLCipher links the system libcrypto), systemd for `systemd-analyze`, Debian's python3 and
 /// util-linux's setpriv (egress probes run as an unprivileged uid, which cannot use a root-owned
 /// Python install), bubblewrap and strace (the classifier's differential oracle runs commands in
-/// real bash inside a throwaway sandbox and records every execve), and postgresql (the test kit
-/// starts a private cluster with its initdb and pg_ctl for the tests of the PostgreSQL backend).
+/// real bash inside a throwaway sandbox and records every execve), postgresql (the test kit
+/// starts a private cluster with its initdb and pg_ctl for the tests of the PostgreSQL backend),
+/// and cloud-init (`cloud-init schema` validates the user data appliances boot with).
 const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "iproute2",
@@ -23,6 +24,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bubblewrap",
     "strace",
     "postgresql",
+    "cloud-init",
 ];
 
 /// The Python used by tests (a venv with the pinned clients).
