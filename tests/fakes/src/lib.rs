@@ -1,5 +1,6 @@
 //! Fakes of the paid outside services, as real HTTP servers on loopback that speak the
-//! documented wire formats of OpenAI, Anthropic and Web Push services.
+//! documented wire formats of OpenAI, Anthropic, Web Push services ([`push`]) and the Hetzner
+//! Cloud API ([`hetzner`]).
 //!
 //! [`FakeLlm`] is one server that answers like both OpenAI (`/v1/chat/completions`,
 //! `/v1/responses`, `/v1/embeddings`, `/v1/models`) and Anthropic (`/v1/messages`,
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+pub mod hetzner;
 pub mod push;
 mod script;
 use script::{Answer, Api, decide};
