@@ -88,7 +88,7 @@ impl Provisioner {
             hub_url: config.hub_url.clone(),
             agent_url: config.agent_url.clone(),
             agent_sha256: config.agent_sha256.clone(),
-            enroll_timeout_secs: config.enroll_timeout_secs.max(60),
+            enroll_timeout_secs: config.enroll_timeout_secs.max(1),
             default_provider: config.default_provider.clone(),
         })
     }

@@ -49,3 +49,283 @@ fn the_user_data_is_valid_cloud_config_and_carries_nothing_long_lived() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+use std::time::Duration;
+
+use fakes::hetzner::{FakeHetzner, Fault, Route};
+use serde_json::{Value, json};
+use testkit::hub::SignedTenant;
+
+use super::{BIN, Backend, DbTarget, Served, serve_with};
+
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+struct Provisioning {
+    fake: FakeHetzner,
+    served: Served,
+    config: std::path::PathBuf,
+    target: DbTarget,
+    _dir: tempfile::TempDir,
+}
+
+impl Provisioning {
+    async fn start(backend: Backend, enroll_timeout_secs: u64) -> Provisioning {
+        let (listener, _) = testkit::bind_local_tokio();
+        let fake = FakeHetzner::serve(listener, "test-project-token").unwrap();
+        fake.add_zone("tenants.example.com");
+        let dir = tempfile::tempdir().unwrap();
+        let target = DbTarget::on(backend, dir.path());
+        std::fs::create_dir_all(&target.dir).unwrap();
+        let token_file = target.dir.join("hetzner.token");
+        std::fs::write(&token_file, "test-project-token\n").unwrap();
+        let config = format!(
+            "[provisioning]\nhub_url = \"https://hub.example.com\"\n\
+             agent_url = \"https://hub.example.com/releases/tenant-agent\"\n\
+             agent_sha256 = \"{SHA}\"\nenroll_timeout_secs = {enroll_timeout_secs}\n\
+             [provisioning.hetzner]\napi_base = \"{}\"\ntoken_file = \"{}\"\n\
+             zone = \"tenants.example.com\"\n",
+            fake.url(),
+            token_file.display()
+        );
+        let served = serve_with(&target, Some(&config));
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!("{}/v1/signup", served.base))
+            .json(&json!({"email": "anna@bakery.example", "password": "correct horse battery staple"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        Provisioning {
+            fake,
+            served,
+            config: target.dir.join("hub.toml"),
+            target,
+            _dir: dir,
+        }
+    }
+
+    /// `hub admin ...` with the same config as the serving hub.
+    fn admin(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(self.target.args())
+            .arg("admin")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn order(&self, id: i64) -> Value {
+        let (ok, out, err) = self.admin(&["orders", "show", &id.to_string(), "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    async fn until_status(&self, id: i64, status: &str) -> Value {
+        testkit::eventually_async(&format!("order {id} reaches {status}"), async || {
+            let order = self.order(id);
+            if order["status"] == "failed" && status != "failed" {
+                panic!("order failed: {order:#}");
+            }
+            (order["status"] == status).then_some(order)
+        })
+        .await
+    }
+
+    fn create(&self, tenant: &str) -> i64 {
+        let (ok, out, err) = self.admin(&[
+            "orders",
+            "create",
+            "--owner",
+            "anna@bakery.example",
+            "--tenant",
+            tenant,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()["order"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// What the appliance's first boot does: the install enrolls with the token from its
+    /// user data, then heartbeats.
+    async fn boot(&self, tenant: &str) -> SignedTenant {
+        let server = self
+            .fake
+            .servers()
+            .into_iter()
+            .find(|s| s.labels.get("tenant").map(String::as_str) == Some(tenant))
+            .unwrap();
+        let user_data = server.user_data.unwrap();
+        let token = user_data
+            .split("- --enroll-token\n    - '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap()
+            .to_owned();
+        assert!(token.starts_with("hte_"), "{user_data}");
+        let t = SignedTenant::enroll(&self.served.base, tenant, &token).await;
+        let (s, v) = t.post("/v1/tenant/heartbeat", &heartbeat()).await;
+        assert_eq!(s, 200, "{v}");
+        t
+    }
+}
+
+fn heartbeat() -> Value {
+    serde_json::to_value(shared::wire::Heartbeat {
+        agent_version: "test".into(),
+        runtime_kind: "openclaw".into(),
+        runtime_version: None,
+        runtime_health: shared::wire::RuntimeHealth::Healthy,
+        uptime_secs: 1,
+        disk_free_bytes: 1,
+        disk_total_bytes: 2,
+        pending_approvals: 0,
+        last_backup_at: None,
+        policy_version: 0,
+        acked_commands: Vec::new(),
+    })
+    .unwrap()
+}
+
+async fn an_order_becomes_an_active_appliance_and_cancelling_removes_it(backend: Backend) {
+    let p = Provisioning::start(backend, 600).await;
+    p.fake.set_action_delay(Duration::from_millis(300));
+    let id = p.create("bakery");
+    let (ok, _, err) = p.admin(&[
+        "orders",
+        "create",
+        "--owner",
+        "anna@bakery.example",
+        "--tenant",
+        "bakery",
+    ]);
+    assert!(!ok && err.contains("already has an open order"), "{err}");
+
+    let order = p.until_status(id, "installing").await;
+    let servers = p.fake.servers();
+    assert_eq!(servers.len(), 1);
+    let server = &servers[0];
+    assert_eq!(server.name, format!("t-bakery-{id}"));
+    assert_eq!(server.labels.get("order"), Some(&id.to_string()));
+    assert_eq!(order["server_id"], server.id.to_string());
+    assert_eq!(order["ipv4"].as_str(), server.ipv4.as_deref());
+    let a = p
+        .fake
+        .rrsets()
+        .into_iter()
+        .find(|r| r.name == "bakery" && r.rtype == "A")
+        .unwrap();
+    assert_eq!(Some(&a.records[0]), server.ipv4.as_ref());
+
+    let tenant = p.boot("bakery").await;
+    let order = p.until_status(id, "active").await;
+    let steps: Vec<&str> = order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    for step in [
+        "created",
+        "server_requested",
+        "server_running",
+        "dns_ready",
+        "installing",
+        "enrolled",
+        "active",
+    ] {
+        assert!(steps.contains(&step), "{step} missing from {steps:?}");
+    }
+    let (ok, out, _) = p.admin(&["orders"]);
+    assert!(
+        ok && out.contains("bakery") && out.contains("active"),
+        "{out}"
+    );
+
+    // Cancel: the DNS record and the server go, the tenant's key is revoked.
+    let (ok, out, err) = p.admin(&["orders", "cancel", &id.to_string()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("cancelling"), "{out}");
+    p.until_status(id, "cancelled").await;
+    assert!(p.fake.servers().is_empty());
+    assert!(!p.fake.rrsets().iter().any(|r| r.name == "bakery"));
+    let (s, v) = tenant.post("/v1/tenant/heartbeat", &heartbeat()).await;
+    assert_eq!(s, 401, "{v}");
+    let (ok, _, err) = p.admin(&["orders", "cancel", &id.to_string()]);
+    assert!(!ok && err.contains("already cancelled"), "{err}");
+    // The hub's log and the order never show the project token.
+    let log = p.served.log.lock().unwrap().join("\n");
+    assert!(!log.contains("test-project-token"));
+    assert!(!p.order(id).to_string().contains("test-project-token"));
+}
+
+async fn provider_faults_are_retried_without_a_second_server(backend: Backend) {
+    let p = Provisioning::start(backend, 600).await;
+    // The server is created but the answer is lost; then reading it is rate limited; then
+    // the DNS service is unavailable once.
+    p.fake.fail_next(Route::CreateServer, Fault::CreateThenFail);
+    p.fake
+        .fail_next(Route::GetServer, Fault::RateLimited { reset_in_secs: 1 });
+    p.fake
+        .fail_next(Route::CreateRrset, Fault::Status(503, "unavailable"));
+    let id = p.create("deli");
+    let order = p.until_status(id, "installing").await;
+    assert_eq!(
+        p.fake.servers().len(),
+        1,
+        "a retried create made a second server"
+    );
+    assert_eq!(
+        p.fake.count(Route::CreateServer),
+        1,
+        "the label look-up found the first"
+    );
+    let notes: Vec<String> = order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|m| m.contains("found: it was created before")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().filter(|m| m.contains("retrying in")).count() >= 2,
+        "{notes:?}"
+    );
+}
+
+async fn an_appliance_that_never_enrolls_fails_its_order_visibly(backend: Backend) {
+    let p = Provisioning::start(backend, 2).await;
+    let id = p.create("florist");
+    let order = p.until_status(id, "failed").await;
+    assert_eq!(order["failed_step"], "installing", "{order:#}");
+    let error = order["last_error"].as_str().unwrap();
+    assert!(error.contains("did not enroll"), "{error}");
+    let (ok, out, _) = p.admin(&["orders", "show", &id.to_string()]);
+    assert!(ok && out.contains("failed at installing"), "{out}");
+    // Retried, it waits again; the appliance boots this time.
+    let (ok, _, err) = p.admin(&["orders", "retry", &id.to_string()]);
+    assert!(ok, "{err}");
+    p.boot("florist").await;
+    p.until_status(id, "active").await;
+    assert_eq!(p.fake.servers().len(), 1);
+}
+
+on_every_backend!(
+    an_order_becomes_an_active_appliance_and_cancelling_removes_it,
+    provider_faults_are_retried_without_a_second_server,
+    an_appliance_that_never_enrolls_fails_its_order_visibly,
+);
