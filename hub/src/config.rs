@@ -45,7 +45,11 @@ pub struct Config {
 pub struct Provisioning {
     /// The hub's public URL, as new appliances reach it (e.g. `https://hub.example.com`).
     pub hub_url: Option<String>,
-    /// Where appliances download `tenant-agent` from, and its SHA-256 (pinned in user data).
+    /// The `tenant-agent` binary the hub serves at `/v1/releases/tenant-agent` (default: the
+    /// one next to the `hub` binary, when there is one). Its SHA-256 is pinned in user data.
+    pub agent_file: Option<PathBuf>,
+    /// Where appliances download `tenant-agent` from instead, and its SHA-256 (both or
+    /// neither; default: the hub's own `/v1/releases/tenant-agent` and `agent_file`'s hash).
     pub agent_url: Option<String>,
     pub agent_sha256: Option<String>,
     /// An appliance that has not enrolled and sent a heartbeat this long after its server
@@ -61,6 +65,7 @@ impl Default for Provisioning {
     fn default() -> Self {
         Provisioning {
             hub_url: None,
+            agent_file: None,
             agent_url: None,
             agent_sha256: None,
             enroll_timeout_secs: 900,

@@ -16,6 +16,7 @@ pub mod orders;
 pub mod policies;
 pub mod provision;
 pub mod push;
+pub mod releases;
 pub mod server;
 pub mod store;
 pub mod usage;

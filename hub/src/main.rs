@@ -817,7 +817,20 @@ fn serve(config: Config) -> Result<()> {
         };
         let vapid = hub::push::Vapid::load_or_create(&config.vapid_path(), &config.push_contact)?;
         let shown = store.shown().to_owned();
-        let provisioner = hub::orders::Provisioner::from_config(&config.provisioning)?;
+        let release = match config
+            .provisioning
+            .agent_file
+            .clone()
+            .or_else(hub::releases::Release::default_agent_path)
+        {
+            Some(path) => Some(hub::releases::Release::load(&path).await?),
+            None => None,
+        };
+        if let Some(r) = &release {
+            tracing::info!(path = %r.path.display(), sha256 = %r.sha256, "serving the tenant-agent release");
+        }
+        let provisioner =
+            hub::orders::Provisioner::from_config(&config.provisioning, release.as_ref())?;
         if !provisioner.providers.is_empty() {
             tracing::info!(
                 providers = ?provisioner.providers.keys().collect::<Vec<_>>(),
@@ -825,7 +838,11 @@ fn serve(config: Config) -> Result<()> {
             );
         }
         let state = Arc::new(
-            server::AppState::new(store, key, vapid, settings).with_provisioner(provisioner),
+            match release {
+                Some(r) => server::AppState::new(store, key, vapid, settings).with_release(r),
+                None => server::AppState::new(store, key, vapid, settings),
+            }
+            .with_provisioner(provisioner),
         );
         eprintln!(
             "hub listening on http://{addr} (database {shown}, signing key {fingerprint}); Ctrl-C stops it"

@@ -52,7 +52,11 @@ pub enum ProvisionConfigError {
 impl Provisioner {
     /// The providers `config` sets up (none configured is fine: orders then fail to start
     /// with a clear reason). The Hetzner token comes from its file or `HUB_HETZNER_TOKEN`.
-    pub fn from_config(config: &Provisioning) -> Result<Provisioner, ProvisionConfigError> {
+    /// Without `agent_url`, appliances download `release` from this hub.
+    pub fn from_config(
+        config: &Provisioning,
+        release: Option<&crate::releases::Release>,
+    ) -> Result<Provisioner, ProvisionConfigError> {
         let mut providers = BTreeMap::new();
         if let Some(h) = &config.hetzner {
             let token = match &h.token_file {
@@ -83,11 +87,25 @@ impl Provisioner {
                 )?),
             );
         }
+        let hub_url = config
+            .hub_url
+            .as_deref()
+            .map(|u| u.trim_end_matches('/').to_owned());
+        let (agent_url, agent_sha256) = match (&config.agent_url, &config.agent_sha256, release) {
+            (Some(url), sha, _) => (Some(url.clone()), sha.clone()),
+            (None, _, Some(release)) => (
+                hub_url
+                    .as_ref()
+                    .map(|u| format!("{u}{}", crate::server::AGENT_RELEASE_PATH)),
+                Some(release.sha256.clone()),
+            ),
+            (None, sha, None) => (None, sha.clone()),
+        };
         Ok(Provisioner {
             providers,
-            hub_url: config.hub_url.clone(),
-            agent_url: config.agent_url.clone(),
-            agent_sha256: config.agent_sha256.clone(),
+            hub_url,
+            agent_url,
+            agent_sha256,
             enroll_timeout_secs: config.enroll_timeout_secs.max(1),
             default_provider: config.default_provider.clone(),
         })

@@ -38,6 +38,8 @@ use crate::store::{Kind, Store};
 
 /// The OpenAPI description of the HTTP API (checked in; served at `/openapi.json`).
 pub const OPENAPI: &str = include_str!("../openapi.json");
+/// Where the hub serves the `tenant-agent` binary new appliances install.
+pub const AGENT_RELEASE_PATH: &str = "/v1/releases/tenant-agent";
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Longest long-poll wait a tenant may ask for.
@@ -85,6 +87,8 @@ pub struct AppState {
     pub jobs_wake: tokio::sync::Notify,
     /// Providers and settings for orders (none: orders fail with that reason).
     pub provisioner: Option<Arc<crate::orders::Provisioner>>,
+    /// The `tenant-agent` binary served to new appliances.
+    pub release: Option<Arc<crate::releases::Release>>,
     /// Requests served, by (route, status).
     pub requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
@@ -109,8 +113,15 @@ impl AppState {
             notifier: Notifier::default(),
             jobs_wake: tokio::sync::Notify::new(),
             provisioner: None,
+            release: None,
             requests: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same state serving `release` at [`AGENT_RELEASE_PATH`].
+    pub fn with_release(mut self, release: crate::releases::Release) -> AppState {
+        self.release = Some(Arc::new(release));
+        self
     }
 
     /// The same state with providers for orders.
@@ -161,6 +172,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/push/unsubscribe", post(push_unsubscribe))
         .route("/v1/devices", get(list_devices))
         .route("/v1/admin/jobs", get(admin_jobs))
+        .route(AGENT_RELEASE_PATH, get(agent_release))
         .route("/v1/enroll", post(enroll))
         .route("/v1/tenant/heartbeat", post(heartbeat))
         .route("/v1/tenant/approvals", post(submit_approval))
@@ -802,6 +814,34 @@ async fn push_unsubscribe(
 async fn list_devices(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
     let rows = devices::list(&state.store, Viewer::of(&account)).await?;
     Ok(axum::Json(json!({ "devices": rows })).into_response())
+}
+
+async fn agent_release(State(state): St) -> Result<Response, HubError> {
+    let release = state.release.clone().ok_or_else(|| {
+        HubError::NotFound(
+            "tenant-agent release (this hub serves none: set [provisioning] agent_file)".into(),
+        )
+    })?;
+    let file = tokio::fs::File::open(&release.path)
+        .await
+        .map_err(|e| HubError::Internal(format!("{}: {e}", release.path.display())))?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = release.len.to_string().parse() {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if let Ok(v) = format!("\"{}\"", release.sha256).parse() {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = release.sha256.parse() {
+        h.insert("x-content-sha256", v);
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Deserialize)]
