@@ -72,20 +72,27 @@ impl Hub {
     }
 
     fn token(&self, tenant: &str, owner: &str) -> String {
-        let out = self.admin(&[
-            "enroll-token",
-            "--tenant",
-            tenant,
-            "--owner",
-            owner,
-            "--json",
-        ]);
+        self.token_for(tenant, Some(owner))
+    }
+
+    /// A fresh enrollment token for `tenant`, owned by the account `owner` if given.
+    fn token_for(&self, tenant: &str, owner: Option<&str>) -> String {
+        let mut args = vec!["enroll-token", "--tenant", tenant, "--json"];
+        if let Some(owner) = owner {
+            args.extend(["--owner", owner]);
+        }
+        let out = self.admin(&args);
         let v: Value = serde_json::from_str(&out).unwrap();
         v["token"].as_str().unwrap().to_owned()
     }
 
     async fn enroll(&self, tenant: &str, owner: &str) -> Tenant {
-        let token = self.token(tenant, owner);
+        self.enroll_for(tenant, Some(owner)).await
+    }
+
+    /// Enrolls `tenant` (owned by the account `owner` if given) with a fresh key.
+    async fn enroll_for(&self, tenant: &str, owner: Option<&str>) -> Tenant {
+        let token = self.token_for(tenant, owner);
         let key = SigningKey::generate().unwrap();
         let resp = self
             .http
@@ -226,7 +233,165 @@ fn expect(got: (StatusCode, Value), status: u16, code: &str) -> Value {
     got.1
 }
 
-async fn accounts_sessions_csrf_and_login_rate_limit(backend: Backend) {
+// Fixtures: each scenario starts its own hub and sets up only what it needs.
+
+/// A hub with Anna signed up and her tenant `bakery` enrolled.
+async fn anna_with_bakery(backend: Backend) -> (Hub, Session, Tenant) {
+    let hub = Hub::start(backend);
+    let anna = hub.signup("anna@bakery.example").await;
+    let bakery = hub.enroll("bakery", "anna@bakery.example").await;
+    (hub, anna, bakery)
+}
+
+/// A hub with the tenant `bakery` enrolled and no accounts (for scenarios about the tenant
+/// API alone: no session needed, so no password hashing either).
+async fn bakery_alone(backend: Backend) -> (Hub, Tenant) {
+    let hub = Hub::start(backend);
+    let bakery = hub.enroll_for("bakery", None).await;
+    (hub, bakery)
+}
+
+/// Two owners on one hub, each with one tenant: Anna's `bakery` and Bo's `florist`.
+struct TwoOwners {
+    hub: Hub,
+    anna: Session,
+    bo: Session,
+    bakery: Tenant,
+    florist: Tenant,
+}
+
+async fn anna_and_bo_with_bakery_and_florist(backend: Backend) -> TwoOwners {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    let bo = hub.signup("bo@florist.example").await;
+    let florist = hub.enroll("florist", "bo@florist.example").await;
+    TwoOwners {
+        hub,
+        anna,
+        bo,
+        bakery,
+        florist,
+    }
+}
+
+/// The tenant submits a fresh approval request for `argv`; the hub takes it as pending.
+async fn submit(tenant: &Tenant, id: &str, argv: &[&str]) -> ApprovalRequest {
+    let req = request(id, argv);
+    let (s, a) = tenant
+        .post("/v1/tenant/approvals", &serde_json::to_value(&req).unwrap())
+        .await;
+    assert_eq!(s, 201, "{a}");
+    assert_eq!(a["status"], "pending", "{a}");
+    req
+}
+
+/// `who` decides request `id` from the web API (with the CSRF header).
+async fn decide(hub: &Hub, who: &Session, id: &str, decision: Value) -> (StatusCode, Value) {
+    call(
+        hub,
+        Some(who),
+        reqwest::Method::POST,
+        &format!("/v1/approvals/{id}/decision"),
+        Some(decision),
+        true,
+    )
+    .await
+}
+
+/// A GET from the web API as `who`.
+async fn get_as(hub: &Hub, who: &Session, path: &str) -> (StatusCode, Value) {
+    call(hub, Some(who), reqwest::Method::GET, path, None, false).await
+}
+
+/// The tenant starts long-polling for decisions newer than `after` (up to 20 s; an empty
+/// answer means nothing woke it).
+fn long_poll(
+    tenant: &Tenant,
+    after: i64,
+) -> tokio::task::JoinHandle<(StatusCode, DecisionsResponse)> {
+    let r = tenant.signed(
+        reqwest::Method::GET,
+        &format!("/v1/tenant/decisions?after={after}&wait=20"),
+        b"",
+        now(),
+    );
+    tokio::spawn(async move {
+        let resp = r.send().await.unwrap();
+        (
+            resp.status(),
+            resp.json::<DecisionsResponse>().await.unwrap(),
+        )
+    })
+}
+
+/// The decisions the tenant has after `after`, without waiting.
+async fn decisions(tenant: &Tenant, after: i64) -> DecisionsResponse {
+    let (s, v) = tenant
+        .get(&format!("/v1/tenant/decisions?after={after}&wait=0"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    serde_json::from_value(v).unwrap()
+}
+
+/// Bakery submitted a request and Anna approved it for 24 h: the request and her answer.
+async fn bakery_request_approved_by_anna(
+    hub: &Hub,
+    anna: &Session,
+    bakery: &Tenant,
+) -> (ApprovalRequest, Value) {
+    let req = submit(bakery, "req-0000000001", &["rm", "-rf", "build"]).await;
+    let g = expect(
+        decide(
+            hub,
+            anna,
+            &req.id,
+            json!({"decision": "approve", "scope": "action24h"}),
+        )
+        .await,
+        200,
+        "",
+    );
+    (req, g)
+}
+
+// Accounts and sessions.
+
+async fn signup_call(hub: &Hub, body: Value) -> (StatusCode, Value) {
+    call(
+        hub,
+        None,
+        reqwest::Method::POST,
+        "/v1/signup",
+        Some(body),
+        false,
+    )
+    .await
+}
+
+async fn login_call(hub: &Hub, email: &str, password: &str) -> (StatusCode, Value) {
+    call(
+        hub,
+        None,
+        reqwest::Method::POST,
+        "/v1/login",
+        Some(json!({"email": email, "password": password})),
+        false,
+    )
+    .await
+}
+
+async fn logout_call(hub: &Hub, who: &Session, csrf: bool) -> (StatusCode, Value) {
+    call(
+        hub,
+        Some(who),
+        reqwest::Method::POST,
+        "/v1/logout",
+        None,
+        csrf,
+    )
+    .await
+}
+
+async fn the_session_cookie_is_http_only_same_site_strict_secure_and_site_wide(backend: Backend) {
     let hub = Hub::start(backend);
     let anna = hub.signup("anna@bakery.example").await;
     for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
@@ -236,138 +401,117 @@ async fn accounts_sessions_csrf_and_login_rate_limit(backend: Backend) {
             anna.set_cookie
         );
     }
-    let post = reqwest::Method::POST;
-    let get = reqwest::Method::GET;
-    // Sign-up refusals.
-    let signup = |email: &str, pw: &str| json!({"email": email, "password": pw});
+}
+
+async fn an_email_signs_up_once_whatever_its_case(backend: Backend) {
+    let hub = Hub::start(backend);
+    hub.signup("anna@bakery.example").await;
     expect(
-        call(
+        signup_call(
             &hub,
-            None,
-            post.clone(),
-            "/v1/signup",
-            Some(signup("ANNA@bakery.example", PASSWORD)),
-            false,
+            json!({"email": "ANNA@bakery.example", "password": PASSWORD}),
         )
         .await,
         409,
         "account_exists",
     );
+}
+
+async fn sign_up_refuses_a_weak_password_a_bad_email_and_a_missing_password(backend: Backend) {
+    let hub = Hub::start(backend);
     expect(
-        call(
-            &hub,
-            None,
-            post.clone(),
-            "/v1/signup",
-            Some(signup("bo@x.example", "short")),
-            false,
-        )
-        .await,
+        signup_call(&hub, json!({"email": "bo@x.example", "password": "short"})).await,
         400,
         "weak_password",
     );
     expect(
-        call(
-            &hub,
-            None,
-            post.clone(),
-            "/v1/signup",
-            Some(signup("nobody", PASSWORD)),
-            false,
-        )
-        .await,
+        signup_call(&hub, json!({"email": "nobody", "password": PASSWORD})).await,
         400,
         "bad_email",
     );
     expect(
-        call(
-            &hub,
-            None,
-            post.clone(),
-            "/v1/signup",
-            Some(json!({"email": "a@b.example"})),
-            false,
-        )
-        .await,
+        signup_call(&hub, json!({"email": "a@b.example"})).await,
         400,
         "bad_request",
     );
-    // The session works; state changes need the CSRF header.
-    let me = expect(
-        call(&hub, Some(&anna), get.clone(), "/v1/session", None, false).await,
-        200,
-        "",
-    );
+    assert_eq!(hub.count("SELECT COUNT(*) FROM accounts").await, 0);
+}
+
+async fn a_session_knows_its_account_and_role(backend: Backend) {
+    let hub = Hub::start(backend);
+    let anna = hub.signup("anna@bakery.example").await;
+    let me = expect(get_as(&hub, &anna, "/v1/session").await, 200, "");
     assert_eq!(me["email"], "anna@bakery.example");
     assert_eq!(me["role"], "customer");
+}
+
+async fn the_web_api_needs_a_session(backend: Backend) {
+    let hub = Hub::start(backend);
     expect(
-        call(&hub, None, get.clone(), "/v1/tenants", None, false).await,
+        call(&hub, None, reqwest::Method::GET, "/v1/tenants", None, false).await,
         401,
         "login_required",
     );
-    expect(
-        call(&hub, Some(&anna), post.clone(), "/v1/logout", None, false).await,
-        403,
-        "forbidden",
-    );
+}
+
+async fn a_state_change_without_the_sessions_csrf_token_is_forbidden(backend: Backend) {
+    let hub = Hub::start(backend);
+    let anna = hub.signup("anna@bakery.example").await;
+    expect(logout_call(&hub, &anna, false).await, 403, "forbidden");
     let forged = Session {
         csrf: "x".repeat(43),
         cookie: anna.cookie.clone(),
         set_cookie: String::new(),
     };
+    expect(logout_call(&hub, &forged, true).await, 403, "forbidden");
+    // Neither attempt logged her out.
+    expect(get_as(&hub, &anna, "/v1/session").await, 200, "");
+}
+
+async fn logging_out_ends_the_session(backend: Backend) {
+    let hub = Hub::start(backend);
+    let anna = hub.signup("anna@bakery.example").await;
+    expect(logout_call(&hub, &anna, true).await, 204, "");
     expect(
-        call(&hub, Some(&forged), post.clone(), "/v1/logout", None, true).await,
-        403,
-        "forbidden",
-    );
-    expect(
-        call(&hub, Some(&anna), post.clone(), "/v1/logout", None, true).await,
-        204,
-        "",
-    );
-    expect(
-        call(&hub, Some(&anna), get.clone(), "/v1/session", None, false).await,
+        get_as(&hub, &anna, "/v1/session").await,
         401,
         "login_required",
     );
-    // Log-in: wrong password 401, five failures lock this (email, address) pair out (even with
-    // the right password) and say when to come back. Other addresses: see
-    // `a_stranger_cannot_lock_the_owner_out_of_log_in`.
-    let login = |pw: &str| json!({"email": "anna@bakery.example", "password": pw});
-    let ok = call(
-        &hub,
-        None,
-        post.clone(),
-        "/v1/login",
-        Some(login(PASSWORD)),
-        false,
-    )
-    .await;
-    expect(ok, 200, "");
+}
+
+async fn log_in_with_the_right_password_succeeds(backend: Backend) {
+    let hub = Hub::start(backend);
+    hub.signup("anna@bakery.example").await;
     expect(
-        call(
-            &hub,
-            None,
-            post.clone(),
-            "/v1/login",
-            Some(json!({"email": "ghost@x.example", "password": PASSWORD})),
-            false,
-        )
-        .await,
+        login_call(&hub, "anna@bakery.example", PASSWORD).await,
+        200,
+        "",
+    );
+}
+
+async fn log_in_refuses_an_unknown_email_and_a_wrong_password(backend: Backend) {
+    let hub = Hub::start(backend);
+    hub.signup("anna@bakery.example").await;
+    expect(
+        login_call(&hub, "ghost@x.example", PASSWORD).await,
         401,
         "bad_credentials",
     );
+    expect(
+        login_call(&hub, "anna@bakery.example", "wrong password!!").await,
+        401,
+        "bad_credentials",
+    );
+}
+
+/// Five failures lock this (email, address) pair out, even with the right password, and say
+/// when to come back. Other addresses: see `a_stranger_cannot_lock_the_owner_out_of_log_in`.
+async fn five_failed_log_ins_lock_the_pair_out_even_with_the_right_password(backend: Backend) {
+    let hub = Hub::start(backend);
+    hub.signup("anna@bakery.example").await;
     for _ in 0..5 {
         expect(
-            call(
-                &hub,
-                None,
-                post.clone(),
-                "/v1/login",
-                Some(login("wrong password!!")),
-                false,
-            )
-            .await,
+            login_call(&hub, "anna@bakery.example", "wrong password!!").await,
             401,
             "bad_credentials",
         );
@@ -375,7 +519,7 @@ async fn accounts_sessions_csrf_and_login_rate_limit(backend: Backend) {
     let resp = hub
         .http
         .post(hub.url("/v1/login"))
-        .json(&login(PASSWORD))
+        .json(&json!({"email": "anna@bakery.example", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -388,7 +532,6 @@ async fn accounts_sessions_csrf_and_login_rate_limit(backend: Backend) {
     assert!(retry > 0 && retry <= 900, "{retry}");
 }
 
-/// A client whose connections come from `127.0.0.n` (the hub keys log-in limits on the
 /// socket's peer address; all of 127/8 is loopback on Linux).
 fn client_from(n: u8) -> reqwest::Client {
     reqwest::Client::builder()
@@ -676,27 +819,90 @@ where
     out
 }
 
-async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies(backend: Backend) {
-    let hub = Hub::start(backend);
-    hub.signup("anna@bakery.example").await;
-    let t = hub.enroll("bakery", "anna@bakery.example").await;
-    let hb = serde_json::to_vec(
+// Signed tenant requests, heartbeats and commands.
+
+/// The heartbeat the signed-request scenarios send.
+fn heartbeat() -> Vec<u8> {
+    serde_json::to_vec(
         &json!({"agent_version": "0.1.0", "runtime_health": "healthy", "uptime_secs": 5}),
     )
-    .unwrap();
-    let post = reqwest::Method::POST;
-    let ts = now();
-    let first = t.signed(post.clone(), "/v1/tenant/heartbeat", &hb, ts);
-    let replay = first.try_clone().unwrap();
-    let resp = first.send().await.unwrap();
+    .unwrap()
+}
+
+/// The tenant sends the heartbeat at `ts`; the hub takes it.
+async fn send_heartbeat(t: &Tenant, ts: i64) -> Value {
+    let resp = t
+        .signed(
+            reqwest::Method::POST,
+            "/v1/tenant/heartbeat",
+            &heartbeat(),
+            ts,
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let answer: Value = resp.json().await.unwrap();
+    resp.json().await.unwrap()
+}
+
+/// A POST of `sent` to the heartbeat route with the headers of `key` signing, as `tenant`,
+/// `signed` for `signed_path`.
+fn forged(
+    t: &Tenant,
+    key: &SigningKey,
+    tenant: &str,
+    signed_path: &str,
+    signed: &[u8],
+    sent: Vec<u8>,
+    ts: i64,
+) -> reqwest::RequestBuilder {
+    let h = request::sign(key, tenant, "POST", signed_path, signed, ts).unwrap();
+    let mut r = t
+        .http
+        .post(format!("{}/v1/tenant/heartbeat", t.base))
+        .body(sent);
+    for (n, v) in h.pairs() {
+        r = r.header(n, v);
+    }
+    r.header("content-type", "application/json")
+}
+
+async fn status_and_body(r: reqwest::Response) -> (u16, Value) {
+    let s = r.status().as_u16();
+    (s, r.json::<Value>().await.unwrap_or(Value::Null))
+}
+
+/// The fleet view (`hub admin tenants --json`).
+fn fleet(hub: &Hub) -> Value {
+    serde_json::from_str(&hub.admin(&["tenants", "--json"])).unwrap()
+}
+
+/// Only the well-signed heartbeat was recorded: the fleet view shows its uptime, and no
+/// approval exists.
+async fn assert_only_the_heartbeat_was_recorded(hub: &Hub) {
+    let v = fleet(hub);
+    assert_eq!(v[0]["health"], "healthy", "{v}");
+    assert_eq!(v[0]["heartbeat"]["uptime_secs"], 5, "{v}");
+    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 0);
+}
+
+async fn a_signed_heartbeat_is_answered_with_the_desired_state(backend: Backend) {
+    let (_hub, t) = bakery_alone(backend).await;
+    let answer = send_heartbeat(&t, now()).await;
     assert_eq!(answer["desired"]["policy_version"], 0);
-    let status = |r: reqwest::Response| async move {
-        let s = r.status().as_u16();
-        (s, r.json::<Value>().await.unwrap_or(Value::Null))
-    };
-    let (s, body) = status(replay.send().await.unwrap()).await;
+}
+
+async fn a_replayed_signed_request_is_refused(backend: Backend) {
+    let (_hub, t) = bakery_alone(backend).await;
+    let first = t.signed(
+        reqwest::Method::POST,
+        "/v1/tenant/heartbeat",
+        &heartbeat(),
+        now(),
+    );
+    let replay = first.try_clone().unwrap();
+    assert_eq!(first.send().await.unwrap().status(), 200);
+    let (s, body) = status_and_body(replay.send().await.unwrap()).await;
     assert_eq!(s, 401);
     assert!(
         body["error"]["message"]
@@ -705,101 +911,86 @@ async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies(backend: Back
             .contains("replayed"),
         "{body}"
     );
+}
 
-    // Each forgery: a 401 that says why, and nothing recorded.
+/// Each forgery: a 401 that says why, and nothing recorded.
+async fn forged_and_skewed_requests_are_refused_saying_why(backend: Backend) {
+    let (hub, t) = bakery_alone(backend).await;
+    let hb = heartbeat();
+    let post = reqwest::Method::POST;
+    let ts = now();
+    send_heartbeat(&t, ts).await;
     let other = SigningKey::generate().unwrap();
+    let path = "/v1/tenant/heartbeat";
     let cases: Vec<(&str, reqwest::RequestBuilder, &str)> = vec![
         (
             "skewed clock",
-            t.signed(post.clone(), "/v1/tenant/heartbeat", &hb, ts - 400),
+            t.signed(post.clone(), path, &hb, ts - 400),
             "clock",
         ),
         (
             "from the future",
-            t.signed(post.clone(), "/v1/tenant/heartbeat", &hb, ts + 400),
+            t.signed(post.clone(), path, &hb, ts + 400),
             "clock",
         ),
         (
             "other key",
-            {
-                let h = request::sign(&other, "bakery", "POST", "/v1/tenant/heartbeat", &hb, ts)
-                    .unwrap();
-                let mut r = t
-                    .http
-                    .post(format!("{}/v1/tenant/heartbeat", t.base))
-                    .body(hb.clone());
-                for (n, v) in h.pairs() {
-                    r = r.header(n, v);
-                }
-                r.header("content-type", "application/json")
-            },
+            forged(&t, &other, "bakery", path, &hb, hb.clone(), ts),
             "does not verify",
         ),
         (
             "tampered body",
-            {
-                let h = request::sign(&t.key, "bakery", "POST", "/v1/tenant/heartbeat", &hb, ts)
-                    .unwrap();
-                let mut r = t
-                    .http
-                    .post(format!("{}/v1/tenant/heartbeat", t.base))
-                    .body(br#"{"uptime_secs":6}"#.to_vec());
-                for (n, v) in h.pairs() {
-                    r = r.header(n, v);
-                }
-                r.header("content-type", "application/json")
-            },
+            forged(
+                &t,
+                &t.key,
+                "bakery",
+                path,
+                &hb,
+                br#"{"uptime_secs":6}"#.to_vec(),
+                ts,
+            ),
             "does not verify",
         ),
         (
             "signed for another path",
-            {
-                let h = request::sign(&t.key, "bakery", "POST", "/v1/tenant/approvals", &hb, ts)
-                    .unwrap();
-                let mut r = t
-                    .http
-                    .post(format!("{}/v1/tenant/heartbeat", t.base))
-                    .body(hb.clone());
-                for (n, v) in h.pairs() {
-                    r = r.header(n, v);
-                }
-                r.header("content-type", "application/json")
-            },
+            forged(
+                &t,
+                &t.key,
+                "bakery",
+                "/v1/tenant/approvals",
+                &hb,
+                hb.clone(),
+                ts,
+            ),
             "does not verify",
         ),
         (
             "unknown tenant",
-            {
-                let h = request::sign(&t.key, "nobody", "POST", "/v1/tenant/heartbeat", &hb, ts)
-                    .unwrap();
-                let mut r = t
-                    .http
-                    .post(format!("{}/v1/tenant/heartbeat", t.base))
-                    .body(hb.clone());
-                for (n, v) in h.pairs() {
-                    r = r.header(n, v);
-                }
-                r.header("content-type", "application/json")
-            },
+            forged(&t, &t.key, "nobody", path, &hb, hb.clone(), ts),
             "not enrolled",
         ),
         (
             "no signature",
-            t.http
-                .post(format!("{}/v1/tenant/heartbeat", t.base))
-                .body(hb.clone()),
+            t.http.post(format!("{}{path}", t.base)).body(hb.clone()),
             "x-tenant",
         ),
     ];
     for (what, req, needle) in cases {
-        let (s, body) = status(req.send().await.unwrap()).await;
+        let (s, body) = status_and_body(req.send().await.unwrap()).await;
         assert_eq!(s, 401, "{what}: {body}");
         assert!(
             body["error"]["message"].as_str().unwrap().contains(needle),
             "{what}: {body}"
         );
     }
-    // Well signed but bad bodies: malformed JSON, wrong type, too big.
+    assert_only_the_heartbeat_was_recorded(&hub).await;
+}
+
+/// Well signed but bad bodies: malformed JSON, wrong type, wrong media type, too big.
+async fn well_signed_requests_with_bad_bodies_are_refused(backend: Backend) {
+    let (hub, t) = bakery_alone(backend).await;
+    let post = reqwest::Method::POST;
+    send_heartbeat(&t, now()).await;
     let (s, b) = t.post("/v1/tenant/approvals", &json!({"id": 5})).await;
     assert_eq!(
         (s.as_u16(), b["error"]["code"].as_str()),
@@ -837,17 +1028,26 @@ async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies(backend: Back
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 0);
-    // The fleet view shows the tenant healthy; a silent one turns stale.
-    let out = hub.admin(&["tenants", "--json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_only_the_heartbeat_was_recorded(&hub).await;
+}
+
+/// The fleet view shows a heartbeating tenant healthy; a silent one turns stale.
+async fn the_fleet_view_shows_a_heartbeating_tenant_healthy_and_a_silent_one_stale(
+    backend: Backend,
+) {
+    let (hub, t) = bakery_alone(backend).await;
+    send_heartbeat(&t, now()).await;
+    let v = fleet(&hub);
     assert_eq!(v[0]["health"], "healthy", "{v}");
     assert_eq!(v[0]["heartbeat"]["uptime_secs"], 5);
     hub.sql("UPDATE tenants SET last_heartbeat_at = last_heartbeat_at - 3600")
         .await;
-    let v: Value = serde_json::from_str(&hub.admin(&["tenants", "--json"])).unwrap();
+    let v = fleet(&hub);
     assert_eq!(v[0]["health"], "stale", "{v}");
-    // Commands ride on the heartbeat answer until acknowledged.
+}
+
+async fn commands_ride_on_heartbeat_answers_until_acknowledged(backend: Backend) {
+    let (hub, t) = bakery_alone(backend).await;
     hub.admin(&["command", "--tenant", "bakery", "restart-runtime"]);
     let (_, a) = t.post("/v1/tenant/heartbeat", &json!({})).await;
     assert_eq!(
@@ -859,25 +1059,27 @@ async fn signed_requests_refuse_forgery_replay_skew_and_bad_bodies(backend: Back
         .post("/v1/tenant/heartbeat", &json!({"acked_commands": [id]}))
         .await;
     assert_eq!(a["desired"]["commands"], json!([]), "{a}");
+}
+
+async fn the_cli_refuses_an_unknown_tenant_command(backend: Backend) {
+    let (hub, _t) = bakery_alone(backend).await;
     let (ok, _, err) = admin(&hub.db, &["command", "--tenant", "bakery", "rm-rf"], "");
     assert!(!ok && err.contains("unknown command"), "{err}");
 }
 
-async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend: Backend) {
-    let hub = Hub::start(backend);
-    let anna = hub.signup("anna@bakery.example").await;
-    let bo = hub.signup("bo@florist.example").await;
-    let bakery = hub.enroll("bakery", "anna@bakery.example").await;
-    let florist = hub.enroll("florist", "bo@florist.example").await;
-    let get = reqwest::Method::GET;
-    let post = reqwest::Method::POST;
+// Approvals and signed grants.
 
-    let req = request("req-0000000001", &["rm", "-rf", "build"]);
+async fn a_submission_is_idempotent_by_id_and_conflicting_content_is_refused(backend: Backend) {
+    let TwoOwners {
+        hub,
+        bakery,
+        florist,
+        ..
+    } = anna_and_bo_with_bakery_and_florist(backend).await;
+    let req = submit(&bakery, "req-0000000001", &["rm", "-rf", "build"]).await;
     let body = serde_json::to_value(&req).unwrap();
-    let (s, a) = bakery.post("/v1/tenant/approvals", &body).await;
-    assert_eq!(s, 201, "{a}");
-    assert_eq!(a["status"], "pending");
-    // Idempotent by id; a different action under the same id, or from another tenant, is 409.
+    // The same request again is taken as it is; a different action under the same id, or the
+    // same id from another tenant, is a conflict.
     let (s, _) = bakery.post("/v1/tenant/approvals", &body).await;
     assert_eq!(s, 200);
     let other = serde_json::to_value(request("req-0000000001", &["rm", "-rf", "/"])).unwrap();
@@ -891,17 +1093,26 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
         409,
         "id_conflict",
     );
-    let mut bad = body.clone();
+    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 1);
+}
+
+async fn a_submission_whose_action_hash_does_not_match_its_action_is_refused(backend: Backend) {
+    let (hub, bakery) = bakery_alone(backend).await;
+    let mut bad = serde_json::to_value(request("req-0000000001", &["rm", "-rf", "build"])).unwrap();
     bad["action_hash"] = json!("00".repeat(32));
     expect(
         bakery.post("/v1/tenant/approvals", &bad).await,
         400,
         "invalid_request",
     );
-    // An unknown tier is refused as the body is read (fail closed), never mapped to a tier.
-    let mut bad = body.clone();
+    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 0);
+}
+
+/// An unknown tier is refused as the body is read (fail closed), never mapped to a tier.
+async fn a_submission_with_an_unknown_tier_is_refused(backend: Backend) {
+    let (hub, bakery) = bakery_alone(backend).await;
+    let mut bad = serde_json::to_value(request("req-0000000002", &["rm", "-rf", "build"])).unwrap();
     bad["tier"] = json!("purple");
-    bad["id"] = json!("req-0000000002");
     let refused = expect(
         bakery.post("/v1/tenant/approvals", &bad).await,
         400,
@@ -914,136 +1125,120 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
             .contains("unknown variant `purple`"),
         "{refused}"
     );
-    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 1);
+    assert_eq!(hub.count("SELECT COUNT(*) FROM approvals").await, 0);
+}
 
-    // Anna sees it with the secret *name*; Bo sees nothing of it.
-    let list = expect(
-        call(&hub, Some(&anna), get.clone(), "/v1/approvals", None, false).await,
-        200,
-        "",
-    );
+/// Anna sees her tenant's request with the secret's *name*; Bo sees nothing of it and cannot
+/// decide it.
+async fn owners_see_only_their_own_tenants_requests(backend: Backend) {
+    let TwoOwners {
+        hub,
+        anna,
+        bo,
+        bakery,
+        ..
+    } = anna_and_bo_with_bakery_and_florist(backend).await;
+    submit(&bakery, "req-0000000001", &["rm", "-rf", "build"]).await;
+    let list = expect(get_as(&hub, &anna, "/v1/approvals").await, 200, "");
     assert_eq!(list["approvals"].as_array().unwrap().len(), 1);
     assert_eq!(
         list["approvals"][0]["action"]["secret_refs"][0],
         "stripe_key"
     );
-    let list = expect(
-        call(&hub, Some(&bo), get.clone(), "/v1/approvals", None, false).await,
-        200,
-        "",
-    );
+    let list = expect(get_as(&hub, &bo, "/v1/approvals").await, 200, "");
     assert_eq!(list["approvals"], json!([]));
-    let tenants = expect(
-        call(&hub, Some(&bo), get.clone(), "/v1/tenants", None, false).await,
-        200,
-        "",
-    );
+    let tenants = expect(get_as(&hub, &bo, "/v1/tenants").await, 200, "");
     assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1);
     assert_eq!(tenants["tenants"][0]["name"], "florist");
     expect(
-        call(
-            &hub,
-            Some(&bo),
-            get.clone(),
-            "/v1/approvals/req-0000000001",
-            None,
-            false,
-        )
-        .await,
+        get_as(&hub, &bo, "/v1/approvals/req-0000000001").await,
         404,
         "not_found",
     );
-    let approve = json!({"decision": "approve"});
     expect(
-        call(
-            &hub,
-            Some(&bo),
-            post.clone(),
-            "/v1/approvals/req-0000000001/decision",
-            Some(approve.clone()),
-            true,
-        )
-        .await,
+        decide(&hub, &bo, "req-0000000001", json!({"decision": "approve"})).await,
         404,
         "not_found",
     );
+    let (_, st) = bakery.get("/v1/tenant/approvals/req-0000000001").await;
+    assert_eq!(st["status"], "pending", "Bo's attempt changed nothing");
+}
+
+/// Another tenant can read neither the request nor the decision on it.
+async fn tenants_see_neither_another_tenants_requests_nor_its_decisions(backend: Backend) {
+    let TwoOwners {
+        hub,
+        anna,
+        bakery,
+        florist,
+        ..
+    } = anna_and_bo_with_bakery_and_florist(backend).await;
+    bakery_request_approved_by_anna(&hub, &anna, &bakery).await;
+    assert_eq!(decisions(&bakery, 0).await.grants.len(), 1);
+    let (_, v) = florist.get("/v1/tenant/decisions?after=0&wait=0").await;
+    assert_eq!(v["grants"], json!([]));
+    expect(
+        florist.get("/v1/tenant/approvals/req-0000000001").await,
+        404,
+        "not_found",
+    );
+}
+
+async fn a_decision_without_the_csrf_header_is_forbidden(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    submit(&bakery, "req-0000000001", &["rm", "-rf", "build"]).await;
     expect(
         call(
             &hub,
             Some(&anna),
-            post.clone(),
+            reqwest::Method::POST,
             "/v1/approvals/req-0000000001/decision",
-            Some(approve.clone()),
+            Some(json!({"decision": "approve"})),
             false,
         )
         .await,
         403,
         "forbidden",
     );
+    let (_, st) = bakery.get("/v1/tenant/approvals/req-0000000001").await;
+    assert_eq!(st["status"], "pending");
+}
+
+async fn an_unknown_decision_a_traversing_id_and_an_unknown_status_filter_are_refused(
+    backend: Backend,
+) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    submit(&bakery, "req-0000000001", &["rm", "-rf", "build"]).await;
     expect(
-        call(
-            &hub,
-            Some(&anna),
-            post.clone(),
-            "/v1/approvals/req-0000000001/decision",
-            Some(json!({"decision": "maybe"})),
-            true,
-        )
-        .await,
+        decide(&hub, &anna, "req-0000000001", json!({"decision": "maybe"})).await,
         400,
         "",
     );
     expect(
-        call(
-            &hub,
-            Some(&anna),
-            post.clone(),
-            "/v1/approvals/..%2F..%2Fetc/decision",
-            Some(approve.clone()),
-            true,
-        )
-        .await,
+        decide(&hub, &anna, "..%2F..%2Fetc", json!({"decision": "approve"})).await,
         404,
         "not_found",
     );
     expect(
-        call(
-            &hub,
-            Some(&anna),
-            get.clone(),
-            "/v1/approvals?status=bogus",
-            None,
-            false,
-        )
-        .await,
+        get_as(&hub, &anna, "/v1/approvals?status=bogus").await,
         400,
         "",
     );
+    let (_, st) = bakery.get("/v1/tenant/approvals/req-0000000001").await;
+    assert_eq!(st["status"], "pending");
+}
 
-    // The tenant is long-polling before Anna decides; the grant reaches it at once.
-    let poll = {
-        let r = bakery.signed(
-            get.clone(),
-            "/v1/tenant/decisions?after=0&wait=20",
-            b"",
-            now(),
-        );
-        tokio::spawn(async move {
-            let resp = r.send().await.unwrap();
-            (
-                resp.status(),
-                resp.json::<DecisionsResponse>().await.unwrap(),
-            )
-        })
-    };
+/// The tenant is long-polling before Anna decides; the grant reaches it in that poll's answer.
+async fn a_decision_reaches_the_long_polling_tenant_as_a_signed_grant(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    let req = submit(&bakery, "req-0000000001", &["rm", "-rf", "build"]).await;
+    let poll = long_poll(&bakery, 0);
     let g = expect(
-        call(
+        decide(
             &hub,
-            Some(&anna),
-            post.clone(),
-            "/v1/approvals/req-0000000001/decision",
-            Some(json!({"decision": "approve", "scope": "action24h"})),
-            true,
+            &anna,
+            "req-0000000001",
+            json!({"decision": "approve", "scope": "action24h"}),
         )
         .await,
         200,
@@ -1071,11 +1266,26 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
     assert_eq!(grant.decided_by, "anna@bakery.example");
     assert_eq!(grant.scope, shared::Scope::Action24h);
     assert!(grant.expires_at <= grant.decided_at + 24 * 3600);
-    // The grant is no good for anything else.
+}
+
+/// The grant is no good for another action or another tenant.
+async fn a_grant_is_good_only_for_its_action_and_tenant(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    let (req, _) = bakery_request_approved_by_anna(&hub, &anna, &bakery).await;
+    let got = decisions(&bakery, 0).await;
+    let signed = &got.grants[0].signed;
+    signed
+        .verify(
+            &bakery.hub_key,
+            "bakery",
+            "req-0000000001",
+            &req.action_hash,
+            now(),
+        )
+        .unwrap();
     let other_hash = action_hash(&request("x-00000000", &["rm", "-rf", "/"]).action).unwrap();
     assert!(
-        got.grants[0]
-            .signed
+        signed
             .verify(
                 &bakery.hub_key,
                 "bakery",
@@ -1086,8 +1296,7 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
             .is_err()
     );
     assert!(
-        got.grants[0]
-            .signed
+        signed
             .verify(
                 &bakery.hub_key,
                 "florist",
@@ -1097,55 +1306,40 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
             )
             .is_err()
     );
-    // Polling past the cursor waits and returns nothing; the other tenant never sees it.
-    let (_, v) = bakery
+}
+
+/// Polling past the cursor waits and returns nothing.
+async fn polling_past_the_cursor_returns_no_grant_again(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    bakery_request_approved_by_anna(&hub, &anna, &bakery).await;
+    let got = decisions(&bakery, 0).await;
+    assert_eq!(got.grants.len(), 1);
+    let (s, v) = bakery
         .get(&format!("/v1/tenant/decisions?after={}&wait=1", got.cursor))
         .await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["grants"], json!([]));
-    let (_, v) = florist.get("/v1/tenant/decisions?after=0&wait=0").await;
-    assert_eq!(v["grants"], json!([]));
-    // A second decision is refused and changes nothing.
+}
+
+/// A second decision is refused and changes nothing.
+async fn a_second_decision_is_refused(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    bakery_request_approved_by_anna(&hub, &anna, &bakery).await;
     expect(
-        call(
-            &hub,
-            Some(&anna),
-            post.clone(),
-            "/v1/approvals/req-0000000001/decision",
-            Some(json!({"decision": "deny"})),
-            true,
-        )
-        .await,
+        decide(&hub, &anna, "req-0000000001", json!({"decision": "deny"})).await,
         409,
         "already_decided",
     );
     let (_, st) = bakery.get("/v1/tenant/approvals/req-0000000001").await;
     assert_eq!(st["status"], "approved");
-    expect(
-        florist.get("/v1/tenant/approvals/req-0000000001").await,
-        404,
-        "not_found",
-    );
+    assert_eq!(decisions(&bakery, 0).await.grants.len(), 1);
+}
 
-    // Deny with a reason, through the admin CLI; the running hub wakes the poll.
-    let req2 =
-        serde_json::to_value(request("req-0000000002", &["git", "push", "--force"])).unwrap();
-    bakery.post("/v1/tenant/approvals", &req2).await;
-    let poll = {
-        let r = bakery.signed(
-            get.clone(),
-            &format!("/v1/tenant/decisions?after={}&wait=20", got.cursor),
-            b"",
-            now(),
-        );
-        tokio::spawn(async move {
-            r.send()
-                .await
-                .unwrap()
-                .json::<DecisionsResponse>()
-                .await
-                .unwrap()
-        })
-    };
+/// A deny with a reason through the admin CLI: the running hub wakes the tenant's poll.
+async fn a_decision_from_the_cli_wakes_the_long_polling_tenant(backend: Backend) {
+    let (hub, bakery) = bakery_alone(backend).await;
+    submit(&bakery, "req-0000000002", &["git", "push", "--force"]).await;
+    let poll = long_poll(&bakery, 0);
     hub.admin(&[
         "decide",
         "req-0000000002",
@@ -1155,52 +1349,59 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
         "--as",
         "ops@hub.example",
     ]);
-    let got2 = poll.await.unwrap();
+    let (status, got) = poll.await.unwrap();
+    assert_eq!(status, 200);
     assert_eq!(
-        got2.grants.len(),
+        got.grants.len(),
         1,
         "the poll ended without the CLI's decision"
     );
-    assert_eq!(got2.grants[0].signed.grant.decision, shared::Decision::Deny);
+    assert_eq!(got.grants[0].signed.grant.decision, shared::Decision::Deny);
     assert_eq!(
-        got2.grants[0].signed.grant.reason.as_deref(),
+        got.grants[0].signed.grant.reason.as_deref(),
         Some("not on a Friday")
     );
+}
 
-    // Expired requests cannot be decided and show as expired.
-    let req3 = serde_json::to_value(request("req-0000000003", &["shutdown", "now"])).unwrap();
-    bakery.post("/v1/tenant/approvals", &req3).await;
+/// Expired requests cannot be decided and show as expired.
+async fn an_expired_request_cannot_be_decided_and_shows_as_expired(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    submit(&bakery, "req-0000000003", &["shutdown", "now"]).await;
     hub.sql("UPDATE approvals SET expires_at = 1 WHERE id = 'req-0000000003'")
         .await;
     expect(
-        call(
+        decide(
             &hub,
-            Some(&anna),
-            post.clone(),
-            "/v1/approvals/req-0000000003/decision",
-            Some(approve.clone()),
-            true,
+            &anna,
+            "req-0000000003",
+            json!({"decision": "approve"}),
         )
         .await,
         410,
         "expired",
     );
     let v = expect(
-        call(
-            &hub,
-            Some(&anna),
-            get.clone(),
-            "/v1/approvals/req-0000000003",
-            None,
-            false,
-        )
-        .await,
+        get_as(&hub, &anna, "/v1/approvals/req-0000000003").await,
         200,
         "",
     );
     assert_eq!(v["status"], "expired");
+}
 
-    // Both decisions are audited with who decided.
+/// Decisions from the web and the CLI are audited with who decided.
+async fn decisions_are_audited_with_who_decided(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    bakery_request_approved_by_anna(&hub, &anna, &bakery).await;
+    submit(&bakery, "req-0000000002", &["git", "push", "--force"]).await;
+    hub.admin(&[
+        "decide",
+        "req-0000000002",
+        "deny",
+        "--reason",
+        "not on a Friday",
+        "--as",
+        "ops@hub.example",
+    ]);
     let audit: Value =
         serde_json::from_str(&hub.admin(&["audit", "--tenant", "bakery", "--json"])).unwrap();
     let actions: Vec<(&str, &str)> = audit
@@ -1217,7 +1418,14 @@ async fn approvals_flow_with_signed_grants_isolation_and_prompt_delivery(backend
     ] {
         assert!(actions.contains(&want), "{want:?} not in {actions:?}");
     }
-    // The hub's private key never reached its log.
+}
+
+/// After enrolling a tenant and signing a grant, the hub's private key is nowhere in its log,
+/// and its file is readable by its owner only.
+async fn the_hub_key_never_reaches_the_log_and_its_file_is_owner_only(backend: Backend) {
+    let (hub, anna, bakery) = anna_with_bakery(backend).await;
+    bakery_request_approved_by_anna(&hub, &anna, &bakery).await;
+    assert_eq!(decisions(&bakery, 0).await.grants.len(), 1);
     let key = std::fs::read(hub.db.key_path()).unwrap();
     let log = hub.served.log.lock().unwrap().join("\n");
     for needle in [
@@ -1287,11 +1495,45 @@ async fn policy_bundles_are_published_signed_and_monotonic(backend: Backend) {
 }
 
 on_every_backend!(
-    accounts_sessions_csrf_and_login_rate_limit,
+    // Accounts and sessions.
+    the_session_cookie_is_http_only_same_site_strict_secure_and_site_wide,
+    an_email_signs_up_once_whatever_its_case,
+    sign_up_refuses_a_weak_password_a_bad_email_and_a_missing_password,
+    a_session_knows_its_account_and_role,
+    the_web_api_needs_a_session,
+    a_state_change_without_the_sessions_csrf_token_is_forbidden,
+    logging_out_ends_the_session,
+    log_in_with_the_right_password_succeeds,
+    log_in_refuses_an_unknown_email_and_a_wrong_password,
+    five_failed_log_ins_lock_the_pair_out_even_with_the_right_password,
     a_stranger_cannot_lock_the_owner_out_of_log_in,
     one_address_spraying_many_emails_is_limited,
+    // Enrollment.
     enrollment_tokens_are_single_use_short_lived_and_race_free,
-    signed_requests_refuse_forgery_replay_skew_and_bad_bodies,
-    approvals_flow_with_signed_grants_isolation_and_prompt_delivery,
+    // Signed tenant requests, heartbeats and commands.
+    a_signed_heartbeat_is_answered_with_the_desired_state,
+    a_replayed_signed_request_is_refused,
+    forged_and_skewed_requests_are_refused_saying_why,
+    well_signed_requests_with_bad_bodies_are_refused,
+    the_fleet_view_shows_a_heartbeating_tenant_healthy_and_a_silent_one_stale,
+    commands_ride_on_heartbeat_answers_until_acknowledged,
+    the_cli_refuses_an_unknown_tenant_command,
+    // Approvals and signed grants.
+    a_submission_is_idempotent_by_id_and_conflicting_content_is_refused,
+    a_submission_whose_action_hash_does_not_match_its_action_is_refused,
+    a_submission_with_an_unknown_tier_is_refused,
+    owners_see_only_their_own_tenants_requests,
+    tenants_see_neither_another_tenants_requests_nor_its_decisions,
+    a_decision_without_the_csrf_header_is_forbidden,
+    an_unknown_decision_a_traversing_id_and_an_unknown_status_filter_are_refused,
+    a_decision_reaches_the_long_polling_tenant_as_a_signed_grant,
+    a_grant_is_good_only_for_its_action_and_tenant,
+    polling_past_the_cursor_returns_no_grant_again,
+    a_second_decision_is_refused,
+    a_decision_from_the_cli_wakes_the_long_polling_tenant,
+    an_expired_request_cannot_be_decided_and_shows_as_expired,
+    decisions_are_audited_with_who_decided,
+    the_hub_key_never_reaches_the_log_and_its_file_is_owner_only,
+    // Policy bundles.
     policy_bundles_are_published_signed_and_monotonic,
 );
