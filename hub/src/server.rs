@@ -172,7 +172,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/push/unsubscribe", post(push_unsubscribe))
         .route("/v1/devices", get(list_devices))
         .route("/v1/admin/jobs", get(admin_jobs))
-        .route(AGENT_RELEASE_PATH, get(agent_release))
+        .route("/v1/releases/tenant-agent", get(agent_release))
         .route("/v1/enroll", post(enroll))
         .route("/v1/tenant/heartbeat", post(heartbeat))
         .route("/v1/tenant/approvals", post(submit_approval))

@@ -69,6 +69,9 @@ paths = {
          "last_error": {"type": ["string", "null"]}, "lease_owner": {"type": ["string", "null"]},
          "lease_until": {"type": ["integer", "null"]}, "done_at": {"type": ["integer", "null"]}})}})),
          **auth401, "403": ERR("Not an admin account"), "400": ERR("Bad query")})},
+ "/v1/releases/tenant-agent": {"get": op("The tenant-agent binary new appliances install (public; its SHA-256 is pinned in their user data and sent as ETag and x-content-sha256)", [], responses={
+     "200": {"description": "The binary", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+     "404": ERR("This hub serves no release (set [provisioning] agent_file)")})},
  "/v1/enroll": {"post": op("Enroll a tenant with a single-use token and its own Ed25519 key", [], ref("EnrollRequest"), {
      "201": ok("Enrolled; pin hub_public_key", ref("EnrollResponse")),
      "401": ERR("Unknown (token_invalid) or expired (token_expired) token"), "409": ERR("Token already used (token_used)"), **COMMON})},

@@ -150,8 +150,11 @@ async fn serves_health_metrics_and_its_openapi_document() {
                 other => panic!("undocumented method {other}"),
             };
             let status = req.send().await.unwrap().status().as_u16();
+            // The release is served only when the hub has one (next to its binary here
+            // when the workspace's binaries are built); otherwise it says so.
+            let optional = path == "/v1/releases/tenant-agent" && status == 404;
             assert!(
-                ![404, 405, 500].contains(&status),
+                optional || ![404, 405, 500].contains(&status),
                 "{method} {path}: {status}"
             );
             if ["/healthz", "/metrics", "/openapi.json"].contains(&path.as_str()) {

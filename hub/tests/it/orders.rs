@@ -58,7 +58,8 @@ use testkit::hub::SignedTenant;
 
 use super::{BIN, Backend, DbTarget, Served, serve_with};
 
-const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// What the hub serves as the tenant-agent release in these tests.
+const AGENT_BYTES: &[u8] = b"#!/bin/sh\necho 'a stand-in for the tenant-agent binary'\n";
 
 struct Provisioning {
     fake: FakeHetzner,
@@ -78,12 +79,14 @@ impl Provisioning {
         std::fs::create_dir_all(&target.dir).unwrap();
         let token_file = target.dir.join("hetzner.token");
         std::fs::write(&token_file, "test-project-token\n").unwrap();
+        let agent = target.dir.join("tenant-agent-release");
+        std::fs::write(&agent, AGENT_BYTES).unwrap();
         let config = format!(
-            "[provisioning]\nhub_url = \"https://hub.example.com\"\n\
-             agent_url = \"https://hub.example.com/releases/tenant-agent\"\n\
-             agent_sha256 = \"{SHA}\"\nenroll_timeout_secs = {enroll_timeout_secs}\n\
+            "[provisioning]\nhub_url = \"https://hub.example.com/\"\n\
+             agent_file = \"{}\"\nenroll_timeout_secs = {enroll_timeout_secs}\n\
              [provisioning.hetzner]\napi_base = \"{}\"\ntoken_file = \"{}\"\n\
              zone = \"tenants.example.com\"\n",
+            agent.display(),
             fake.url(),
             token_file.display()
         );
@@ -225,6 +228,21 @@ async fn an_order_becomes_an_active_appliance_and_cancelling_removes_it(backend:
         .find(|r| r.name == "bakery" && r.rtype == "A")
         .unwrap();
     assert_eq!(Some(&a.records[0]), server.ipv4.as_ref());
+
+    // The server installs the hub's own release, pinned by its hash.
+    let user_data = server.user_data.clone().unwrap();
+    let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, AGENT_BYTES));
+    assert!(
+        user_data.contains("'https://hub.example.com/v1/releases/tenant-agent'")
+            && user_data.contains(&format!("'{sha}  /usr/local/bin/tenant-agent.new'")),
+        "{user_data}"
+    );
+    let resp = reqwest::get(format!("{}/v1/releases/tenant-agent", p.served.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-content-sha256"], sha.as_str());
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), AGENT_BYTES);
 
     let tenant = p.boot("bakery").await;
     let order = p.until_status(id, "active").await;
