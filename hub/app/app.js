@@ -261,6 +261,91 @@ async function detailPage(id) {
   ].filter(Boolean));
 }
 
+// ---- orders (admins) ---------------------------------------------------------------------
+
+const ORDER_STEPS = {
+  created: 'Ordered',
+  server_requested: 'Creating the server',
+  server_running: 'Server running',
+  dns_ready: 'DNS name set',
+  installing: 'Installing',
+  enrolled: 'Enrolled',
+  active: 'Active',
+  failed: 'Failed',
+  cancelling: 'Cancelling',
+  cancelled: 'Cancelled',
+};
+const FINAL = ['active', 'failed', 'cancelled'];
+
+function orderChip(status) {
+  return el('span', { class: `chip o-${status}`, 'data-status': status }, ORDER_STEPS[status] || status);
+}
+
+async function ordersPage() {
+  const data = await api('GET', '/v1/admin/orders');
+  const error = el('p', { class: 'error', role: 'alert' });
+  const tenant = el('input', { type: 'text', id: 'order-tenant', required: true, autocapitalize: 'none', autocomplete: 'off', pattern: '[a-z0-9-]{1,50}', placeholder: 'bakery' });
+  const owner = el('input', { type: 'email', id: 'order-owner', required: true, placeholder: 'owner@example.com' });
+  const form = el('form', { class: 'login', id: 'new-order', onsubmit: async (e) => {
+    e.preventDefault();
+    error.textContent = '';
+    try {
+      const made = await api('POST', '/v1/admin/orders', { tenant: tenant.value.trim(), owner: owner.value.trim() });
+      location.hash = `#/admin/orders/${made.order.id}`;
+    } catch (err) { error.textContent = err.message; }
+  } },
+  el('h2', {}, 'New appliance'),
+  el('label', { for: 'order-tenant' }, 'Tenant name (a-z, 0-9, -)'), tenant,
+  el('label', { for: 'order-owner' }, "Owner's account (email)"), owner,
+  error,
+  el('button', { class: 'primary', type: 'submit', id: 'create-order' }, 'Order'));
+  const items = data.orders.map((o) => el('a', { class: 'card order', href: `#/admin/orders/${o.id}`, 'data-id': String(o.id) },
+    el('div', {}, orderChip(o.status)),
+    el('div', { class: 'summary' }, o.tenant),
+    el('div', { class: 'meta' }, `#${o.id} · ${o.owner || 'no owner'} · ${o.provider} · ${ago(o.updated_at)}`),
+    o.last_error ? el('div', { class: 'error' }, o.last_error) : null));
+  main().replaceChildren(el('h1', {}, 'Orders'), ...(items.length ? items : [el('div', { class: 'empty' }, 'No orders yet.')]), form);
+  if (data.orders.some((o) => !FINAL.includes(o.status))) refreshTimer = setTimeout(() => route(), 3000);
+}
+
+function confirmOrder(o, action) {
+  const cancel = action === 'cancel';
+  setSheet([
+    el('h1', {}, cancel ? `Cancel ${o.tenant}?` : `Retry ${o.tenant}?`),
+    el('p', { class: 'meta' }, cancel
+      ? 'The DNS name and the server are deleted and the tenant can no longer reach the hub. This cannot be undone.'
+      : `The order runs again from the step that failed (${o.failed_step || 'the start'}).`),
+    el('div', { class: 'row' },
+      el('button', { class: 'cancel', onclick: () => setSheet(null) }, 'Back'),
+      el('button', { class: cancel ? 'deny' : 'approve', id: `confirm-${action}`, onclick: async (e) => {
+        e.target.disabled = true;
+        try { await api('POST', `/v1/admin/orders/${o.id}/${action}`); setSheet(null); await route(); } catch (err) { alert(err.message); }
+      } }, cancel ? 'Cancel the order' : 'Retry')),
+  ]);
+}
+
+async function orderPage(id) {
+  const { order: o, timeline } = await api('GET', `/v1/admin/orders/${id}`);
+  const buttons = el('div', { class: 'row' },
+    o.status === 'failed' ? el('button', { class: 'approve', id: 'retry-order', onclick: () => confirmOrder(o, 'retry') }, 'Retry') : null,
+    !['cancelling', 'cancelled'].includes(o.status) ? el('button', { class: 'deny', id: 'cancel-order', onclick: () => confirmOrder(o, 'cancel') }, 'Cancel') : null);
+  main().replaceChildren(...[
+    el('h1', {}, `${o.tenant} `, orderChip(o.status)),
+    el('div', { class: 'meta' }, `Order #${o.id} · ${o.owner || 'no owner'} · ${o.provider} (${o.plan}) · ordered ${when(o.created_at)}`),
+    o.server_id ? el('dl', { class: 'kv block' },
+      el('dt', {}, 'server'), el('dd', {}, o.server_id),
+      el('dt', {}, 'IPv4'), el('dd', {}, o.ipv4 || '-'),
+      el('dt', {}, 'IPv6'), el('dd', {}, o.ipv6 || '-')) : null,
+    o.status === 'failed' ? el('div', { class: 'decided denied', id: 'failure' }, `Failed at ${ORDER_STEPS[o.failed_step] || o.failed_step}: ${o.last_error}`) : null,
+    el('h2', {}, 'Timeline'),
+    el('ol', { class: 'timeline block', id: 'timeline' }, timeline.map((e) => el('li', {},
+      el('span', { class: 'meta' }, when(e.at)), ' ', el('strong', {}, ORDER_STEPS[e.status] || e.status), el('div', {}, e.message)))),
+    buttons,
+    el('p', {}, el('a', { href: '#/admin/orders' }, '← All orders')),
+  ].filter(Boolean));
+  if (!FINAL.includes(o.status)) refreshTimer = setTimeout(() => route(), 2000);
+}
+
 async function route() {
   clearTimeout(refreshTimer);
   setSheet(null);
@@ -268,6 +353,7 @@ async function route() {
   const logout = document.getElementById('logout');
   if (hash === '#/login' || hash === '#/signup') {
     logout.hidden = true;
+    document.getElementById('nav-orders').hidden = true;
     return loginPage(hash === '#/signup' ? 'signup' : 'login');
   }
   try {
@@ -276,6 +362,12 @@ async function route() {
       csrf = s.csrf_token; me = s;
     }
     logout.hidden = false;
+    document.getElementById('nav-orders').hidden = !(me && me.role === 'admin');
+    if (me && me.role === 'admin') {
+      const o = hash.match(/^#\/admin\/orders\/(\d{1,18})$/);
+      if (o) return await orderPage(o[1]);
+      if (hash === '#/admin/orders') return await ordersPage();
+    }
     const m = hash.match(/^#\/approvals\/([A-Za-z0-9_-]{8,64})$/);
     if (m) return await detailPage(m[1]);
     return await listPage(hash === '#/history' ? 'history' : 'pending');

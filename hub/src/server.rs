@@ -172,6 +172,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/push/unsubscribe", post(push_unsubscribe))
         .route("/v1/devices", get(list_devices))
         .route("/v1/admin/jobs", get(admin_jobs))
+        .route("/v1/admin/orders", get(admin_orders))
+        .route("/v1/admin/orders", post(admin_create_order))
+        .route("/v1/admin/orders/{id}", get(admin_order))
+        .route("/v1/admin/orders/{id}/retry", post(admin_retry_order))
+        .route("/v1/admin/orders/{id}/cancel", post(admin_cancel_order))
         .route("/v1/releases/tenant-agent", get(agent_release))
         .route("/v1/enroll", post(enroll))
         .route("/v1/tenant/heartbeat", post(heartbeat))
@@ -814,6 +819,97 @@ async fn push_unsubscribe(
 async fn list_devices(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
     let rows = devices::list(&state.store, Viewer::of(&account)).await?;
     Ok(axum::Json(json!({ "devices": rows })).into_response())
+}
+
+// ---- orders (admins) ----------------------------------------------------------------------
+
+async fn admin_orders(State(state): St, Admin(_): Admin) -> Result<Response, HubError> {
+    let rows = state.store.orders(200).await?;
+    Ok(axum::Json(json!({ "orders": rows })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderInput {
+    tenant: String,
+    owner: String,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+}
+
+async fn admin_create_order(
+    State(state): St,
+    Admin(admin): Admin,
+    body: Result<axum::Json<OrderInput>, JsonRejection>,
+) -> Result<Response, HubError> {
+    let axum::Json(input) = body.map_err(json_err)?;
+    let known: Vec<&str> = state
+        .provisioner
+        .as_ref()
+        .map(|p| p.providers.keys().copied().collect())
+        .unwrap_or_default();
+    let provider = input.provider.clone().unwrap_or_else(|| {
+        state
+            .provisioner
+            .as_ref()
+            .map_or_else(|| "hetzner".to_owned(), |p| p.default_provider.clone())
+    });
+    let order = crate::orders::NewOrder {
+        tenant: input.tenant.trim(),
+        owner: input.owner.trim(),
+        provider: &provider,
+        plan: input.plan.as_deref().unwrap_or("standard"),
+    };
+    let id = crate::orders::create(&state.store, &known, &order, &admin.email, state.now()).await?;
+    state.jobs_wake.notify_one();
+    let row = state.store.order(id).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "order": row }))).into_response())
+}
+
+fn order_id(id: &str) -> Result<i64, HubError> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| HubError::NotFound(format!("order {id:?}")))
+}
+
+async fn admin_order(
+    State(state): St,
+    Admin(_): Admin,
+    Path(id): Path<String>,
+) -> Result<Response, HubError> {
+    let id = order_id(&id)?;
+    let order = state
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("order {id}")))?;
+    let timeline = state.store.order_events(id).await?;
+    Ok(axum::Json(json!({ "order": order, "timeline": timeline })).into_response())
+}
+
+async fn admin_retry_order(
+    State(state): St,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Response, HubError> {
+    let id = order_id(&id)?;
+    crate::orders::retry(&state.store, id, &admin.email, state.now()).await?;
+    state.jobs_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn admin_cancel_order(
+    State(state): St,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Response, HubError> {
+    let id = order_id(&id)?;
+    crate::orders::cancel(&state.store, id, &admin.email, state.now()).await?;
+    state.jobs_wake.notify_one();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn agent_release(State(state): St) -> Result<Response, HubError> {

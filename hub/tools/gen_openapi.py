@@ -24,6 +24,7 @@ def op(summary, security=None, body=None, responses=None, params=None, desc=None
     if params: o["parameters"] = params
     return o
 
+ORDER_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}}
 auth401 = {"401": ERR("Not logged in, or the session ended")}
 tenant401 = {"401": ERR("Missing, forged, skewed (over 300 s) or replayed signature; unknown tenant")}
@@ -69,6 +70,20 @@ paths = {
          "last_error": {"type": ["string", "null"]}, "lease_owner": {"type": ["string", "null"]},
          "lease_until": {"type": ["integer", "null"]}, "done_at": {"type": ["integer", "null"]}})}})),
          **auth401, "403": ERR("Not an admin account"), "400": ERR("Bad query")})},
+ "/v1/admin/orders": {
+     "get": op("Orders, newest first (admins only)", SESSION, responses={"200": ok("Orders", S({"orders": {"type": "array", "items": ref("Order")}})), **auth401, "403": ERR("Not an admin account")}),
+     "post": op("Order an appliance for a tenant (admins only); the hub provisions it", SESSION_CSRF, S({"tenant": str_, "owner": str_, "provider": str_, "plan": {"type": "string", "enum": ["dev", "standard"]}}, ["tenant", "owner"]), {
+         "201": ok("Created", S({"order": ref("Order")})), **auth401, "403": ERR("Not an admin account, or missing x-csrf-token"),
+         "409": ERR("The tenant already has an open order (order_open)"), **COMMON})},
+ "/v1/admin/orders/{id}": {"get": op("One order with its timeline (admins only)", SESSION, params=[ORDER_ID], responses={
+     "200": ok("The order", S({"order": ref("Order"), "timeline": {"type": "array", "items": S({"at": int_, "status": str_, "message": str_})}})),
+     **auth401, "403": ERR("Not an admin account"), "404": ERR("No such order")})},
+ "/v1/admin/orders/{id}/retry": {"post": op("Run a failed order again from the step that failed (admins only)", SESSION_CSRF, params=[ORDER_ID], responses={
+     "204": ok("Running again"), **auth401, "403": ERR("Not an admin account, or missing x-csrf-token"), "404": ERR("No such order"),
+     "409": ERR("The order has not failed (order_not_failed)")})},
+ "/v1/admin/orders/{id}/cancel": {"post": op("Cancel an order: its DNS record and server are deleted and the tenant's key revoked (admins only)", SESSION_CSRF, params=[ORDER_ID], responses={
+     "204": ok("Cancelling"), **auth401, "403": ERR("Not an admin account, or missing x-csrf-token"), "404": ERR("No such order"),
+     "409": ERR("Already cancelled (order_cancelled)")})},
  "/v1/releases/tenant-agent": {"get": op("The tenant-agent binary new appliances install (public; its SHA-256 is pinned in their user data and sent as ETag and x-content-sha256)", [], responses={
      "200": {"description": "The binary", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
      "404": ERR("This hub serves no release (set [provisioning] agent_file)")})},
@@ -98,7 +113,13 @@ paths = {
 
 S = lambda props, req=None, **kw: {"type": "object", "properties": props, **({"required": req} if req else {}), **kw}
 str_ = {"type": "string"}; int_ = {"type": "integer"}
+nstr = {"type": ["string", "null"]}; nint = {"type": ["integer", "null"]}
 schemas = {
+ "Order": S({"id": int_, "tenant": str_, "owner": nstr, "provider": str_, "plan": str_,
+     "status": {"type": "string", "enum": ["created", "server_requested", "server_running", "dns_ready", "installing",
+                                           "enrolled", "active", "failed", "cancelling", "cancelled"]},
+     "server_id": nstr, "ipv4": nstr, "ipv6": nstr, "failed_step": nstr, "last_error": nstr,
+     "enroll_deadline": nint, "created_at": int_, "updated_at": int_}),
  "PushSubscription": S({"endpoint": {"type": "string", "format": "uri"}, "expirationTime": {"type": ["integer", "null"]},
      "keys": S({"p256dh": str_, "auth": str_}, ["p256dh", "auth"])}, ["endpoint", "keys"]),
  "Device": S({"id": int_, "account": str_, "push_service": str_, "user_agent": str_, "created_at": int_,

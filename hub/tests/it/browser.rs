@@ -14,7 +14,7 @@ use super::serve;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(super) struct Driver {
     child: Child,
     http: reqwest::Client,
     base: String,
@@ -29,7 +29,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(super) async fn start() -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -93,13 +93,13 @@ impl Driver {
         }
     }
 
-    async fn go(&self, url: &str) {
+    pub(super) async fn go(&self, url: &str) {
         self.call("POST", "/url", Some(json!({"url": url}))).await;
     }
 
     /// Waits for `css` to match and returns the element id.
-    async fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    pub(super) async fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + testkit::patience();
         loop {
             let v = self
                 .call(
@@ -120,7 +120,7 @@ impl Driver {
         }
     }
 
-    async fn click(&self, css: &str) {
+    pub(super) async fn click(&self, css: &str) {
         let id = self.find(css).await;
         let v = self
             .call("POST", &format!("/element/{id}/click"), None)
@@ -128,7 +128,7 @@ impl Driver {
         assert!(v["value"].is_null(), "click {css}: {v}");
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(super) async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.call(
             "POST",
@@ -138,7 +138,7 @@ impl Driver {
         .await;
     }
 
-    async fn script(&self, script: &str) -> Value {
+    pub(super) async fn script(&self, script: &str) -> Value {
         self.call(
             "POST",
             "/execute/sync",
@@ -148,7 +148,7 @@ impl Driver {
             .clone()
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(super) async fn text(&self, css: &str) -> String {
         let js = format!(
             "const e = document.querySelector({}); return e ? e.innerText : '';",
             serde_json::to_string(css).unwrap()
@@ -156,7 +156,7 @@ impl Driver {
         self.script(&js).await.as_str().unwrap_or("").to_owned()
     }
 
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(super) async fn screenshot(&self, name: &str) -> PathBuf {
         let v = self.call("GET", "/screenshot", None).await;
         let png = base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD,

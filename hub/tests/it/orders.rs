@@ -347,3 +347,94 @@ on_every_backend!(
     provider_faults_are_retried_without_a_second_server,
     an_appliance_that_never_enrolls_fails_its_order_visibly,
 );
+
+/// The chip of the order shown on the page.
+async fn shown_status(d: &super::browser::Driver) -> String {
+    d.script("const c = document.querySelector('h1 .chip'); return c ? c.dataset.status : '';")
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+async fn until_shown(d: &super::browser::Driver, status: &str) {
+    testkit::eventually_async(&format!("the page shows {status}"), async || {
+        (shown_status(d).await == status).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_orders_follows_and_cancels_an_appliance_from_a_phone() {
+    let p = Provisioning::start(Backend::Sqlite, 600).await;
+    let password = "an admin password 123";
+    let (ok, _, err) = super::admin(
+        &p.target,
+        &["create-admin", "--email", "ops@hub.example"],
+        password,
+    );
+    assert!(ok, "{err}");
+    // Browsers treat http://localhost as a secure context, so the Secure session cookie works.
+    let base = p.served.base.replace("127.0.0.1", "localhost");
+    let d = super::browser::Driver::start().await;
+    d.go(&format!("{base}/app/#/login")).await;
+    d.type_into("#email", "ops@hub.example").await;
+    d.type_into("#password", password).await;
+    d.click("#submit").await;
+    d.click("#nav-orders").await;
+    d.find("#new-order").await;
+    d.screenshot("orders-1-empty").await;
+
+    // A bad tenant name is refused with the hub's sentence; a good one is ordered.
+    d.type_into("#order-tenant", "Bakery!").await;
+    d.type_into("#order-owner", "anna@bakery.example").await;
+    d.script("document.getElementById('order-tenant').removeAttribute('pattern'); return 1;")
+        .await;
+    d.click("#create-order").await;
+    testkit::eventually_async("the refusal is shown", async || {
+        let t = d.text("#new-order .error").await;
+        t.contains("a tenant to provision").then_some(())
+    })
+    .await;
+    d.script("document.getElementById('order-tenant').value = ''; return 1;")
+        .await;
+    d.type_into("#order-tenant", "bakery").await;
+    d.click("#create-order").await;
+    d.find("#timeline").await;
+    until_shown(&d, "installing").await;
+    d.screenshot("orders-2-installing").await;
+    let timeline = d.text("#timeline").await;
+    assert!(
+        timeline.contains("Creating the server") && timeline.contains("DNS name set"),
+        "{timeline}"
+    );
+
+    // The appliance boots and enrolls: the page follows it to active.
+    p.boot("bakery").await;
+    until_shown(&d, "active").await;
+    d.screenshot("orders-3-active").await;
+
+    // Cancel asks once more, then deprovisions.
+    d.click("#cancel-order").await;
+    d.find("#confirm-cancel").await;
+    d.screenshot("orders-4-confirm-cancel").await;
+    d.click("#confirm-cancel").await;
+    until_shown(&d, "cancelled").await;
+    d.screenshot("orders-5-cancelled").await;
+    assert!(p.fake.servers().is_empty());
+    d.click("a[href='#/admin/orders']").await;
+    d.find(".card.order").await;
+    let list = d.text("main").await;
+    assert!(
+        list.contains("bakery") && list.contains("CANCELLED"),
+        "{list}"
+    );
+
+    // A customer has no orders page.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/admin/orders", p.served.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
