@@ -512,6 +512,8 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
                         "send a heartbeat"
                     }
                 ))),
+                // Enrollment nudges the job; the first heartbeat follows it within moments.
+                (OrderStatus::Enrolled, ..) => Ok(Progress::Wait(1)),
                 _ => Ok(Progress::Wait(5)),
             }
         }

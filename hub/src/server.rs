@@ -963,6 +963,11 @@ async fn enroll(State(state): St, headers: HeaderMap, body: Bytes) -> Result<Res
     require_json(&headers)?;
     let req: EnrollRequest = parse_json(&body)?;
     let tenant = fleet::enroll(&state.store, &req, state.now()).await?;
+    // An order waiting for this appliance moves on now rather than at its next look.
+    if let Err(e) = state.store.order_nudge(&tenant.name, state.now()).await {
+        tracing::warn!(error = %e, tenant = %tenant.name, "cannot nudge the tenant's order");
+    }
+    state.jobs_wake.notify_one();
     tracing::info!(tenant = %tenant.name, hostname = %req.hostname, "tenant enrolled");
     let key = state.key.public_key();
     Ok((

@@ -302,6 +302,19 @@ impl Store {
             .collect()
     }
 
+    /// Runs the job of `tenant`'s order now if it waits for the appliance (it just enrolled).
+    pub async fn order_nudge(&self, tenant: &str, now: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE jobs SET run_at = $2
+             WHERE key IN (SELECT 'order:' || CAST(id AS TEXT) FROM orders
+                           WHERE tenant = $1 AND status IN ('installing', 'enrolled'))
+               AND done_at IS NULL AND lease_owner IS NULL AND run_at > $2",
+            &[tenant.into(), now.into()],
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// (enrolled_at, last_heartbeat_at) of a tenant.
     pub async fn tenant_progress(
         &self,
