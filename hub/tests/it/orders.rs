@@ -381,7 +381,9 @@ async fn an_admin_orders_follows_and_cancels_an_appliance_from_a_phone() {
     d.type_into("#email", "ops@hub.example").await;
     d.type_into("#password", password).await;
     d.click("#submit").await;
-    d.click("#nav-orders").await;
+    // Logged in: the list shows, and the admin's Orders link is visible.
+    d.find("#tab-pending").await;
+    d.click("#nav-orders:not([hidden])").await;
     d.find("#new-order").await;
     d.screenshot("orders-1-empty").await;
 
