@@ -184,6 +184,56 @@ fn json_mode_redacts_every_string_and_keeps_the_rest() {
     assert!(!stats.any());
 }
 
+/// Inputs shorter than anything the redactor can find are returned untouched without being
+/// searched; this is the boundary: a value exactly as long as the shortest form, alone, raw or
+/// escaped in a JSON string, is still found, and one byte less is not searched at all.
+#[test]
+fn shortest_inputs_are_still_searched() {
+    let value = "p4ssw0rd"; // MIN_SECRET_LEN bytes: the shortest form there can be.
+    assert_eq!(value.len(), safety::redact::MIN_SECRET_LEN);
+    let r = with_secrets(&[("db", value)]);
+    check(&r, value, "SECRET_REF(db)");
+    assert!(matches!(
+        r.redact_str("p4ssw0r"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    // The token's inside is longer than the value (escapes) or exactly as long.
+    for body in [
+        r#"{"k":"p4ssw0rd"}"#,
+        r#"{"k":"\u0070\u0034ssw0rd"}"#,
+        r#"{"p4ssw0rd":1}"#,
+    ] {
+        let (out, stats) = r.redact_json(body.as_bytes()).unwrap();
+        assert_eq!(stats.secrets, 1, "{body}");
+        assert!(
+            std::str::from_utf8(&out)
+                .unwrap()
+                .contains("SECRET_REF(db)"),
+            "{body}"
+        );
+    }
+    // Seven bytes, even escaped into a longer token, hold no eight-byte value.
+    let (out, stats) = r
+        .redact_json(br#"{"k":"p4ssw0r","j":"\u0070\u0034ssw0"}"#)
+        .unwrap();
+    assert!(matches!(out, std::borrow::Cow::Borrowed(_)));
+    assert!(!stats.any());
+    // Patterns only: the shortest match of the pack is the limit; every rule's examples are
+    // longer than it and still redacted (`every_rule_redacts_its_examples`), and so are the
+    // shortest of them inside a JSON string.
+    let p = Redactor::patterns_only(pack());
+    let shortest = pack()
+        .rules()
+        .iter()
+        .flat_map(|r| r.examples.iter())
+        .min_by_key(|e| e.len())
+        .unwrap()
+        .clone();
+    let body = serde_json::to_vec(&serde_json::json!({ "k": shortest })).unwrap();
+    let (_, stats) = p.redact_json(&body).unwrap();
+    assert!(stats.any(), "{shortest:?}");
+}
+
 #[test]
 fn invalid_json_is_an_error() {
     let r = Redactor::patterns_only(pack());

@@ -43,6 +43,11 @@ pub(crate) fn redact_json<'a>(
         let end = (i + 1).min(body.len());
         i = end;
         let token = &body[start..end];
+        // Unescaping only shortens a string, so a token whose inside is shorter than anything
+        // the redactor can find needs no decoding at all.
+        if token.len().saturating_sub(2) < redactor.min_len() {
+            continue;
+        }
         // Without a backslash, the token's inside is already the string (the document is
         // valid, so it is valid UTF-8); only escaped strings need decoding.
         let decoded: Cow<'_, [u8]> = match token.get(1..token.len().saturating_sub(1)) {

@@ -57,6 +57,11 @@ pub struct Redactor {
     replacements: Vec<Vec<u8>>,
     pack: Arc<PatternPack>,
     secret_count: usize,
+    /// The shortest text anything can be found in: the shortest registered form, the shortest
+    /// match of a rule or of the entropy net. Decoding only ever shortens text (every encoded
+    /// sequence is at least as long as the bytes it decodes to), so a shorter input has no
+    /// secret in any supported encoding either, and is returned as is.
+    min_len: usize,
 }
 
 impl fmt::Debug for Redactor {
@@ -121,21 +126,26 @@ impl Redactor {
         } else {
             Some(ValueIndex::new(&patterns)?)
         };
+        let shortest_form = patterns.iter().map(Vec::len).min().unwrap_or(usize::MAX);
+        let min_len = shortest_form.min(pack.min_match_len());
         Ok(Redactor {
             values,
             replacements,
             pack,
             secret_count: secrets.len(),
+            min_len,
         })
     }
 
     /// A redactor with no registered secrets (patterns and entropy net only).
     pub fn patterns_only(pack: Arc<PatternPack>) -> Self {
+        let min_len = pack.min_match_len();
         Redactor {
             values: None,
             replacements: Vec::new(),
             pack,
             secret_count: 0,
+            min_len,
         }
     }
 
@@ -153,6 +163,9 @@ impl Redactor {
     pub fn redact_with_stats<'a>(&self, input: &'a [u8]) -> (Cow<'a, [u8]>, RedactionStats) {
         let mut stats = RedactionStats::default();
         let mut current: Cow<'a, [u8]> = Cow::Borrowed(input);
+        if input.len() < self.min_len {
+            return (current, stats);
+        }
         if let Some(index) = &self.values
             && let Some(mut out) = index.replace(&self.replacements, &current, &mut stats)
         {
@@ -170,12 +183,16 @@ impl Redactor {
         // `[REDACTED:id]`), whether this pass wrote it or the input already had it: that keeps
         // redaction idempotent and placeholders intact.
         let candidates = self.pack.candidates(&current);
-        if candidates.any_rule()
-            && let Some(out) = map_segments(&current, |seg| {
-                self.pack.replace_patterns(seg, &candidates, &mut stats)
-            })
-        {
-            current = Cow::Owned(out);
+        let mut skip = None;
+        if candidates.any_rule() {
+            let spans = placeholder_spans(&current);
+            match map_segments(&current, &spans, |seg, base| {
+                self.pack
+                    .replace_patterns(seg, base, &candidates, &mut stats)
+            }) {
+                Some(out) => current = Cow::Owned(out),
+                None => skip = Some(spans),
+            }
         }
         if candidates.entropy() {
             // The net starts at keyword positions; if the patterns changed the text, find them
@@ -184,7 +201,8 @@ impl Redactor {
                 Cow::Owned(_) if stats.patterns > 0 => self.pack.candidates(&current),
                 _ => candidates,
             };
-            let skip = placeholder_spans(&current);
+            // Unless the patterns changed the text, its placeholders are those found above.
+            let skip = skip.unwrap_or_else(|| placeholder_spans(&current));
             if let Some(out) = self
                 .pack
                 .replace_entropy(&current, &candidates, &skip, &mut stats)
@@ -224,6 +242,11 @@ impl Redactor {
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             ),
         }
+    }
+
+    /// The shortest input [`Redactor::redact`] can change.
+    pub(crate) fn min_len(&self) -> usize {
+        self.min_len
     }
 
     /// Redacts every string (keys and values) of a JSON document and keeps everything else
@@ -509,23 +532,28 @@ fn placeholder_spans(input: &[u8]) -> Vec<(usize, usize)> {
     spans
 }
 
-/// Applies `f` to the text between placeholders; `None` when nothing changed.
-fn map_segments(input: &[u8], mut f: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
-    let spans = placeholder_spans(input);
+/// Applies `f` to the text between placeholders (each with its offset in `input`); `None` when
+/// nothing changed.
+fn map_segments(
+    input: &[u8],
+    spans: &[(usize, usize)],
+    mut f: impl FnMut(&[u8], usize) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
     if spans.is_empty() {
-        return f(input);
+        return f(input, 0);
     }
     let mut out: Option<Vec<u8>> = None;
     let mut last = 0;
     for (start, end) in spans
-        .into_iter()
+        .iter()
+        .copied()
         .chain(std::iter::once((input.len(), input.len())))
     {
         if start < last {
             continue;
         }
         let segment = &input[last..start];
-        match f(segment) {
+        match f(segment, last) {
             Some(replaced) => {
                 let buf = out.get_or_insert_with(|| input[..last].to_vec());
                 buf.extend_from_slice(&replaced);
