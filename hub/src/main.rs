@@ -676,10 +676,7 @@ async fn orders_command(
             json,
         }) => {
             let provider = provider.unwrap_or_else(|| config.provisioning.default_provider.clone());
-            let mut known = Vec::new();
-            if config.provisioning.hetzner.is_some() {
-                known.push("hetzner");
-            }
+            let known = hub::orders::known_providers(&config.provisioning);
             let order = hub::orders::NewOrder {
                 tenant: &tenant,
                 owner: &owner,
@@ -817,7 +814,11 @@ fn serve(config: Config) -> Result<()> {
         };
         let vapid = hub::push::Vapid::load_or_create(&config.vapid_path(), &config.push_contact)?;
         let shown = store.shown().to_owned();
-        let provisioner = hub::orders::Provisioner::from_config(&config.provisioning)?;
+        let provisioner = hub::orders::Provisioner::from_config(
+            &config.provisioning,
+            &config.data_dir,
+            Some(addr.port()),
+        )?;
         if !provisioner.providers.is_empty() {
             tracing::info!(
                 providers = ?provisioner.providers.keys().collect::<Vec<_>>(),
