@@ -144,6 +144,37 @@ async fn local_machines_boot_from_the_image_run_cloud_init_and_are_deleted() {
         assert_eq!(marker, machine_id);
         let status = inside(leader, &["cloud-init", "status", "--long"]).unwrap_or_default();
         eprintln!("{name}: cloud-init: {status}");
+        let system = Command::new("nsenter")
+            .args(["-t", &leader.to_string(), "-a", "--"])
+            .args(["systemctl", "is-system-running"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let failed = inside(leader, &["systemctl", "--failed", "--plain", "--no-legend"]);
+        // Informational: egress to a package registry through the hub_local NAT.
+        let registry = Command::new("nsenter")
+            .args(["-t", &leader.to_string(), "-a", "--"])
+            .args([
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .arg("http://deb.debian.org/debian/dists/bookworm/Release")
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_default();
+        eprintln!("{name}: system {system}; failed units: {failed:?}; deb.debian.org: {registry}");
         let host_key = testkit::eventually(&format!("{name} has SSH host keys"), || {
             inside(leader, &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
         });
