@@ -59,6 +59,9 @@ pub struct Provisioning {
     pub default_provider: String,
     /// Hetzner Cloud (`[provisioning.hetzner]`).
     pub hetzner: Option<HetznerConfig>,
+    /// systemd-nspawn machines on this host (`[provisioning.local]`). Optional: a hub running
+    /// as root offers `local` with the defaults.
+    pub local: Option<LocalConfig>,
 }
 
 impl Default for Provisioning {
@@ -71,6 +74,7 @@ impl Default for Provisioning {
             enroll_timeout_secs: 900,
             default_provider: "hetzner".into(),
             hetzner: None,
+            local: None,
         }
     }
 }
@@ -87,6 +91,19 @@ pub struct HetznerConfig {
     pub server_type: String,
     pub image: String,
     pub location: String,
+}
+
+/// `[provisioning.local]`: where the local provider keeps its image and machines.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// The cached Debian image (also `HUB_LOCAL_IMAGE_DIR`). Default
+    /// `/var/cache/hub/local-image` as root, else `data_dir/local/image`.
+    pub image_dir: Option<PathBuf>,
+    /// Machines and the hosts file. Default `<hub data_dir>/local`.
+    pub data_dir: Option<PathBuf>,
+    /// The Debian mirror debootstrap uses. Default `http://deb.debian.org/debian`.
+    pub mirror: Option<String>,
 }
 
 impl Default for HetznerConfig {

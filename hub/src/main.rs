@@ -676,10 +676,7 @@ async fn orders_command(
             json,
         }) => {
             let provider = provider.unwrap_or_else(|| config.provisioning.default_provider.clone());
-            let mut known = Vec::new();
-            if config.provisioning.hetzner.is_some() {
-                known.push("hetzner");
-            }
+            let known = hub::orders::known_providers(&config.provisioning);
             let order = hub::orders::NewOrder {
                 tenant: &tenant,
                 owner: &owner,
@@ -829,8 +826,12 @@ fn serve(config: Config) -> Result<()> {
         if let Some(r) = &release {
             tracing::info!(path = %r.path.display(), sha256 = %r.sha256, "serving the tenant-agent release");
         }
-        let provisioner =
-            hub::orders::Provisioner::from_config(&config.provisioning, release.as_ref())?;
+        let provisioner = hub::orders::Provisioner::from_config(
+            &config.provisioning,
+            &config.data_dir,
+            Some(addr.port()),
+            release.as_ref(),
+        )?;
         if !provisioner.providers.is_empty() {
             tracing::info!(
                 providers = ?provisioner.providers.keys().collect::<Vec<_>>(),

@@ -17,6 +17,7 @@ use serde_json::json;
 use crate::config::Provisioning;
 use crate::error::HubError;
 use crate::provision::hetzner::Hetzner;
+use crate::provision::local::{Local, LocalSettings};
 use crate::provision::{Provider, ProviderError, ServerSpec, UserData};
 use crate::server::AppState;
 use crate::store::{JobKind, OrderChange, OrderRow, OrderStatus, Store};
@@ -49,15 +50,73 @@ pub enum ProvisionConfigError {
     Provider(#[from] ProviderError),
 }
 
+/// The providers `config` offers: `hetzner` when configured, `local` when configured or when
+/// running as root (it needs no configuration).
+pub fn known_providers(config: &Provisioning) -> Vec<&'static str> {
+    let mut known = Vec::new();
+    if config.hetzner.is_some() {
+        known.push("hetzner");
+    }
+    if config.local.is_some() || crate::provision::local::is_root() {
+        known.push("local");
+    }
+    known
+}
+
+/// The local provider's settings: `[provisioning.local]`, `HUB_LOCAL_IMAGE_DIR`, defaults
+/// under the hub's data dir (made absolute: nspawn is given these paths).
+pub fn local_settings(
+    config: &Provisioning,
+    data_dir: &std::path::Path,
+    hub_port: Option<u16>,
+) -> LocalSettings {
+    use crate::provision::local as l;
+    let absolute = |p: &std::path::Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().map_or_else(|_| p.to_path_buf(), |cwd| cwd.join(p))
+        }
+    };
+    let c = config.local.clone().unwrap_or_default();
+    let data = absolute(&c.data_dir.unwrap_or_else(|| data_dir.join("local")));
+    let image_dir = std::env::var_os(l::IMAGE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or(c.image_dir)
+        .unwrap_or_else(|| {
+            if l::is_root() {
+                std::path::PathBuf::from(l::DEFAULT_ROOT_IMAGE_DIR)
+            } else {
+                data.join("image")
+            }
+        });
+    LocalSettings {
+        image_dir: absolute(&image_dir),
+        data_dir: data,
+        mirror: c.mirror.unwrap_or_else(|| l::DEFAULT_MIRROR.to_owned()),
+        hub_port,
+    }
+}
+
 impl Provisioner {
     /// The providers `config` sets up (none configured is fine: orders then fail to start
-    /// with a clear reason). The Hetzner token comes from its file or `HUB_HETZNER_TOKEN`.
-    /// Without `agent_url`, appliances download `release` from this hub.
+    /// with a clear reason). The Hetzner token comes from its file or `HUB_HETZNER_TOKEN`;
+    /// the local provider keeps its machines under `data_dir` and lets them reach the host
+    /// on `hub_port`. Without `agent_url`, appliances download `release` from this hub.
     pub fn from_config(
         config: &Provisioning,
+        data_dir: &std::path::Path,
+        hub_port: Option<u16>,
         release: Option<&crate::releases::Release>,
     ) -> Result<Provisioner, ProvisionConfigError> {
         let mut providers = BTreeMap::new();
+        if known_providers(config).contains(&"local") {
+            providers.insert(
+                "local",
+                Provider::Local(Local::new(local_settings(config, data_dir, hub_port))),
+            );
+        }
         if let Some(h) = &config.hetzner {
             let token = match &h.token_file {
                 Some(path) => std::fs::read_to_string(path)
@@ -174,7 +233,9 @@ pub async fn create(
             format!(
                 "provider {provider:?} is not configured; configured: {}",
                 if known_providers.is_empty() {
-                    "none (add [provisioning.hetzner] to the hub's config)".to_owned()
+                    "none (add [provisioning.hetzner] to the hub's config, or run it as root \
+                     for local)"
+                        .to_owned()
                 } else {
                     known_providers.join(", ")
                 }
@@ -380,6 +441,14 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
                     ..OrderChange::default()
                 };
                 return moved(OrderStatus::ServerRequested, change, msg).await;
+            }
+            if let Some(note) = provider.prepare().await? {
+                // Say it once on the timeline; `hub admin orders show` shows it meanwhile.
+                let events = store.order_events(id).await?;
+                if events.last().map(|e| e.message.as_str()) != Some(note.as_str()) {
+                    store.order_note(id, order.status, &note, now).await?;
+                }
+                return Ok(Progress::Wait(5));
             }
             let p = provisioner
                 .ok_or_else(|| StepError::permanent("provisioning is not configured"))?;

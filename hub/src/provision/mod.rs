@@ -1,12 +1,14 @@
 //! Providers of appliances (a server and its DNS name) behind one interface, and the
 //! cloud-init user data every server boots with (`provision/cloud-init/user-data.yaml`).
 //!
-//! Providers are enum-dispatched: today Hetzner Cloud. Every call answers a
+//! Providers are enum-dispatched: Hetzner Cloud, and `local` (systemd-nspawn machines on the
+//! hub's own host, for development, demos and tests). Every call answers a
 //! [`ProviderError`] that says whether retrying may help, so order steps retry what is
 //! transient (429, `locked`, 5xx, timeouts) and fail at once on what is not (bad input,
 //! auth, quota).
 
 pub mod hetzner;
+pub mod local;
 
 use std::collections::BTreeMap;
 
@@ -48,12 +50,23 @@ pub struct ServerSpec {
 #[derive(Debug, Clone)]
 pub enum Provider {
     Hetzner(hetzner::Hetzner),
+    Local(local::Local),
 }
 
 impl Provider {
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Hetzner(_) => "hetzner",
+            Provider::Local(_) => "local",
+        }
+    }
+
+    /// `None` when servers can be created now; else what the provider is preparing first
+    /// (the local provider's image build), for the order's timeline: ask again later.
+    pub async fn prepare(&self) -> Result<Option<String>, ProviderError> {
+        match self {
+            Provider::Hetzner(_) => Ok(None),
+            Provider::Local(l) => l.prepare().await,
         }
     }
 
@@ -66,18 +79,21 @@ impl Provider {
     ) -> Result<Option<Server>, ProviderError> {
         match self {
             Provider::Hetzner(h) => h.find_server(label, value).await,
+            Provider::Local(l) => l.find_server(label, value).await,
         }
     }
 
     pub async fn create_server(&self, spec: &ServerSpec) -> Result<Server, ProviderError> {
         match self {
             Provider::Hetzner(h) => h.create_server(spec).await,
+            Provider::Local(l) => l.create_server(spec).await,
         }
     }
 
     pub async fn server(&self, id: &str) -> Result<Option<Server>, ProviderError> {
         match self {
             Provider::Hetzner(h) => h.server(id).await,
+            Provider::Local(l) => l.server(id).await,
         }
     }
 
@@ -85,6 +101,7 @@ impl Provider {
     pub async fn delete_server(&self, id: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Hetzner(h) => h.delete_server(id).await,
+            Provider::Local(l) => l.delete_server(id).await,
         }
     }
 
@@ -97,6 +114,7 @@ impl Provider {
     ) -> Result<(), ProviderError> {
         match self {
             Provider::Hetzner(h) => h.set_dns(name, ipv4, ipv6).await,
+            Provider::Local(l) => l.set_dns(name, ipv4, ipv6).await,
         }
     }
 
@@ -104,6 +122,7 @@ impl Provider {
     pub async fn delete_dns(&self, name: &str) -> Result<(), ProviderError> {
         match self {
             Provider::Hetzner(h) => h.delete_dns(name).await,
+            Provider::Local(l) => l.delete_dns(name).await,
         }
     }
 }

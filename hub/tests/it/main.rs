@@ -375,6 +375,7 @@ fn admin_commands() {
 mod api;
 mod browser;
 mod inprocess;
+mod local;
 mod orders;
 mod push;
 mod replicas;
