@@ -359,6 +359,27 @@ impl Notifier {
         )
     }
 
+    /// Forgets `tenant_id`'s channel when no long-poll waits on it any more (call after the
+    /// receiver is dropped), so the map holds only tenants that are waiting.
+    pub fn release(&self, tenant_id: i64) {
+        if let Ok(mut map) = self.channels.lock()
+            && map
+                .get(&tenant_id)
+                .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            map.remove(&tenant_id);
+        }
+    }
+
+    /// Tenants with a channel (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.channels.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Announces a new grant for `tenant_id`.
     pub fn notify(&self, tenant_id: i64, seq: i64) {
         let Ok(mut map) = self.channels.lock() else {
@@ -377,6 +398,27 @@ impl Notifier {
                 map.remove(&tenant_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod notifier_tests {
+    use super::Notifier;
+
+    #[tokio::test]
+    async fn a_channel_lives_only_while_someone_waits() {
+        let n = Notifier::default();
+        let mut a = n.subscribe(7).unwrap_or_else(|| unreachable!());
+        let b = n.subscribe(7).unwrap_or_else(|| unreachable!());
+        drop(b);
+        n.release(7);
+        assert_eq!(n.len(), 1, "a still waits");
+        n.notify(7, 3);
+        assert!(a.changed().await.is_ok());
+        assert_eq!(*a.borrow(), 3);
+        drop(a);
+        n.release(7);
+        assert!(n.is_empty());
     }
 }
 

@@ -1061,6 +1061,15 @@ async fn decisions(
     let Query(q) = query.map_err(query_err)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(25).min(MAX_WAIT_SECS));
     let deadline = tokio::time::Instant::now() + wait;
+    /// Forgets the tenant's channel when this poll ends (however it ends) and nobody else
+    /// waits. Declared before the receiver, so it is dropped after it.
+    struct Release<'a>(&'a Notifier, i64);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.release(self.1);
+        }
+    }
+    let _release = Release(&state.notifier, tenant.id);
     let mut rx = state
         .notifier
         .subscribe(tenant.id)
