@@ -59,6 +59,67 @@ async fn sequential(
     lat
 }
 
+/// The outside harness of issue 14: `hey`, closed loop, 20 connections, 4 KiB bodies at
+/// 1,000 requests/s (50/s per worker), 10 s per run, direct and proxied interleaved over
+/// 3 rounds; the median of each round's p50 and p99.
+fn outside_harness(paths: &[(&str, &str, &str); 2], body: &[u8], dir: &std::path::Path) {
+    let file = dir.join("hey-body.json");
+    std::fs::write(&file, body).unwrap();
+    let parse = |out: &str, pct: &str| -> f64 {
+        out.lines()
+            .find_map(|l| {
+                let l = l.trim();
+                l.strip_prefix(&format!("{pct}% in "))
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |secs| secs * 1000.0)
+    };
+    let mut p50 = [Vec::new(), Vec::new()];
+    let mut p99 = [Vec::new(), Vec::new()];
+    let mut rps = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (i, (_, url, key)) in paths.iter().enumerate() {
+            let out = Command::new("hey")
+                .args(["-z", "10s", "-c", "20", "-q", "50", "-m", "POST"])
+                .args(["-T", "application/json", "-D"])
+                .arg(&file)
+                .args(["-H", &format!("Authorization: Bearer {key}"), url])
+                .output()
+                .expect("hey (Debian package hey)");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(text.contains("[200]"), "{text}");
+            p50[i].push(parse(&text, "50"));
+            p99[i].push(parse(&text, "99"));
+            rps[i].push(
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(f64::NAN),
+            );
+        }
+    }
+    println!("Outside harness (`hey -z 10s -c 20 -q 50`, closed loop, 4 KiB bodies):\n");
+    println!("| path | p50 ms | p99 ms | requests/s |\n|---|---|---|---|");
+    let m: Vec<(f64, f64, f64)> = (0..2)
+        .map(|i| {
+            (
+                median(p50[i].clone()),
+                median(p99[i].clone()),
+                median(rps[i].clone()),
+            )
+        })
+        .collect();
+    for (i, (name, ..)) in paths.iter().enumerate() {
+        println!("| {name} | {:.3} | {:.3} | {:.0} |", m[i].0, m[i].1, m[i].2);
+    }
+    println!(
+        "| added by the proxy | {:+.3} | {:+.3} | |\n",
+        m[1].0 - m[0].0,
+        m[1].1 - m[0].1
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -133,6 +194,10 @@ async fn run() {
     let small = Arc::new(chat_body(4096, false));
     for (_, url, key) in paths {
         sequential(&client, url, key, &small, 200, false).await;
+    }
+
+    if std::env::var_os("PROXY_BENCH_HEY").is_some() {
+        outside_harness(&paths, &small, dir.path());
     }
 
     println!("| load | path | p50 ms | p99 ms | errors |\n|---|---|---|---|---|");
