@@ -47,20 +47,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn heartbeat() -> Value {
-    serde_json::to_value(shared::wire::Heartbeat {
-        agent_version: "bench".into(),
-        runtime_kind: "openclaw".into(),
-        runtime_version: None,
-        runtime_health: shared::wire::RuntimeHealth::Healthy,
-        uptime_secs: 1,
-        disk_free_bytes: 1,
-        disk_total_bytes: 2,
-        pending_approvals: 0,
-        last_backup_at: None,
-        policy_version: 0,
-        acked_commands: Vec::new(),
-    })
-    .unwrap()
+    serde_json::to_value(testkit::hub::heartbeat("openclaw")).unwrap()
 }
 
 fn main() {

@@ -60,20 +60,7 @@ async fn replicas_share_replay_nonces_log_in_limits_and_decisions() {
     let tenant = std::sync::Arc::new(SignedTenant::enroll(&b.base, "bakery", &token).await);
 
     // A signed heartbeat accepted by A is a replay at B.
-    let body = serde_json::to_vec(&shared::wire::Heartbeat {
-        agent_version: "test".into(),
-        runtime_kind: "command".into(),
-        runtime_version: None,
-        runtime_health: shared::wire::RuntimeHealth::Healthy,
-        uptime_secs: 1,
-        disk_free_bytes: 1,
-        disk_total_bytes: 2,
-        pending_approvals: 0,
-        last_backup_at: None,
-        policy_version: 0,
-        acked_commands: Vec::new(),
-    })
-    .unwrap();
+    let body = serde_json::to_vec(&testkit::hub::heartbeat("command")).unwrap();
     let headers = tenant.sign("POST", "/v1/tenant/heartbeat", &body);
     let first = tenant
         .request(

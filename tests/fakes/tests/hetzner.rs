@@ -257,11 +257,20 @@ async fn actions_succeed_after_the_delay_and_the_server_runs() {
     fake.set_action_delay(Duration::from_millis(200));
     let (_, v) = c.post("/servers", server_body("real-time")).await;
     let action = &v["action"]["id"];
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        c.get(&format!("/actions/{action}")).await.1["action"]["status"],
-        "success"
-    );
+    // Wait on the action itself (it finishes on the wall clock, after its delay).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = c.get(&format!("/actions/{action}")).await.1["action"]["status"].clone();
+        if status == "success" {
+            break;
+        }
+        assert_eq!(status, "running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the action never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fake.set_action_delay(Duration::from_secs(3600));
     let (_, v) = c.post("/servers", server_body("forced")).await;
     fake.finish_actions();

@@ -234,6 +234,23 @@ impl InProcessHub {
     }
 }
 
+/// A healthy heartbeat, as a tenant sends it (runtime `kind`).
+pub fn heartbeat(kind: &str) -> shared::wire::Heartbeat {
+    shared::wire::Heartbeat {
+        agent_version: "test".into(),
+        runtime_kind: kind.into(),
+        runtime_version: None,
+        runtime_health: shared::wire::RuntimeHealth::Healthy,
+        uptime_secs: 1,
+        disk_free_bytes: 1,
+        disk_total_bytes: 2,
+        pending_approvals: 0,
+        last_backup_at: None,
+        policy_version: 0,
+        acked_commands: Vec::new(),
+    }
+}
+
 /// A tenant that signs its requests to one hub, as `tenant-agent` does.
 pub struct SignedTenant {
     pub name: String,
