@@ -329,7 +329,27 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
     assert_eq!(decrypt(&reminder)["type"], "approval");
     assert_eq!(hdr(&reminder, "urgency"), "high");
     assert_eq!(hdr(&reminder, "topic"), hdr(&first, "topic"));
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Wait until the reminder sweep has run again after the reminder went out (its next run
+    // is then at least two periods past it); still only the one reminder.
+    let reminded_at = hub::clock::system_now();
+    let deadline = Instant::now() + testkit::patience();
+    loop {
+        let jobs: Vec<Value> =
+            serde_json::from_str(&super::admin(&db, &["jobs", "--json"], "").1).unwrap();
+        let next = jobs
+            .iter()
+            .find(|j| j["key"] == "periodic:reminders")
+            .and_then(|j| j["run_at"].as_i64())
+            .unwrap_or(0);
+        if next >= reminded_at + 2 * hub::jobs::REMINDERS_EVERY_SECS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reminder sweep never ran again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         log.lock()
             .unwrap()
