@@ -91,6 +91,8 @@ pub struct HetznerConfig {
     pub server_type: String,
     pub image: String,
     pub location: String,
+    /// How long one API request may take before it counts as failed (and is retried).
+    pub request_timeout_secs: u64,
 }
 
 /// `[provisioning.local]`: where the local provider keeps its image and machines.
@@ -115,6 +117,7 @@ impl Default for HetznerConfig {
             server_type: "cpx11".into(),
             image: "debian-12".into(),
             location: "nbg1".into(),
+            request_timeout_secs: 30,
         }
     }
 }

@@ -82,10 +82,60 @@ pub async fn run_due(state: &Arc<AppState>) -> Result<usize, HubError> {
         .job_claim(&state.replica, LEASE_SECS, BATCH, now)
         .await?;
     let n = jobs.len();
+    let mut quick = tokio::task::JoinSet::new();
     for job in jobs {
-        run_one(state, job).await?;
+        let state = state.clone();
+        if job.kind == Some(JobKind::OrderStep) {
+            // A provider call can take minutes (a machine stopping, a slow API): off the tick,
+            // so that pushes, reminders and expiry never wait behind one. The job keeps its
+            // lease meanwhile; if this task dies, the lease runs out and the job runs again.
+            if !OrderStepsInFlight::start(&state.replica, job.id) {
+                continue;
+            }
+            tokio::spawn(async move {
+                let id = job.id;
+                if let Err(e) = run_one(&state, job).await {
+                    tracing::warn!(job = id, error = %e, "order step could not be recorded");
+                }
+                OrderStepsInFlight::end(&state.replica, id);
+            });
+        } else {
+            quick.spawn(async move { run_one(&state, job).await });
+        }
+    }
+    while let Some(done) = quick.join_next().await {
+        match done {
+            Ok(result) => result?,
+            Err(e) => tracing::warn!(error = %e, "a job's task ended abnormally"),
+        }
     }
     Ok(n)
+}
+
+/// The order steps this process runs now, by replica and job: a step that outlives its lease
+/// and is claimed again is not started twice here (steps are idempotent either way).
+struct OrderStepsInFlight;
+
+static IN_FLIGHT: std::sync::Mutex<Vec<(String, i64)>> = std::sync::Mutex::new(Vec::new());
+
+impl OrderStepsInFlight {
+    fn start(replica: &str, id: i64) -> bool {
+        let mut running = IN_FLIGHT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if running.iter().any(|(r, j)| r == replica && *j == id) {
+            return false;
+        }
+        running.push((replica.to_owned(), id));
+        true
+    }
+
+    fn end(replica: &str, id: i64) {
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(r, j)| !(r == replica && *j == id));
+    }
 }
 
 async fn run_one(state: &Arc<AppState>, job: Job) -> Result<(), HubError> {

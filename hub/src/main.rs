@@ -829,7 +829,7 @@ fn serve(config: Config) -> Result<()> {
         let provisioner = hub::orders::Provisioner::from_config(
             &config.provisioning,
             &config.data_dir,
-            Some(addr.port()),
+            Some(addr),
             release.as_ref(),
         )?;
         if !provisioner.providers.is_empty() {

@@ -29,9 +29,17 @@ pub const PLANS: &[&str] = &["dev", "standard"];
 #[derive(Debug)]
 pub struct Provisioner {
     pub providers: BTreeMap<&'static str, Provider>,
+    /// `[provisioning] hub_url`: where appliances reach this hub.
     pub hub_url: Option<String>,
+    /// Where local machines reach this hub when `hub_url` is not set:
+    /// `http://10.77.0.1:<port>` (the host side of every machine's veth).
+    pub local_hub_url: Option<String>,
+    /// `[provisioning] agent_url`; without it, appliances download this hub's own release.
     pub agent_url: Option<String>,
+    /// `[provisioning] agent_sha256`, else the served release's.
     pub agent_sha256: Option<String>,
+    /// This hub serves a tenant-agent release (`/v1/releases/tenant-agent`).
+    pub serves_release: bool,
     pub enroll_timeout_secs: i64,
     pub default_provider: String,
 }
@@ -68,7 +76,7 @@ pub fn known_providers(config: &Provisioning) -> Vec<&'static str> {
 pub fn local_settings(
     config: &Provisioning,
     data_dir: &std::path::Path,
-    hub_port: Option<u16>,
+    hub_addr: Option<std::net::SocketAddr>,
 ) -> LocalSettings {
     use crate::provision::local as l;
     let absolute = |p: &std::path::Path| {
@@ -95,26 +103,66 @@ pub fn local_settings(
         image_dir: absolute(&image_dir),
         data_dir: data,
         mirror: c.mirror.unwrap_or_else(|| l::DEFAULT_MIRROR.to_owned()),
-        hub_port,
+        hub_port: hub_addr.map(|a| a.port()),
+        // A hub on one address (127.0.0.1, say) is forwarded to; one on all is reached as is.
+        hub_forward_to: hub_addr.and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        }),
     }
 }
 
 impl Provisioner {
+    /// What an appliance of `provider` boots with: the hub's URL, the tenant-agent's download
+    /// URL and its SHA-256. Local machines reach this hub at `10.77.0.1` unless `hub_url` says
+    /// otherwise; the download is this hub's own release unless `agent_url` says otherwise.
+    pub fn appliance_sources(&self, provider: &str) -> Result<(String, String, String), String> {
+        let hub_url = self
+            .hub_url
+            .clone()
+            .or_else(|| {
+                (provider == "local")
+                    .then(|| self.local_hub_url.clone())
+                    .flatten()
+            })
+            .ok_or(
+                "[provisioning] hub_url is not set: appliances need to know where this hub is",
+            )?;
+        let agent_url = match &self.agent_url {
+            Some(url) => url.clone(),
+            None if self.serves_release => {
+                format!("{hub_url}{}", crate::server::AGENT_RELEASE_PATH)
+            }
+            None => {
+                return Err(
+                    "[provisioning] agent_url is not set and this hub serves no \
+                            tenant-agent release (agent_file)"
+                        .into(),
+                );
+            }
+        };
+        let sha = self.agent_sha256.clone().ok_or(
+            "[provisioning] agent_sha256 is not set: appliances pin the binary they install",
+        )?;
+        Ok((hub_url, agent_url, sha))
+    }
+
     /// The providers `config` sets up (none configured is fine: orders then fail to start
     /// with a clear reason). The Hetzner token comes from its file or `HUB_HETZNER_TOKEN`;
     /// the local provider keeps its machines under `data_dir` and lets them reach the host
-    /// on `hub_port`. Without `agent_url`, appliances download `release` from this hub.
+    /// on the port of `hub_addr`. Without `agent_url`, appliances download `release` from
+    /// this hub.
     pub fn from_config(
         config: &Provisioning,
         data_dir: &std::path::Path,
-        hub_port: Option<u16>,
+        hub_addr: Option<std::net::SocketAddr>,
         release: Option<&crate::releases::Release>,
     ) -> Result<Provisioner, ProvisionConfigError> {
         let mut providers = BTreeMap::new();
         if known_providers(config).contains(&"local") {
             providers.insert(
                 "local",
-                Provider::Local(Local::new(local_settings(config, data_dir, hub_port))),
+                Provider::Local(Local::new(local_settings(config, data_dir, hub_addr))),
             );
         }
         if let Some(h) = &config.hetzner {
@@ -143,6 +191,7 @@ impl Provisioner {
                     h.server_type.clone(),
                     h.image.clone(),
                     h.location.clone(),
+                    std::time::Duration::from_secs(h.request_timeout_secs.max(1)),
                 )?),
             );
         }
@@ -150,21 +199,22 @@ impl Provisioner {
             .hub_url
             .as_deref()
             .map(|u| u.trim_end_matches('/').to_owned());
-        let (agent_url, agent_sha256) = match (&config.agent_url, &config.agent_sha256, release) {
-            (Some(url), sha, _) => (Some(url.clone()), sha.clone()),
-            (None, _, Some(release)) => (
-                hub_url
-                    .as_ref()
-                    .map(|u| format!("{u}{}", crate::server::AGENT_RELEASE_PATH)),
-                Some(release.sha256.clone()),
-            ),
-            (None, sha, None) => (None, sha.clone()),
-        };
         Ok(Provisioner {
             providers,
             hub_url,
-            agent_url,
-            agent_sha256,
+            local_hub_url: hub_addr.map(|a| {
+                format!(
+                    "http://{}:{}",
+                    crate::provision::local::HUB_ADDRESS,
+                    a.port()
+                )
+            }),
+            agent_url: config.agent_url.clone(),
+            agent_sha256: config
+                .agent_sha256
+                .clone()
+                .or_else(|| release.map(|r| r.sha256.clone())),
+            serves_release: release.is_some(),
             enroll_timeout_secs: config.enroll_timeout_secs.max(1),
             default_provider: config.default_provider.clone(),
         })
@@ -452,13 +502,9 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
             }
             let p = provisioner
                 .ok_or_else(|| StepError::permanent("provisioning is not configured"))?;
-            let (Some(hub_url), Some(agent_url), Some(agent_sha256)) =
-                (&p.hub_url, &p.agent_url, &p.agent_sha256)
-            else {
-                return Err(StepError::permanent(
-                    "[provisioning] needs hub_url, agent_url and agent_sha256 to build user data",
-                ));
-            };
+            let (hub_url, agent_url, agent_sha256) = p
+                .appliance_sources(&order.provider)
+                .map_err(StepError::permanent)?;
             let token = crate::admin::create_enrollment_token(
                 store,
                 &order.tenant,
@@ -470,11 +516,11 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
             .map_err(|e| StepError::permanent(e.to_string()))?;
             let fingerprint = state.key.public_key().fingerprint();
             let user_data = crate::provision::render_user_data(&UserData {
-                hub_url,
+                hub_url: &hub_url,
                 enroll_token: &token.token,
                 fingerprint: &fingerprint,
-                agent_url,
-                agent_sha256,
+                agent_url: &agent_url,
+                agent_sha256: &agent_sha256,
             })
             .map_err(StepError::permanent)?;
             let spec = ServerSpec {
@@ -509,6 +555,15 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
                 )));
             };
             if !server.running {
+                // A server whose start failed stays off: say so rather than wait for ever.
+                let timeout = provisioner.map_or(900, |p| p.enroll_timeout_secs);
+                if now - order.updated_at > timeout {
+                    return Err(StepError::permanent(format!(
+                        "server {} is still not running {timeout} s after it was requested \
+                         (the provider's start action may have failed)",
+                        server.name
+                    )));
+                }
                 return Ok(Progress::Wait(3));
             }
             let msg = format!(
@@ -587,6 +642,9 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
             }
         }
         OrderStatus::Cancelling => {
+            if let Some(wait) = final_usage(store, &order, now).await? {
+                return Ok(Progress::Wait(wait));
+            }
             if let Some(provider) = provider {
                 provider.delete_dns(&order.tenant).await?;
                 let server = match &order.server_id {
@@ -608,6 +666,73 @@ pub async fn step(state: &Arc<AppState>, id: i64) -> Result<Progress, StepError>
             )
             .await?;
             Ok(Progress::Finished)
+        }
+    }
+}
+
+/// How long a cancelled order's appliance gets to ship its last usage before its server goes.
+pub const FINAL_USAGE_WAIT_SECS: i64 = 90;
+
+/// Before the server goes, its usage comes home: the appliance is sent `ship-usage` (with its
+/// next heartbeat answer; heartbeats come every 30 s), ships every unshipped bucket, the open
+/// hour included, and acknowledges. `Some(secs)` while that is awaited; `None` when it is done,
+/// when the appliance is not heartbeating (nothing to wait for), or after
+/// [`FINAL_USAGE_WAIT_SECS`] (noted on the timeline: usage stays as last shipped).
+async fn final_usage(store: &Store, order: &OrderRow, now: i64) -> Result<Option<i64>, StepError> {
+    let heartbeating = store
+        .tenant_progress(&order.tenant)
+        .await?
+        .and_then(|(_, heartbeat)| heartbeat)
+        .is_some_and(|at| now - at <= 120);
+    let revoked = store
+        .tenant_key(&order.tenant)
+        .await?
+        .is_none_or(|k| k.public_key.is_none());
+    let since = order.updated_at;
+    let asked = store
+        .tenant_command_since(&order.tenant, shared::wire::SHIP_USAGE, since)
+        .await?;
+    match asked {
+        None if heartbeating && !revoked => {
+            store
+                .command_insert(&order.tenant, shared::wire::SHIP_USAGE, "hub (cancel)", now)
+                .await?;
+            store
+                .order_note(
+                    order.id,
+                    order.status,
+                    "asked the appliance to ship its final usage",
+                    now,
+                )
+                .await?;
+            Ok(Some(2))
+        }
+        None => Ok(None),
+        Some((_, Some(_))) => {
+            store
+                .order_note(
+                    order.id,
+                    order.status,
+                    "the appliance shipped its final usage",
+                    now,
+                )
+                .await?;
+            Ok(None)
+        }
+        Some(_) if now - since < FINAL_USAGE_WAIT_SECS => Ok(Some(2)),
+        Some(_) => {
+            store
+                .order_note(
+                    order.id,
+                    order.status,
+                    &format!(
+                        "the appliance did not ship its final usage within \
+                         {FINAL_USAGE_WAIT_SECS} s; usage stays as last shipped"
+                    ),
+                    now,
+                )
+                .await?;
+            Ok(None)
         }
     }
 }

@@ -201,7 +201,9 @@ pub struct HubCommand {
 }
 
 pub const RESTART_RUNTIME: &str = "restart-runtime";
-pub const COMMAND_KINDS: &[&str] = &[RESTART_RUNTIME];
+/// Ship every unshipped usage bucket now, the open hour included (before deprovisioning).
+pub const SHIP_USAGE: &str = "ship-usage";
+pub const COMMAND_KINDS: &[&str] = &[RESTART_RUNTIME, SHIP_USAGE];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatResponse {

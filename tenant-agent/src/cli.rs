@@ -258,7 +258,7 @@ pub enum AgentCommand {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// The hub's base URL (https://; plain http only for localhost).
+    /// The hub's base URL (https://; plain http only to localhost or a private address).
     #[arg(long, value_name = "URL")]
     pub hub: Option<String>,
     /// A single-use enrollment token from `hub admin enroll-token` (or the environment
@@ -286,7 +286,7 @@ pub struct InstallArgs {
 
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
-    /// The hub's base URL (https://; plain http only for localhost).
+    /// The hub's base URL (https://; plain http only to localhost or a private address).
     #[arg(long, value_name = "URL", env = "TENANT_AGENT_HUB")]
     pub hub: String,
     /// The single-use enrollment token (`hte_...`).

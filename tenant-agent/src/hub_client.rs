@@ -21,7 +21,10 @@ use crate::usage::unix_now as now;
 /// Talking to the hub failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HubClientError {
-    #[error("hub URL {0:?}: use https:// (plain http only for localhost)")]
+    #[error(
+        "hub URL {0:?}: use https:// (plain http only to localhost or a private address such as \
+         a local machine's 10.77.0.1)"
+    )]
     Url(String),
     #[error("this tenant is not enrolled; run `tenant-agent enroll --hub URL --token TOKEN`")]
     NotEnrolled,
@@ -80,13 +83,26 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HubClientError> {
     std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
 }
 
-/// Checks the hub URL: https, or http to a loopback host. Returns it without a trailing `/`.
+/// Checks the hub URL: https, or http to a loopback host or a private address literal (a
+/// host-only network such as the hub's local machines, where the hub is `10.77.0.1`; what
+/// the daemon and the hub say to each other is signed either way, and the hub's key is pinned
+/// by its fingerprint). A name is never enough for plain http: DNS could point it anywhere.
+/// Returns it without a trailing `/`.
 pub fn check_hub_url(url: &str) -> Result<String, HubClientError> {
     let parsed = reqwest::Url::parse(url).map_err(|_| HubClientError::Url(url.to_owned()))?;
-    let loopback = shared::is_loopback_host(parsed.host_str().unwrap_or(""));
+    let host = parsed.host_str().unwrap_or("");
+    let private = match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_private(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_unique_local(),
+        Err(_) => false,
+    };
     match parsed.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if shared::is_loopback_host(host) || private => {}
         _ => return Err(HubClientError::Url(url.to_owned())),
     }
     Ok(url.trim_end_matches('/').to_owned())
@@ -384,4 +400,34 @@ pub fn install_policy(
         .map_err(|e| HubClientError::Protocol(e.to_string()))?;
     write_private(&layout.policy_manifest(), &manifest)?;
     Ok(bundle.manifest.version)
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::check_hub_url;
+
+    fn check(url: &str, ok: bool) {
+        assert_eq!(check_hub_url(url).is_ok(), ok, "{url}");
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_or_a_private_address() {
+        check("https://hub.example.com", true);
+        check("https://203.0.113.7:8443/", true);
+        check("http://127.0.0.1:8790", true);
+        check("http://localhost:8790", true);
+        check("http://[::1]:8790", true);
+        check("http://10.77.0.1:8790", true);
+        check("http://192.168.1.20", true);
+        check("http://172.16.0.9", true);
+        check("http://[fd00::1]:8790", true);
+        check("http://hub.example.com", false);
+        check("http://10.77.0.1.nip.io", false);
+        check("http://203.0.113.7", false);
+        check("http://172.32.0.1", false);
+        check("http://[2001:db8::1]", false);
+        check("http://169.254.169.254", false);
+        check("ftp://10.0.0.1", false);
+        check("not a url", false);
+    }
 }

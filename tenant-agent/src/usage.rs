@@ -99,7 +99,7 @@ impl std::fmt::Debug for UsageStore {
     }
 }
 
-fn hour_of(at: i64) -> i64 {
+pub fn hour_of(at: i64) -> i64 {
     at - at.rem_euclid(3600)
 }
 
@@ -196,12 +196,17 @@ impl UsageStore {
 
     /// Buckets of hours that have ended (before `now`'s hour) and were not shipped yet.
     pub fn closed_unshipped(&self, now: i64) -> Result<Vec<Bucket>, UsageError> {
+        self.unshipped_before(hour_of(now))
+    }
+
+    /// Unshipped buckets of the hours before `hour`.
+    pub fn unshipped_before(&self, hour: i64) -> Result<Vec<Bucket>, UsageError> {
         self.query(
             "SELECT hour, agent, provider, model, requests, incomplete, errors,
                 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, shipped_at
              FROM usage_buckets WHERE shipped_at IS NULL AND hour < ?1
              ORDER BY hour, agent, provider, model",
-            [hour_of(now)],
+            [hour],
         )
     }
 

@@ -68,10 +68,11 @@ impl Hetzner {
         server_type: String,
         image: String,
         location: String,
+        request_timeout: Duration,
     ) -> Result<Hetzner, ProviderError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hub/", env!("CARGO_PKG_VERSION")))
             .build()

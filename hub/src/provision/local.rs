@@ -50,7 +50,8 @@ pub const BUILDING_NOTE: &str = "building the Debian image for local machines (f
      debootstrap bookworm)";
 
 /// The stamp's content: a changed image recipe rebuilds the image.
-const IMAGE_VERSION: &str = "hub-local-image 2: bookworm minbase, systemd, cloud-init\n";
+const IMAGE_VERSION: &str =
+    "hub-local-image 3: bookworm minbase, systemd, cloud-init, libatomic1\n";
 const SUITE: &str = "bookworm";
 const PACKAGES: &[&str] = &[
     "systemd",
@@ -68,6 +69,8 @@ const PACKAGES: &[&str] = &[
     // debootstrap does not resolve virtual packages: python3-cryptography (cloud-init)
     // needs python3-cffi-backend-api-*, which this provides.
     "python3-cffi-backend",
+    // Node (the agent runtime) links it; Debian's cloud images have it.
+    "libatomic1",
 ];
 const TABLE: &str = "hub_local";
 /// The hub's address as every machine sees it.
@@ -86,6 +89,11 @@ pub struct LocalSettings {
     /// The hub's port: machines may reach the host on it and nothing else. `None` leaves the
     /// host's own ports to the host's firewall.
     pub hub_port: Option<u16>,
+    /// The address the hub listens on when that is one address rather than all of them (a
+    /// loopback one, typically): connections machines make to `10.77.0.1:<hub_port>` are
+    /// forwarded there (DNAT; `route_localnet` on the machines' veths for a loopback one),
+    /// so a hub that listens on `127.0.0.1` needs no configuration either.
+    pub hub_forward_to: Option<std::net::Ipv4Addr>,
 }
 
 /// The local provider (cheap to clone; clones share the image build state).
@@ -787,7 +795,7 @@ impl Inner {
         let pid = start_nspawn(&dir, &m)?;
         m.pid = Some(pid);
         self.write_machine(&m)?;
-        configure_host_side(&dir, &m, pid)?;
+        configure_host_side(&dir, &m, pid, self.settings.hub_forward_to)?;
         Ok(self.server_of(&m))
     }
 
@@ -816,8 +824,15 @@ impl Inner {
             ),
             None => String::new(),
         };
+        let prerouting = match (self.settings.hub_port, self.settings.hub_forward_to) {
+            (Some(port), Some(to)) => format!(
+                "chain prerouting {{\n type nat hook prerouting priority dstnat; policy accept;\n\
+                 iifname \"ve-hl*\" ip daddr {HUB_ADDRESS} tcp dport {port} dnat to {to}:{port}\n}}\n"
+            ),
+            _ => String::new(),
+        };
         let script = format!(
-            "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n\
+            "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n{prerouting}\
              chain postrouting {{\n type nat hook postrouting priority srcnat; policy accept;\n\
              ip saddr 10.77.0.0/16 oifname != \"ve-hl*\" masquerade\n}}\n\
              chain forward {{\n type filter hook forward priority filter; policy accept;\n\
@@ -958,6 +973,41 @@ fn personalize(root: &Path) -> Result<(), ProviderError> {
     )?;
     remove_file(&root.join("var/lib/systemd/credential.secret"))?;
     remove_matching(&root.join("etc/ssh"), "ssh_host_")?;
+    trust_what_the_host_trusts(root)?;
+    Ok(())
+}
+
+/// The host's local trust anchors (`/usr/local/share/ca-certificates`, e.g. a TLS-inspecting
+/// proxy's) and its bundle, so that the machine reaches the package registries the way the
+/// host does. Debian on both sides: the bundle is the same file `update-ca-certificates`
+/// would write in the machine, and the anchors keep it so on the machine's next update.
+fn trust_what_the_host_trusts(root: &Path) -> Result<(), ProviderError> {
+    let local = Path::new("/usr/local/share/ca-certificates");
+    let Ok(entries) = fs::read_dir(local) else {
+        return Ok(());
+    };
+    let mut any = false;
+    for entry in entries.flatten() {
+        let from = entry.path();
+        if from.extension().is_some_and(|e| e == "crt") && from.is_file() {
+            let to = root
+                .join("usr/local/share/ca-certificates")
+                .join(entry.file_name());
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, &e))?;
+            }
+            // Never through a link in the image: that could point anywhere on the host.
+            remove_file(&to)?;
+            fs::copy(&from, &to).map_err(|e| io_err("cannot copy to", &to, &e))?;
+            any = true;
+        }
+    }
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if any && bundle.is_file() {
+        let to = root.join("etc/ssl/certs/ca-certificates.crt");
+        remove_file(&to)?;
+        fs::copy(bundle, &to).map_err(|e| io_err("cannot copy to", &to, &e))?;
+    }
     Ok(())
 }
 
@@ -1002,7 +1052,12 @@ fn start_nspawn(dir: &Path, m: &Machine) -> Result<i32, ProviderError> {
 }
 
 /// Waits for the host side of the veth, then gives it its addresses.
-fn configure_host_side(dir: &Path, m: &Machine, pid: i32) -> Result<(), ProviderError> {
+fn configure_host_side(
+    dir: &Path,
+    m: &Machine,
+    pid: i32,
+    hub_forward_to: Option<std::net::Ipv4Addr>,
+) -> Result<(), ProviderError> {
     let host_if = m.host_if();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !Path::new("/sys/class/net").join(&host_if).exists() {
@@ -1028,6 +1083,15 @@ fn configure_host_side(dir: &Path, m: &Machine, pid: i32) -> Result<(), Provider
         )
         .map_err(|e| err("network", e.message, false))?;
     }
+    if hub_forward_to.is_some_and(|a| a.is_loopback()) {
+        // The kernel drops packets to 127/8 that arrive on another interface unless told.
+        write(
+            &Path::new("/proc/sys/net/ipv4/conf")
+                .join(&host_if)
+                .join("route_localnet"),
+            "1\n",
+        )?;
+    }
     run(
         cmd("ip").args(["link", "set", &host_if, "up"]),
         "bringing the veth up",
@@ -1036,8 +1100,10 @@ fn configure_host_side(dir: &Path, m: &Machine, pid: i32) -> Result<(), Provider
     Ok(())
 }
 
-/// `systemctl is-system-running` in the machine says running or degraded (cloud-init in
-/// nspawn leaves harmless failures).
+/// The machine is up, as a cloud server is "running" once powered on: its systemd answers
+/// `systemctl is-system-running` with initializing, starting, running or degraded. Not
+/// "finished booting": first boot includes cloud-init's install, which the order follows
+/// by the appliance's enrollment instead (and cloud-init in nspawn leaves harmless failures).
 fn system_running(leader: i32) -> bool {
     cmd("timeout")
         .args(["10", "nsenter", "-t", &leader.to_string(), "-a", "--"])
@@ -1046,7 +1112,10 @@ fn system_running(leader: i32) -> bool {
         .output()
         .is_ok_and(|o| {
             let state = String::from_utf8_lossy(&o.stdout);
-            matches!(state.trim(), "running" | "degraded")
+            matches!(
+                state.trim(),
+                "initializing" | "starting" | "running" | "degraded"
+            )
         })
 }
 
@@ -1094,6 +1163,7 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             mirror: DEFAULT_MIRROR.into(),
             hub_port: None,
+            hub_forward_to: None,
         });
         let inner = &local.inner;
         inner

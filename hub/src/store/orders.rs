@@ -329,6 +329,25 @@ impl Store {
         row.map(|r| Ok((r.opt_i64(0)?, r.opt_i64(1)?))).transpose()
     }
 
+    /// The newest command of `kind` for a tenant queued at or after `since`:
+    /// (id, acked_at).
+    pub async fn tenant_command_since(
+        &self,
+        tenant: &str,
+        kind: &str,
+        since: i64,
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        let row = self
+            .opt(
+                "SELECT c.id, c.acked_at FROM commands c JOIN tenants t ON t.id = c.tenant_id
+                 WHERE t.name = $1 AND c.kind = $2 AND c.created_at >= $3
+                 ORDER BY c.id DESC LIMIT 1",
+                &[tenant.into(), kind.into(), since.into()],
+            )
+            .await?;
+        row.map(|r| Ok((r.i64(0)?, r.opt_i64(1)?))).transpose()
+    }
+
     /// Forgets a tenant's key: its signed requests are refused from now on.
     pub async fn tenant_revoke(
         &self,

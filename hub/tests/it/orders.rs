@@ -65,6 +65,7 @@ struct Provisioning {
     fake: FakeHetzner,
     served: Served,
     config: std::path::PathBuf,
+    config_text: String,
     target: DbTarget,
     _dir: tempfile::TempDir,
 }
@@ -85,7 +86,7 @@ impl Provisioning {
             "[provisioning]\nhub_url = \"https://hub.example.com/\"\n\
              agent_file = \"{}\"\nenroll_timeout_secs = {enroll_timeout_secs}\n\
              [provisioning.hetzner]\napi_base = \"{}\"\ntoken_file = \"{}\"\n\
-             zone = \"tenants.example.com\"\n",
+             zone = \"tenants.example.com\"\nrequest_timeout_secs = 2\n",
             agent.display(),
             fake.url(),
             token_file.display()
@@ -103,9 +104,18 @@ impl Provisioning {
             fake,
             served,
             config: target.dir.join("hub.toml"),
+            config_text: config,
             target,
             _dir: dir,
         }
+    }
+
+    /// Kills the hub (SIGKILL: no shutdown of any kind) and starts another on the same
+    /// database and keys.
+    fn kill_and_restart(&mut self) {
+        self.served.child.kill().unwrap();
+        self.served.child.wait().unwrap();
+        self.served = serve_with(&self.target, Some(&self.config_text));
     }
 
     /// `hub admin ...` with the same config as the serving hub.
@@ -179,6 +189,41 @@ impl Provisioning {
         let (s, v) = t.post("/v1/tenant/heartbeat", &heartbeat()).await;
         assert_eq!(s, 200, "{v}");
         t
+    }
+
+    /// What the appliance's daemon does when its order is cancelled: it finds `ship-usage`
+    /// in a heartbeat answer, ships its usage (the open hour too) and acknowledges.
+    async fn ship_final_usage(&self, tenant: &SignedTenant) {
+        let command = testkit::eventually_async("the hub asks for the final usage", async || {
+            let (s, v) = tenant.post("/v1/tenant/heartbeat", &heartbeat()).await;
+            assert_eq!(s, 200, "{v}");
+            v["desired"]["commands"]
+                .as_array()?
+                .iter()
+                .find(|c| c["kind"] == "ship-usage")
+                .and_then(|c| c["id"].as_i64())
+        })
+        .await;
+        let hour = hub::clock::system_now() / 3600 * 3600;
+        let (s, v) = tenant
+            .post(
+                "/v1/tenant/usage",
+                &json!({"buckets": [{"hour": hour, "agent": "main", "provider": "openai",
+                    "model": "gpt-test", "requests": 3, "incomplete": 0, "errors": 0,
+                    "input_tokens": 1200, "output_tokens": 300, "cache_read_tokens": 0,
+                    "cache_write_tokens": 0}]}),
+            )
+            .await;
+        assert!(s.is_success(), "{s} {v}");
+        let mut acked = testkit::hub::heartbeat("openclaw");
+        acked.acked_commands = vec![command];
+        let (s, v) = tenant
+            .post(
+                "/v1/tenant/heartbeat",
+                &serde_json::to_value(acked).unwrap(),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
     }
 }
 
@@ -256,11 +301,27 @@ async fn an_order_becomes_an_active_appliance_and_cancelling_removes_it(backend:
         "{out}"
     );
 
-    // Cancel: the DNS record and the server go, the tenant's key is revoked.
+    // Cancel: the appliance is asked for its last usage first, then the DNS record and the
+    // server go, and the tenant's key is revoked.
     let (ok, out, err) = p.admin(&["orders", "cancel", &id.to_string()]);
     assert!(ok, "{err}");
     assert!(out.contains("cancelling"), "{out}");
-    p.until_status(id, "cancelled").await;
+    assert_eq!(
+        p.order(id)["status"],
+        "cancelling",
+        "the server waits for the usage"
+    );
+    assert_eq!(p.fake.servers().len(), 1);
+    p.ship_final_usage(&tenant).await;
+    let order = p.until_status(id, "cancelled").await;
+    assert!(
+        notes(&order)
+            .iter()
+            .any(|m| m.contains("shipped its final usage")),
+        "{order:#}"
+    );
+    let (ok, out, err) = p.admin(&["usage", "--tenant", "bakery", "--json"]);
+    assert!(ok && out.contains("1200"), "{out}{err}");
     assert!(p.fake.servers().is_empty());
     assert!(!p.fake.rrsets().iter().any(|r| r.name == "bakery"));
     let (s, v) = tenant.post("/v1/tenant/heartbeat", &heartbeat()).await;
@@ -329,7 +390,94 @@ async fn an_appliance_that_never_enrolls_fails_its_order_visibly(backend: Backen
     assert_eq!(p.fake.servers().len(), 1);
 }
 
+/// The notes on an order's timeline.
+fn notes(order: &Value) -> Vec<String> {
+    order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn timeouts_drops_and_locks_are_retried_and_a_permanent_error_fails_visibly(
+    backend: Backend,
+) {
+    let p = Provisioning::start(backend, 600).await;
+    // Held past the hub's 2 s request timeout, then answered 504 (too late).
+    p.fake.set_hang(Duration::from_secs(4));
+    p.fake.fail_next(Route::CreateServer, Fault::Timeout);
+    p.fake.fail_next(Route::GetServer, Fault::Drop);
+    p.fake.fail_next(Route::CreateRrset, Fault::Locked);
+    let id = p.create("bistro");
+    let order = p.until_status(id, "installing").await;
+    assert_eq!(
+        p.fake.servers().len(),
+        1,
+        "a retried create made a second server"
+    );
+    let retries = notes(&order)
+        .into_iter()
+        .filter(|m| m.contains("retrying in"))
+        .collect::<Vec<_>>();
+    assert!(retries.len() >= 3, "{retries:?}");
+
+    // A permanent error fails the order at its step, with the provider's words.
+    p.fake
+        .fail_next(Route::CreateServer, Fault::Status(403, "forbidden"));
+    let id = p.create("cafe");
+    let order = p.until_status(id, "failed").await;
+    assert_eq!(order["failed_step"], "created", "{order:#}");
+    assert!(
+        order["last_error"].as_str().unwrap().contains("forbidden"),
+        "{order:#}"
+    );
+    let (ok, out, _) = p.admin(&["orders", "show", &id.to_string()]);
+    assert!(
+        ok && out.contains("failed at created") && out.contains("forbidden"),
+        "{out}"
+    );
+    // Retried once the cause is gone, it goes on from that step.
+    let (ok, _, err) = p.admin(&["orders", "retry", &id.to_string()]);
+    assert!(ok, "{err}");
+    p.until_status(id, "installing").await;
+    assert_eq!(p.fake.servers().len(), 2);
+}
+
+async fn a_server_that_never_starts_fails_its_order_visibly(backend: Backend) {
+    let p = Provisioning::start(backend, 2).await;
+    p.fake.fail_next(Route::CreateServer, Fault::ActionFails);
+    let id = p.create("tailor");
+    let order = p.until_status(id, "failed").await;
+    assert_eq!(order["failed_step"], "server_requested", "{order:#}");
+    let error = order["last_error"].as_str().unwrap();
+    assert!(error.contains("still not running"), "{error}");
+}
+
+async fn a_hub_killed_mid_order_resumes_it_without_a_second_server(backend: Backend) {
+    let mut p = Provisioning::start(backend, 600).await;
+    // The server takes a while to start: the hub is killed while it waits for it.
+    p.fake.set_action_delay(Duration::from_secs(3));
+    let id = p.create("grocer");
+    p.until_status(id, "server_requested").await;
+    p.kill_and_restart();
+    p.until_status(id, "installing").await;
+    p.boot("grocer").await;
+    let order = p.until_status(id, "active").await;
+    assert_eq!(p.fake.servers().len(), 1, "{order:#}");
+    assert_eq!(p.fake.count(Route::CreateServer), 1, "{order:#}");
+    // Killed again once active: nothing is lost, nothing is redone.
+    p.kill_and_restart();
+    assert_eq!(p.order(id)["status"], "active");
+    let (ok, out, _) = p.admin(&["orders"]);
+    assert!(ok && out.contains("grocer"), "{out}");
+    assert_eq!(p.fake.count(Route::CreateServer), 1);
+}
+
 on_every_backend!(
+    timeouts_drops_and_locks_are_retried_and_a_permanent_error_fails_visibly,
+    a_server_that_never_starts_fails_its_order_visibly,
+    a_hub_killed_mid_order_resumes_it_without_a_second_server,
     an_order_becomes_an_active_appliance_and_cancelling_removes_it,
     provider_faults_are_retried_without_a_second_server,
     an_appliance_that_never_enrolls_fails_its_order_visibly,
@@ -399,7 +547,7 @@ async fn an_admin_orders_follows_and_cancels_an_appliance_from_a_phone() {
     );
 
     // The appliance boots and enrolls: the page follows it to active.
-    p.boot("bakery").await;
+    let tenant = p.boot("bakery").await;
     until_shown(&d, "active").await;
     d.screenshot("orders-3-active").await;
 
@@ -408,6 +556,8 @@ async fn an_admin_orders_follows_and_cancels_an_appliance_from_a_phone() {
     d.find("#confirm-cancel").await;
     d.screenshot("orders-4-confirm-cancel").await;
     d.click("#confirm-cancel").await;
+    until_shown(&d, "cancelling").await;
+    p.ship_final_usage(&tenant).await;
     until_shown(&d, "cancelled").await;
     d.screenshot("orders-5-cancelled").await;
     assert!(p.fake.servers().is_empty());

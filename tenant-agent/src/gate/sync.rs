@@ -52,11 +52,23 @@ pub const KV_USAGE_SHIPPED: &str = "usage_shipped_at";
 /// only after the hub accepted the bucket, and the hub stores buckets idempotently, so a crash
 /// between the two resends the same numbers and nothing is counted twice).
 pub async fn ship_usage(layout: &Layout, client: &HubClient) -> Result<usize, String> {
+    ship(layout, client, false).await
+}
+
+/// Ships every unshipped bucket now, the open hour included (the hub's `ship-usage`, sent
+/// before the appliance is deprovisioned). The open hour is not marked shipped: the hub
+/// replaces a bucket it is sent again, so later calls in that hour still arrive.
+pub async fn ship_usage_final(layout: &Layout, client: &HubClient) -> Result<usize, String> {
+    ship(layout, client, true).await
+}
+
+async fn ship(layout: &Layout, client: &HubClient, open_hour_too: bool) -> Result<usize, String> {
     let mut store =
         crate::usage::UsageStore::open(&layout.state_db()).map_err(|e| e.to_string())?;
-    let due = store
-        .closed_unshipped(crate::usage::unix_now())
-        .map_err(|e| e.to_string())?;
+    let now = crate::usage::unix_now();
+    let open_hour = crate::usage::hour_of(now);
+    let before = if open_hour_too { i64::MAX } else { open_hour };
+    let due = store.unshipped_before(before).map_err(|e| e.to_string())?;
     let mut shipped = 0;
     for chunk in due.chunks(shared::wire::MAX_USAGE_BUCKETS) {
         let report = shared::wire::UsageReport {
@@ -78,8 +90,13 @@ pub async fn ship_usage(layout: &Layout, client: &HubClient) -> Result<usize, St
                 .collect(),
         };
         client.usage(&report).await.map_err(|e| e.to_string())?;
+        let closed: Vec<_> = chunk
+            .iter()
+            .filter(|b| b.hour < open_hour)
+            .cloned()
+            .collect();
         store
-            .mark_shipped(chunk, crate::usage::unix_now())
+            .mark_shipped(&closed, crate::usage::unix_now())
             .map_err(|e| e.to_string())?;
         shipped += chunk.len();
     }
@@ -257,6 +274,21 @@ async fn heartbeat_loop(
                                 "the hub asked for a runtime restart, but no runtime is configured"
                             ),
                         },
+                        shared::wire::SHIP_USAGE => {
+                            match ship_usage_final(&layout, &client).await {
+                                Ok(n) => tracing::info!(
+                                    id = command.id,
+                                    buckets = n,
+                                    "the hub asked for the usage so far; shipped"
+                                ),
+                                Err(e) => {
+                                    // Not acknowledged: the hub asks again (or gives up and keeps
+                                    // what it has).
+                                    tracing::warn!(id = command.id, error = %e, "cannot ship the usage the hub asked for");
+                                    continue;
+                                }
+                            }
+                        }
                         other => tracing::warn!(
                             id = command.id,
                             kind = other,

@@ -33,6 +33,9 @@ pub const APP_PACKAGE: &str = include_str!("../../runtime/openclaw/app/package.j
 /// Where `runtime install` puts things unless told otherwise.
 pub const DEFAULT_DIR: &str = "/opt/openclaw";
 
+/// Debian's bundle of the system's trust anchors (`update-ca-certificates`).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The registry, unless `npm_config_registry` names another (a mirror).
 const DEFAULT_REGISTRY: &str = "https://registry.npmjs.org";
 
@@ -65,6 +68,14 @@ pub enum InstallError {
     },
     #[error("`{command}` failed ({status}); its output is above")]
     Step { command: String, status: String },
+    #[error("`{command}` does not run ({status}): {stderr}{hint}")]
+    Broken {
+        command: String,
+        status: String,
+        stderr: String,
+        /// What usually fixes it, when the error says (a missing shared library).
+        hint: String,
+    },
     #[error("cannot run `{command}`")]
     Spawn {
         command: String,
@@ -255,6 +266,12 @@ pub async fn install(dir: &Path) -> Result<Installed, InstallError> {
         .env("PATH", &path)
         .env("npm_config_cache", npm_cache)
         .env("npm_config_update_notifier", "false");
+    // npm trusts what this system trusts, as the downloads above do (rustls with the system
+    // roots): Node's own bundle lacks a site's TLS-inspecting proxy's CA.
+    let system_bundle = Path::new(SYSTEM_CA_BUNDLE);
+    if std::env::var_os("NODE_EXTRA_CA_CERTS").is_none() && system_bundle.is_file() {
+        ci.env("NODE_EXTRA_CA_CERTS", system_bundle);
+    }
     let status = ci.status().map_err(|source| InstallError::Spawn {
         command: "npm ci".into(),
         source,
@@ -301,7 +318,32 @@ fn version_of(program: &Path, args: &[&str]) -> Result<String, InstallError> {
             command: program.display().to_string(),
             source,
         })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        return Err(InstallError::Broken {
+            command: program.display().to_string(),
+            status: out.status.to_string(),
+            hint: missing_library_hint(&stderr),
+            stderr,
+        });
+    }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The Debian package that provides a shared library the loader could not find.
+fn missing_library_hint(stderr: &str) -> String {
+    const KNOWN: &[(&str, &str)] = &[
+        ("libatomic.so", "libatomic1"),
+        ("libstdc++.so", "libstdc++6"),
+        ("libgcc_s.so", "libgcc-s1"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(lib, _)| {
+            stderr.contains("error while loading shared libraries") && stderr.contains(lib)
+        })
+        .map(|(_, pkg)| format!(" (install it: apt-get install {pkg})"))
+        .unwrap_or_default()
 }
 
 /// The package's tarball, from the download cache when it is there and still matches.
@@ -417,6 +459,26 @@ fn unpack(pkg: &Pinned, bytes: &[u8], into: &Path) -> Result<(), InstallError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_program_that_cannot_load_says_why_and_what_fixes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("node");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho 'node: error while loading shared libraries: libatomic.so.1: \
+             cannot open shared object file: No such file or directory' >&2\nexit 127\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let e = version_of(&script, &["--version"]).unwrap_err().to_string();
+        assert!(
+            e.contains("libatomic.so.1") && e.contains("apt-get install libatomic1"),
+            "{e}"
+        );
+        assert_eq!(missing_library_hint("segfault"), "");
+    }
 
     /// An upgrade is deliberate: the constants, the package.json files and the lockfiles must
     /// name the same versions.
