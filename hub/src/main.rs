@@ -832,6 +832,19 @@ fn serve(config: Config) -> Result<()> {
             Some(addr),
             release.as_ref(),
         )?;
+        if let Some(hub::provision::Provider::Local(local)) = provisioner.providers.get("local") {
+            // Machines left from before (a host reboot) come back, as cloud servers do.
+            let local = local.clone();
+            tokio::spawn(async move {
+                match local.revive().await {
+                    Ok(names) if !names.is_empty() => {
+                        tracing::info!(machines = ?names, "local machines booted again");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot boot the local machines again"),
+                }
+            });
+        }
         if !provisioner.providers.is_empty() {
             tracing::info!(
                 providers = ?provisioner.providers.keys().collect::<Vec<_>>(),

@@ -474,6 +474,14 @@ impl Local {
 
     /// Stops a machine (SIGTERM, then SIGKILL), removes its veth and its directory, and the
     /// nftables table with the last machine. One already gone is fine.
+    /// Boots again every machine whose nspawn is gone (the host rebooted, or it was killed),
+    /// as a cloud server comes back after its host's maintenance; the hub does this when it
+    /// starts. Cloud-init does not run again (same instance id). The names it booted.
+    pub async fn revive(&self) -> Result<Vec<String>, ProviderError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || inner.revive()).await
+    }
+
     pub async fn delete_server(&self, id: &str) -> Result<(), ProviderError> {
         check_name(id)?;
         let inner = Arc::clone(&self.inner);
@@ -728,6 +736,41 @@ impl Inner {
         }
     }
 
+    fn revive(&self) -> Result<Vec<String>, ProviderError> {
+        let machines = self.machines_dir();
+        if !machines.exists() {
+            return Ok(Vec::new());
+        }
+        require_root()?;
+        let _lock = flock(&machines.join(".lock"))?;
+        let mut revived = Vec::new();
+        for mut m in self.machines()? {
+            let dir = machines.join(&m.name);
+            let alive = m.pid.is_some_and(|pid| nspawn_alive(pid, &m.nspawn_name()));
+            // A machine whose copy never finished is the order's to redo (its create does).
+            if alive || !dir.join("rootfs/sbin/init").exists() {
+                continue;
+            }
+            // A killed nspawn leaves its container running (and its veth): end it first.
+            kill_leftovers(&dir.join("rootfs"))?;
+            let host_if = m.host_if();
+            if Path::new("/sys/class/net").join(&host_if).exists() {
+                run(
+                    cmd("ip").args(["link", "del", &host_if]),
+                    "removing the old veth",
+                )
+                .map_err(|e| err("network", e.message, true))?;
+            }
+            self.ensure_network()?;
+            let pid = start_nspawn(&dir, &m)?;
+            m.pid = Some(pid);
+            self.write_machine(&m)?;
+            configure_host_side(&dir, &m, pid, self.settings.hub_forward_to)?;
+            revived.push(m.name.clone());
+        }
+        Ok(revived)
+    }
+
     fn create(&self, spec: &ServerSpec) -> Result<Server, ProviderError> {
         require_root()?;
         let machines = self.machines_dir();
@@ -865,6 +908,8 @@ impl Inner {
             if let Some(pid) = m.pid {
                 stop(pid, &m.nspawn_name())?;
             }
+            // What a killed nspawn left running (a clean stop leaves nothing).
+            kill_leftovers(&dir.join("rootfs"))?;
             let host_if = m.host_if();
             if Path::new("/sys/class/net").join(&host_if).exists() {
                 run(
@@ -1120,6 +1165,47 @@ fn system_running(leader: i32) -> bool {
 }
 
 /// Stops an nspawn process: SIGTERM (a clean poweroff), then SIGKILL.
+/// Kills every process whose root directory is `rootfs`: a container whose nspawn was killed
+/// (its init first, which ends the container's whole PID namespace). Waits until they are gone.
+fn kill_leftovers(rootfs: &Path) -> Result<(), ProviderError> {
+    use nix::sys::signal::{Signal, kill};
+    let inside = || -> Vec<i32> {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut pids: Vec<i32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+            .filter(|pid| {
+                fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|root| root == rootfs)
+            })
+            .collect();
+        pids.sort_unstable();
+        pids
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = inside();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(err(
+                "machine",
+                format!(
+                    "processes {pids:?} still run in {} after SIGKILL",
+                    rootfs.display()
+                ),
+                true,
+            ));
+        }
+        for pid in pids {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn stop(pid: i32, nspawn_name: &str) -> Result<(), ProviderError> {
     use nix::sys::signal::{Signal, kill};
     let target = nix::unistd::Pid::from_raw(pid);

@@ -239,6 +239,35 @@ async fn local_machines_boot_from_the_image_run_cloud_init_and_are_deleted() {
     let hosts = std::fs::read_to_string(local.hosts_file()).unwrap();
     assert!(!hosts.contains(&names[0]), "{hosts}");
 
+    // A machine whose nspawn died (a host reboot) comes back when asked (the hub asks when it
+    // starts), as itself: same machine-id, cloud-init not run again.
+    let killed = local.nspawn_pid(&names[0]).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    testkit::eventually("the killed machine is down", || {
+        local.nspawn_pid(&names[0]).is_none().then_some(())
+    });
+    assert_eq!(local.revive().await.unwrap(), vec![names[0].clone()]);
+    let _console = ConsoleOnFailure(local.machine_dir(&names[0]).join("console.log"));
+    assert!(
+        local.revive().await.unwrap().is_empty(),
+        "a running machine is left alone"
+    );
+    testkit::eventually_async("the revived machine is running", async || {
+        provider
+            .server(&names[0])
+            .await
+            .unwrap()
+            .filter(|s| s.running)
+    })
+    .await;
+    let leader = local.leader(&names[0]).unwrap();
+    let machine_id = inside(leader, &["cat", "/etc/machine-id"]).unwrap();
+    assert_eq!(machine_id, ids[0].0, "the same machine");
+
     let nft = Command::new("nft")
         .args(["list", "table", "ip", "hub_local"])
         .output()
@@ -303,6 +332,23 @@ fn local_is_offered_when_configured_or_root_and_needs_no_configuration() {
     let local = parsed.provisioning.local.unwrap();
     assert_eq!(local.image_dir.as_deref(), Some(Path::new("/srv/img")));
     assert_eq!(local.mirror.as_deref(), Some("http://m.example/debian"));
+}
+
+/// Prints a machine's console when the test fails.
+struct ConsoleOnFailure(PathBuf);
+
+impl Drop for ConsoleOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let console = std::fs::read_to_string(&self.0).unwrap_or_default();
+            let tail: Vec<&str> = console.lines().rev().take(40).collect();
+            eprintln!(
+                "--- {} ---\n{}",
+                self.0.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
 }
 
 /// The runtime's workspace in an appliance: approved actions run as the runtime's user.
