@@ -15,6 +15,7 @@
 
 mod accounts;
 mod approvals;
+mod billing;
 mod devices;
 mod fleet;
 mod jobs;
@@ -32,6 +33,9 @@ use rusqlite::Connection;
 use tokio::sync::Mutex;
 
 pub use accounts::{Account, Role};
+pub use billing::{
+    InvoiceRow, MeterCandidate, MeterReport, Onboarding, OwnerUsage, SubscriptionRow,
+};
 pub use approvals::{ApprovalRow, Decided, GRANTS_CHANNEL, Listing, NewApproval};
 pub use devices::{DeviceRow, PushTarget};
 pub use fleet::{Enrolled, TenantKey, TenantRow};
