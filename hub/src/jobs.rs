@@ -113,10 +113,9 @@ async fn run_one(state: &Arc<AppState>, job: Job) -> Result<(), HubError> {
     let result = execute(state, kind, &job).await;
     let now = state.clock.now();
     let periodic = match kind {
-        JobKind::Push
-        | JobKind::OrderStep
-        | JobKind::StripeEvent
-        | JobKind::BillingDeprovision => None,
+        JobKind::Push | JobKind::OrderStep | JobKind::StripeEvent | JobKind::BillingDeprovision => {
+            None
+        }
         JobKind::MeterReport => Some(crate::billing::meter::EVERY_SECS),
         JobKind::Reminders => Some(REMINDERS_EVERY_SECS),
         JobKind::ExpireApprovals => Some(EXPIRE_EVERY_SECS),
@@ -215,7 +214,9 @@ async fn run_meter_report(state: &Arc<AppState>, job: &Job) -> Result<(), HubErr
                 tracing::info!(?round, "usage reported to Stripe meters");
             }
             let next = round.retry_after.map_or(every, |r| r.min(every).max(1));
-            store.job_again(job.id, owner, now + next, None, true).await?;
+            store
+                .job_again(job.id, owner, now + next, None, true)
+                .await?;
         }
         Err(e) => {
             tracing::warn!(error = %e, "meter reporting failed; runs again");

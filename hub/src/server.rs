@@ -1288,7 +1288,10 @@ async fn billing_checkout(
     Ok(axum::Json(v).into_response())
 }
 
-async fn billing_free(State(state): St, OwnerCsrf(account): OwnerCsrf) -> Result<Response, HubError> {
+async fn billing_free(
+    State(state): St,
+    OwnerCsrf(account): OwnerCsrf,
+) -> Result<Response, HubError> {
     let order = crate::billing::free_plan(&state, &account).await?;
     Ok(axum::Json(json!({"plan": "dev", "order": order})).into_response())
 }

@@ -138,16 +138,58 @@ mod tests {
 
     #[test]
     fn identifiers_are_deterministic_distinct_and_short() {
-        let a = identifier(7, 1_700_000_000, "main", "anthropic", "claude-sonnet-4", "input");
+        let a = identifier(
+            7,
+            1_700_000_000,
+            "main",
+            "anthropic",
+            "claude-sonnet-4",
+            "input",
+        );
         assert_eq!(
             a,
-            identifier(7, 1_700_000_000, "main", "anthropic", "claude-sonnet-4", "input")
+            identifier(
+                7,
+                1_700_000_000,
+                "main",
+                "anthropic",
+                "claude-sonnet-4",
+                "input"
+            )
         );
         let others = [
-            identifier(8, 1_700_000_000, "main", "anthropic", "claude-sonnet-4", "input"),
-            identifier(7, 1_700_003_600, "main", "anthropic", "claude-sonnet-4", "input"),
-            identifier(7, 1_700_000_000, "mai", "nanthropic", "claude-sonnet-4", "input"),
-            identifier(7, 1_700_000_000, "main", "anthropic", "claude-sonnet-4", "output"),
+            identifier(
+                8,
+                1_700_000_000,
+                "main",
+                "anthropic",
+                "claude-sonnet-4",
+                "input",
+            ),
+            identifier(
+                7,
+                1_700_003_600,
+                "main",
+                "anthropic",
+                "claude-sonnet-4",
+                "input",
+            ),
+            identifier(
+                7,
+                1_700_000_000,
+                "mai",
+                "nanthropic",
+                "claude-sonnet-4",
+                "input",
+            ),
+            identifier(
+                7,
+                1_700_000_000,
+                "main",
+                "anthropic",
+                "claude-sonnet-4",
+                "output",
+            ),
         ];
         for o in &others {
             assert_ne!(&a, o);

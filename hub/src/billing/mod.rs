@@ -73,13 +73,11 @@ fn read_secret(
     what: &'static str,
 ) -> Result<Option<Secret>, BillingConfigError> {
     let value = match file {
-        Some(path) => {
-            std::fs::read_to_string(path).map_err(|source| BillingConfigError::Read {
-                what,
-                path: path.display().to_string(),
-                source,
-            })?
-        }
+        Some(path) => std::fs::read_to_string(path).map_err(|source| BillingConfigError::Read {
+            what,
+            path: path.display().to_string(),
+            source,
+        })?,
         None => std::env::var(env).unwrap_or_default(),
     };
     let value = value.trim();
@@ -275,7 +273,7 @@ pub async fn free_plan(state: &Arc<AppState>, account: &Account) -> Result<i64, 
         .store
         .free_order(account.id, &provider_of(state), state.now())
         .await?
-        .ok_or_else(|| onboarding_required())?;
+        .ok_or_else(onboarding_required)?;
     if new {
         state.jobs_wake.notify_one();
     }
@@ -302,7 +300,11 @@ fn app_base(billing: &Billing, host: Option<&str>) -> String {
 
 /// The account's Stripe customer, created once (the idempotency key makes a retry or a
 /// concurrent request get the same one) and recorded.
-async fn customer(state: &AppState, billing: &Billing, account: &Account) -> Result<String, HubError> {
+async fn customer(
+    state: &AppState,
+    billing: &Billing,
+    account: &Account,
+) -> Result<String, HubError> {
     if let Some(c) = state.store.billing_customer(account.id).await? {
         return Ok(c);
     }
@@ -312,7 +314,11 @@ async fn customer(state: &AppState, billing: &Billing, account: &Account) -> Res
     ];
     let c = billing
         .stripe
-        .post("/v1/customers", &pairs, &format!("hub-customer-{}", account.id))
+        .post(
+            "/v1/customers",
+            &pairs,
+            &format!("hub-customer-{}", account.id),
+        )
         .await
         .map_err(stripe_err)?;
     let id = c["id"]
@@ -341,7 +347,10 @@ pub async fn checkout(
     {
         return Err(HubError::Conflict(
             "already_subscribed",
-            format!("the subscription is {}; manage it in the customer portal", sub.status),
+            format!(
+                "the subscription is {}; manage it in the customer portal",
+                sub.status
+            ),
         ));
     }
     let customer = customer(state, billing, account).await?;
@@ -394,9 +403,7 @@ pub async fn portal(
         .store
         .billing_customer(account.id)
         .await?
-        .ok_or_else(|| {
-            HubError::Conflict("no_customer", "there is no subscription yet".into())
-        })?;
+        .ok_or_else(|| HubError::Conflict("no_customer", "there is no subscription yet".into()))?;
     let pairs = vec![
         ("customer".to_owned(), customer),
         (
@@ -564,9 +571,8 @@ pub async fn receive(
         kind: String,
         created: i64,
     }
-    let e: Envelope = serde_json::from_slice(body).map_err(|e| {
-        HubError::BadRequest("malformed_event", format!("not a Stripe event: {e}"))
-    })?;
+    let e: Envelope = serde_json::from_slice(body)
+        .map_err(|e| HubError::BadRequest("malformed_event", format!("not a Stripe event: {e}")))?;
     if !e.id.starts_with("evt_") || e.id.len() > 255 {
         return Err(HubError::BadRequest(
             "malformed_event",
@@ -587,9 +593,7 @@ pub async fn receive(
 }
 
 fn id_of(v: &Value) -> Option<String> {
-    v.as_str()
-        .or_else(|| v["id"].as_str())
-        .map(str::to_owned)
+    v.as_str().or_else(|| v["id"].as_str()).map(str::to_owned)
 }
 
 /// What a handler step concluded (kept on the event row).
@@ -739,14 +743,19 @@ async fn sync_subscription(
             .map_err(store_err)?;
     }
     let now = state.now();
-    let saved = store.subscription_sync(&row, now).await.map_err(store_err)?;
+    let saved = store
+        .subscription_sync(&row, now)
+        .await
+        .map_err(store_err)?;
     let Some(account) = saved.account_id else {
         return Ok(format!("subscription {} is not one of ours", saved.id));
     };
     let status = saved.status.as_str();
     if LIVE.contains(&status) {
         let Some(onboarding) = store.onboarding(account).await.map_err(store_err)? else {
-            return Ok(format!("subscription {status}; the owner has not onboarded"));
+            return Ok(format!(
+                "subscription {status}; the owner has not onboarded"
+            ));
         };
         let made = store
             .subscription_order(
@@ -773,9 +782,7 @@ async fn sync_subscription(
         "canceled" | "incomplete_expired" => {
             Some((saved.ended_at.unwrap_or(now), "ended".to_owned()))
         }
-        "past_due" | "unpaid" | "paused" => saved
-            .grace_since
-            .map(|g| (g, format!("grace-{g}"))),
+        "past_due" | "unpaid" | "paused" => saved.grace_since.map(|g| (g, format!("grace-{g}"))),
         _ => None,
     };
     if let (Some((from, tag)), Some(_)) = (deadline, saved.order_id) {
@@ -790,7 +797,9 @@ async fn sync_subscription(
             )
             .await
             .map_err(store_err)?;
-        return Ok(format!("subscription {status}: deprovisioning at {at} unless paid"));
+        return Ok(format!(
+            "subscription {status}: deprovisioning at {at} unless paid"
+        ));
     }
     Ok(format!("subscription {status}"))
 }

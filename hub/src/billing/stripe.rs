@@ -42,7 +42,9 @@ pub enum SignatureError {
     NoTimestamp,
     #[error("the Stripe-Signature header has no v1 signature")]
     NoSignature,
-    #[error("the signed timestamp is {age} s away from the hub's clock (tolerance {TOLERANCE_SECS} s)")]
+    #[error(
+        "the signed timestamp is {age} s away from the hub's clock (tolerance {TOLERANCE_SECS} s)"
+    )]
     Tolerance { age: i64 },
     #[error("no v1 signature matches the payload")]
     Mismatch,
@@ -202,11 +204,9 @@ impl Stripe {
         path: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<Value, StripeError> {
-        let mut auth = reqwest::header::HeaderValue::from_str(&format!(
-            "Bearer {}",
-            self.key.expose()
-        ))
-        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid"));
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.key.expose()))
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid"));
         auth.set_sensitive(true);
         let err = |status: u16, status_text: String, code, message: String, retry_after| {
             StripeError {
@@ -283,7 +283,10 @@ mod tests {
         let sig = "d95c6b7477fbd7e9f90b1b0ef5f9c7ac25abca5382460e0d988c2b2a5b71b990";
         assert_eq!(signature(SECRET, 1_700_000_000, BODY), sig);
         let header = format!("t=1700000000,v1={sig}");
-        assert_eq!(verify(SECRET, &header, BODY, 1_700_000_000, 300), Ok(1_700_000_000));
+        assert_eq!(
+            verify(SECRET, &header, BODY, 1_700_000_000, 300),
+            Ok(1_700_000_000)
+        );
     }
 
     #[test]
@@ -293,14 +296,20 @@ mod tests {
         let other = signature("whsec_other", t, BODY);
         // Forged: another secret, a changed body, a v0 only.
         let h = format!("t={t},v1={other}");
-        assert_eq!(verify(SECRET, &h, BODY, t, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, &h, BODY, t, 300),
+            Err(SignatureError::Mismatch)
+        );
         let h = format!("t={t},v1={good}");
         assert_eq!(
             verify(SECRET, &h, b"{\"id\":\"evt_x\"}", t, 300),
             Err(SignatureError::Mismatch)
         );
         let h = format!("t={t},v0={good}");
-        assert_eq!(verify(SECRET, &h, BODY, t, 300), Err(SignatureError::NoSignature));
+        assert_eq!(
+            verify(SECRET, &h, BODY, t, 300),
+            Err(SignatureError::NoSignature)
+        );
         assert_eq!(
             verify(SECRET, &format!("v1={good}"), BODY, t, 300),
             Err(SignatureError::NoTimestamp)
@@ -315,7 +324,10 @@ mod tests {
         assert_eq!(verify(SECRET, &h, BODY, t + 300, 300), Ok(t));
         // The timestamp is signed: moving it breaks the signature.
         let h = format!("t={},v1={good}", t + 1);
-        assert_eq!(verify(SECRET, &h, BODY, t, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, &h, BODY, t, 300),
+            Err(SignatureError::Mismatch)
+        );
         // Rotation: any v1 may match, in any position, beside junk.
         for h in [
             format!("t={t},v1={other},v1={good}"),

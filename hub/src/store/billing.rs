@@ -394,7 +394,11 @@ impl Store {
                     s.current_period_end.into(),
                     i64::from(s.cancel_at_period_end).into(),
                     s.ended_at.into(),
-                    if dunning { Value::Int(now) } else { Value::Null },
+                    if dunning {
+                        Value::Int(now)
+                    } else {
+                        Value::Null
+                    },
                     s.created.into(),
                     now.into(),
                     i64::from(dunning).into(),

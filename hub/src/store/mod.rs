@@ -33,10 +33,10 @@ use rusqlite::Connection;
 use tokio::sync::Mutex;
 
 pub use accounts::{Account, Role};
+pub use approvals::{ApprovalRow, Decided, GRANTS_CHANNEL, Listing, NewApproval};
 pub use billing::{
     InvoiceRow, MeterCandidate, MeterReport, Onboarding, OwnerUsage, SubscriptionRow,
 };
-pub use approvals::{ApprovalRow, Decided, GRANTS_CHANNEL, Listing, NewApproval};
 pub use devices::{DeviceRow, PushTarget};
 pub use fleet::{Enrolled, TenantKey, TenantRow};
 pub use jobs::{Job, JobKind, JobRow};

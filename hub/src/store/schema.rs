@@ -223,7 +223,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX order_events_order ON order_events(order_id, id);
     ",
     ),
-    (8, "billing: Stripe events, customers, subscriptions, invoices, meter reports", BILLING),
+    (
+        8,
+        "billing: Stripe events, customers, subscriptions, invoices, meter reports",
+        BILLING,
+    ),
 ];
 
 /// PostgreSQL migrations, in order. Version 1 is the schema SQLite reached at its version 6.
@@ -418,7 +422,11 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX order_events_order ON order_events(order_id, id);
     ",
     ),
-    (3, "billing: Stripe events, customers, subscriptions, invoices, meter reports", BILLING),
+    (
+        3,
+        "billing: Stripe events, customers, subscriptions, invoices, meter reports",
+        BILLING,
+    ),
 ];
 
 /// Billing (issue 18): Stripe events by id, customers, onboarding answers, subscriptions,
