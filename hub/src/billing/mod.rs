@@ -488,6 +488,8 @@ pub async fn usage(
             .and_then(|s| s.current_period_start)
             .unwrap_or(now - 30 * 86_400),
     };
+    // The hour the period starts in counts (buckets are whole hours).
+    let since = since - since.rem_euclid(3600);
     let rows = state.store.usage_of_owner(account.id, since).await?;
     let mut totals: std::collections::BTreeMap<(String, String), [i64; 5]> = Default::default();
     let mut hours: std::collections::BTreeMap<i64, [i64; 4]> = Default::default();

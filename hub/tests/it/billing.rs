@@ -64,9 +64,22 @@ impl Rig {
     async fn start(backend: Backend, grace: i64) -> Rig {
         let (listener, _) = testkit::bind_local_tokio();
         let stripe = FakeStripe::serve(listener, SK).unwrap();
+        Rig::start_with(backend, grace, stripe, None).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        grace: i64,
+        stripe: FakeStripe,
+        provisioner: Option<hub::orders::Provisioner>,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let target = DbTarget::on(backend, dir.path());
-        let state = Arc::new(state_on(&target, &stripe, grace).await);
+        let mut state = state_on(&target, &stripe, grace).await;
+        if let Some(p) = provisioner {
+            state = state.with_provisioner(p);
+        }
+        let state = Arc::new(state);
         let (listener, addr) = testkit::bind_local_tokio();
         let server = tokio::spawn(hub::server::serve(
             listener,
@@ -295,6 +308,8 @@ async fn webhook_signatures_are_verified_over_the_raw_body() {
 
 async fn paid_checkout_lifecycle(backend: Backend) {
     let rig = Rig::start(backend, 0).await;
+    let shown = format!("{:?}", rig.state.billing);
+    assert!(!shown.contains(SK) && !shown.contains(WHSEC), "{shown}");
     let (who, session, url) =
         checkout(&rig.http, &rig.url, "anna@bakery.example", "Anna's Bakery").await;
     assert!(url.starts_with(&rig.stripe.url()), "{url}");
@@ -794,4 +809,122 @@ async fn meter_reporting_interrupted_reports_everything_once() {
     let r = hub::billing::meter::report(&a).await.unwrap();
     assert_eq!((r.queued, r.sent), (0, 0));
     assert_eq!(stripe.meter_posts(), posts);
+}
+
+/// The customer's whole flow in Chromium at a phone viewport: sign up, describe the
+/// business, pay on the (fake) Stripe page, watch the order's progress, "your agent is
+/// ready"; then the plan page with the invoice. Screenshots in `target/screenshots/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_signs_up_pays_and_watches_its_agent_get_ready() {
+    use super::browser::Driver;
+    use fakes::hetzner::FakeHetzner;
+    use hub::config::{HetznerConfig, Provisioning};
+
+    let (listener, _) = testkit::bind_local_tokio();
+    let hetzner = FakeHetzner::serve(listener, "hetzner-token").unwrap();
+    hetzner.add_zone("tenants.example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("hetzner.token");
+    std::fs::write(&token_file, "hetzner-token\n").unwrap();
+    let provisioning = Provisioning {
+        hub_url: Some("https://hub.example.com".into()),
+        agent_url: Some("https://hub.example.com/v1/releases/tenant-agent".into()),
+        agent_sha256: Some("ab".repeat(32)),
+        hetzner: Some(HetznerConfig {
+            api_base: hetzner.url(),
+            token_file: Some(token_file),
+            zone: "tenants.example.com".into(),
+            ..HetznerConfig::default()
+        }),
+        ..Provisioning::default()
+    };
+    let provisioner =
+        hub::orders::Provisioner::from_config(&provisioning, dir.path(), None, None).unwrap();
+    let (listener, _) = testkit::bind_local_tokio();
+    let stripe = FakeStripe::serve(listener, SK).unwrap();
+    let rig = Rig::start_with(Backend::Sqlite, 3600, stripe, Some(provisioner)).await;
+    let d = Driver::start().await;
+    d.go(&format!("{}/app/#/signup", rig.url)).await;
+    d.type_into("#email", "anna@bakery.example").await;
+    d.type_into("#password", PASSWORD).await;
+    d.click("#submit").await;
+    d.type_into("#business", "Anna's Bakery").await;
+    d.click("input[value=shopify]").await;
+    d.click("input[value=gmail]").await;
+    d.screenshot("billing-1-onboarding").await;
+    d.click("#onboarding-next").await;
+    d.find("#pay").await;
+    d.screenshot("billing-2-plan").await;
+    d.click("#pay").await;
+    // The fake's hosted Checkout page stands in for Stripe's.
+    d.find("#submit-payment").await;
+    d.screenshot("billing-3-checkout").await;
+    d.click("#submit-payment").await;
+    d.find("#progress").await;
+    d.screenshot("billing-4-progress").await;
+    // The appliance boots: it enrolls with the token from its user data and heartbeats.
+    let tenant = "anna-s-bakery-1";
+    let server = eventually_async("the order requested a server", async || {
+        hetzner
+            .servers()
+            .into_iter()
+            .find(|s| s.labels.get("tenant").map(String::as_str) == Some(tenant))
+    })
+    .await;
+    let user_data = server.user_data.unwrap();
+    let token = user_data
+        .split("- --enroll-token\n    - '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap()
+        .to_owned();
+    let t = testkit::hub::SignedTenant::enroll(&rig.url, tenant, &token).await;
+    let hb = serde_json::to_value(testkit::hub::heartbeat("openclaw")).unwrap();
+    eventually_async("the order waits for the appliance", async || {
+        let v = rig
+            .store()
+            .opt(
+                "SELECT status FROM orders WHERE tenant = $1",
+                &[tenant.into()],
+            )
+            .await
+            .unwrap()?;
+        let s = v.text(0).unwrap();
+        (s == "installing" || s == "enrolled").then_some(())
+    })
+    .await;
+    let (s, v) = t.post("/v1/tenant/heartbeat", &hb).await;
+    assert_eq!(s, 200, "{v}");
+    eventually_async("the app says the agent is ready", async || {
+        let _ = t.post("/v1/tenant/heartbeat", &hb).await;
+        (d.text("#ready").await == "Your agent is ready").then_some(())
+    })
+    .await;
+    d.screenshot("billing-5-ready").await;
+    assert!(d.text("body").await.contains("Open your approvals"));
+    // Some usage this period, for the chart and the table.
+    let hour = rig.state.now() - rig.state.now().rem_euclid(3600);
+    let usage = json!({"buckets": [
+        {"hour": hour, "agent": "main", "provider": "anthropic", "model": "claude-sonnet-4",
+         "requests": 40, "incomplete": 0, "errors": 0, "input_tokens": 120000,
+         "output_tokens": 30000, "cache_read_tokens": 60000, "cache_write_tokens": 8000},
+        {"hour": hour, "agent": "main", "provider": "anthropic", "model": "claude-haiku-4",
+         "requests": 90, "incomplete": 0, "errors": 0, "input_tokens": 50000,
+         "output_tokens": 9000, "cache_read_tokens": 20000, "cache_write_tokens": 0}]});
+    let (s, v) = t.post("/v1/tenant/usage", &usage).await;
+    assert_eq!(s, 200, "{v}");
+    d.go(&format!("{}/app/#/billing", rig.url)).await;
+    d.find("#invoices").await;
+    d.find("#usage-chart rect").await;
+    let text = d.text("main").await;
+    assert!(
+        text.contains("Standard plan") && text.to_lowercase().contains("paid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("main · claude-sonnet-4") && text.contains("120.0k"),
+        "{text}"
+    );
+    d.screenshot("billing-6-plan").await;
+    assert_eq!(orders_of(rig.store(), "anna").await, 1);
 }

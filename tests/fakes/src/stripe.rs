@@ -1007,7 +1007,7 @@ fn pay_page(shared: &Shared, id: &str) -> Response {
     let body = format!(
         "<div class=card><p>Test mode (fake Stripe)</p><h1>Subscribe</h1>\
          <p id=amount>€29.00 per month</p><p>Card 4242 4242 4242 4242</p>\
-         <form method=post action='/pay/{id}'><button id=pay type=submit>Pay and subscribe</button>\
+         <form method=post action='/pay/{id}'><button id=submit-payment type=submit>Pay and subscribe</button>\
          </form><a id=cancel href='{cancel}'>Cancel</a></div>"
     );
     page("Checkout (fake Stripe)", &body)
