@@ -179,6 +179,23 @@ pub struct OnboardingInput {
     pub llm_provider: String,
 }
 
+impl OnboardingInput {
+    /// What an owner who skipped the questions gets: the business named after the email.
+    pub fn default_for(account: &Account) -> OnboardingInput {
+        let name = account.email.split('@').next().unwrap_or("shop");
+        OnboardingInput {
+            business: if name.is_empty() {
+                "shop".into()
+            } else {
+                name.to_owned()
+            },
+            tools: Vec::new(),
+            agent: AGENTS[0].to_owned(),
+            llm_provider: LLM_PROVIDERS[0].to_owned(),
+        }
+    }
+}
+
 /// Agent runtimes an owner may pick.
 pub const AGENTS: &[&str] = &["openclaw"];
 /// LLM providers an owner may pick.
@@ -269,6 +286,10 @@ pub async fn free_plan(state: &Arc<AppState>, account: &Account) -> Result<i64, 
             "this hub takes payment: start a checkout (POST /v1/billing/checkout)".into(),
         ));
     }
+    if state.store.onboarding(account.id).await?.is_none() {
+        let defaults = OnboardingInput::default_for(account);
+        onboard(&state.store, account, &defaults, state.now()).await?;
+    }
     let (order, new) = state
         .store
         .free_order(account.id, &provider_of(state), state.now())
@@ -337,11 +358,19 @@ pub async fn checkout(
     host: Option<&str>,
 ) -> Result<Value, HubError> {
     let billing = need(state)?;
-    let onboarding = state
-        .store
-        .onboarding(account.id)
-        .await?
-        .ok_or_else(onboarding_required)?;
+    let onboarding = match state.store.onboarding(account.id).await? {
+        Some(o) => o,
+        // Not asked yet (an API client): defaults the owner can change before the order.
+        None => {
+            onboard(
+                &state.store,
+                account,
+                &OnboardingInput::default_for(account),
+                state.now(),
+            )
+            .await?
+        }
+    };
     if let Some(sub) = state.store.subscription_of(account.id).await?
         && SUBSCRIBED.contains(&sub.status.as_str())
     {
@@ -601,6 +630,30 @@ fn id_of(v: &Value) -> Option<String> {
 /// What a handler step concluded (kept on the event row).
 type Outcome = String;
 
+/// Re-reads an object from the API. When Stripe says it does not exist (404), the event's
+/// own copy is used if there is one (it is the best there is); any other failure is the
+/// caller's to retry.
+async fn fetch(
+    billing: &Billing,
+    path: &str,
+    fallback: Option<&Value>,
+) -> Result<Value, StripeError> {
+    match billing.stripe.get(path).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.status == 404 => match fallback.filter(|f| f["id"].is_string()) {
+            Some(f) => {
+                tracing::warn!(
+                    path,
+                    "Stripe does not know the object; using the event's copy"
+                );
+                Ok(f.clone())
+            }
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// The job for one stored event: re-read the object it is about and converge on it.
 /// A retryable Stripe failure fails the job (retried with backoff); a permanent one is
 /// recorded on the event.
@@ -620,20 +673,20 @@ pub async fn handle_event(state: &Arc<AppState>, event_id: &str) -> Result<(), H
     let object_id = id_of(object).unwrap_or_default();
     let result = match kind.as_str() {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-            checkout_completed(state, billing, &object_id).await
+            checkout_completed(state, billing, object).await
         }
         "customer.subscription.created"
         | "customer.subscription.updated"
         | "customer.subscription.deleted"
         | "customer.subscription.paused"
         | "customer.subscription.resumed" => {
-            sync_subscription(state, billing, &object_id, None).await
+            sync_subscription(state, billing, &object_id, None, Some(object)).await
         }
         "invoice.paid"
         | "invoice.payment_succeeded"
         | "invoice.payment_failed"
         | "invoice.finalized"
-        | "invoice.updated" => invoice(state, billing, &object_id).await,
+        | "invoice.updated" => invoice(state, billing, object).await,
         "billing.meter.error_report_triggered" => {
             tracing::warn!(event = %event_id, "Stripe rejected meter events (error report)");
             Ok("meter error report logged".into())
@@ -663,12 +716,15 @@ fn store_err(e: impl std::fmt::Display) -> StripeError {
 async fn checkout_completed(
     state: &Arc<AppState>,
     billing: &Billing,
-    session_id: &str,
+    object: &Value,
 ) -> Result<Outcome, StripeError> {
-    let s = billing
-        .stripe
-        .get(&format!("/v1/checkout/sessions/{session_id}"))
-        .await?;
+    let session_id = id_of(object).unwrap_or_default();
+    let s = fetch(
+        billing,
+        &format!("/v1/checkout/sessions/{session_id}"),
+        Some(object),
+    )
+    .await?;
     if s["mode"] != "subscription" {
         return Ok("ignored: not a subscription checkout".into());
     }
@@ -700,7 +756,10 @@ async fn checkout_completed(
     let Some(sub) = id_of(&s["subscription"]) else {
         return Ok("ignored: no subscription on the session".into());
     };
-    sync_subscription(state, billing, &sub, Some(account)).await
+    // Paid: should Stripe not answer for the subscription, it is at least active now.
+    let known = json!({"id": sub, "customer": s["customer"], "status": "active",
+        "metadata": {"account": account.to_string()}, "created": s["created"]});
+    sync_subscription(state, billing, &sub, Some(account), Some(&known)).await
 }
 
 fn subscription_row(sub: &Value, account: Option<i64>) -> SubscriptionRow {
@@ -731,12 +790,10 @@ async fn sync_subscription(
     billing: &Billing,
     sub_id: &str,
     account: Option<i64>,
+    fallback: Option<&Value>,
 ) -> Result<Outcome, StripeError> {
     let store = &state.store;
-    let sub = billing
-        .stripe
-        .get(&format!("/v1/subscriptions/{sub_id}"))
-        .await?;
+    let sub = fetch(billing, &format!("/v1/subscriptions/{sub_id}"), fallback).await?;
     let mut row = subscription_row(&sub, account);
     if row.account_id.is_none() {
         row.account_id = store
@@ -809,17 +866,15 @@ async fn sync_subscription(
 async fn invoice(
     state: &Arc<AppState>,
     billing: &Billing,
-    invoice_id: &str,
+    object: &Value,
 ) -> Result<Outcome, StripeError> {
-    let i = billing
-        .stripe
-        .get(&format!("/v1/invoices/{invoice_id}"))
-        .await?;
+    let invoice_id = id_of(object).unwrap_or_default();
+    let i = fetch(billing, &format!("/v1/invoices/{invoice_id}"), Some(object)).await?;
     let customer = id_of(&i["customer"]).unwrap_or_default();
     let sub = id_of(&i["parent"]["subscription_details"]["subscription"])
         .or_else(|| id_of(&i["subscription"]));
     let row = InvoiceRow {
-        id: i["id"].as_str().unwrap_or(invoice_id).to_owned(),
+        id: i["id"].as_str().unwrap_or(&invoice_id).to_owned(),
         customer_id: customer.clone(),
         subscription_id: sub.clone(),
         status: i["status"].as_str().unwrap_or("draft").to_owned(),
@@ -842,7 +897,7 @@ async fn invoice(
         .map_err(store_err)?;
     match sub {
         Some(sub) => {
-            let s = sync_subscription(state, billing, &sub, account).await?;
+            let s = sync_subscription(state, billing, &sub, account, None).await?;
             Ok(format!("invoice {}; {s}", row.status))
         }
         None => Ok(format!("invoice {}", row.status)),
@@ -855,7 +910,7 @@ pub async fn deprovision(state: &Arc<AppState>, sub_id: &str) -> Result<(), HubE
     let Some(billing) = state.billing.as_deref() else {
         return Ok(());
     };
-    match sync_subscription(state, billing, sub_id, None).await {
+    match sync_subscription(state, billing, sub_id, None, None).await {
         Ok(_) => {}
         Err(e) if e.retryable() => return Err(HubError::Internal(e.to_string())),
         Err(e) => tracing::warn!(subscription = %sub_id, error = %e, "cannot re-read"),

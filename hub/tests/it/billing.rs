@@ -479,13 +479,13 @@ async fn billing_off_means_the_free_plan() {
         &served.base,
         &who,
         reqwest::Method::POST,
-        "/v1/billing/free",
-        None,
+        "/v1/billing/onboarding",
+        Some(json!({"business": "", "agent": "openclaw", "llm_provider": "openai"})),
     )
     .await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
-        (409, Some("onboarding_required"))
+        (400, Some("bad_business"))
     );
     let body = json!({"business": "Bob's Shop", "agent": "openclaw", "llm_provider": "openai"});
     let (s, _) = call(
@@ -927,4 +927,47 @@ async fn a_phone_signs_up_pays_and_watches_its_agent_get_ready() {
     );
     d.screenshot("billing-6-plan").await;
     assert_eq!(orders_of(rig.store(), "anna").await, 1);
+}
+
+/// An API client may check out without answering the questions (defaults are used), and an
+/// event for objects Stripe cannot show again is handled from its own copy: a paid checkout
+/// still makes its one order.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkout_without_onboarding_and_events_stripe_cannot_reread() {
+    let rig = Rig::start(Backend::Sqlite, 0).await;
+    rig.stripe.set_auto_deliver(false);
+    let who = owner(&rig.http, &rig.url, "erin@florist.example").await;
+    let (s, v) = call(
+        &rig.http,
+        &rig.url,
+        &who,
+        reqwest::Method::POST,
+        "/v1/billing/checkout",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["url"].as_str().unwrap().starts_with(&rig.stripe.url()));
+    let st = status(&rig, &who).await;
+    assert_eq!(st["onboarding"]["tenant"], "erin-1", "{st}");
+    let customer = rig.stripe.customers()[0]["id"].as_str().unwrap().to_owned();
+    let now = rig.state.now();
+    let event = json!({
+        "id": "evt_unknown_objects_1", "object": "event", "api_version": hub::billing::STRIPE_VERSION,
+        "created": now, "type": "checkout.session.completed", "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "data": {"object": {"id": "cs_test_not_in_the_fake", "object": "checkout.session",
+            "mode": "subscription", "status": "complete", "payment_status": "paid",
+            "client_reference_id": "1", "customer": customer, "subscription": "sub_not_in_the_fake",
+            "created": now, "metadata": {}}}});
+    for _ in 0..2 {
+        assert_eq!(rig.stripe.deliver(&event).await, 200);
+    }
+    let st = eventually_async("an order for the paid checkout", async || {
+        let v = status(&rig, &who).await;
+        v["order"]["id"].is_i64().then_some(v)
+    })
+    .await;
+    assert_eq!(st["subscription"]["status"], "active");
+    assert_eq!(orders_of(rig.store(), "erin").await, 1);
 }
