@@ -558,7 +558,9 @@ async function billingPage() {
     el('div', { class: 'summary' }, b.plan === 'dev' ? 'Free dev plan' : b.plan === 'standard' ? 'Standard plan' : 'No plan yet'),
     s ? el('div', { class: 'meta', id: 'sub-status' }, `Subscription ${s.status}${s.current_period_end ? ` · renews ${when(s.current_period_end)}` : ''}${s.cancel_at_period_end ? ' · ends at period end' : ''}`) : null);
   parts.push(plan);
-  if (b.grace_until) {
+  if (b.grace_until && s && s.status === 'canceled') {
+    parts.push(el('div', { class: 'banner warn', id: 'grace' }, `Your subscription has ended. Your agent stops on ${when(b.grace_until)}.`));
+  } else if (b.grace_until) {
     parts.push(el('div', { class: 'banner warn', id: 'grace' },
       `A payment failed. Please update your card before ${when(b.grace_until)}, or your agent will be stopped.`));
   }

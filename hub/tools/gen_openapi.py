@@ -122,13 +122,13 @@ paths.update({
         "llm_provider": {"enum": ["anthropic", "openai", "openrouter", "mistral"]}}, ["business", "agent", "llm_provider"]), {
      "200": ok("Saved", S({"onboarding": obj})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
      "409": ERR("The tenant name is taken (tenant_taken)"), **COMMON})},
- "/v1/billing/checkout": {"post": op("Start a Stripe Checkout Session (subscription mode) for the owner's Stripe customer", SESSION_CSRF, responses={
+ "/v1/billing/checkout": {"post": op("Start a Stripe Checkout Session (subscription mode) for the owner's Stripe customer (made once, reused); without onboarding answers, defaults are used", SESSION_CSRF, responses={
      "200": ok("Redirect the browser to url", S({"url": str_, "id": str_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
-     "409": ERR("Billing is off (billing_off), onboarding missing (onboarding_required) or already subscribed (already_subscribed)"),
+     "409": ERR("Billing is off (billing_off) or already subscribed (already_subscribed)"),
      "502": ERR("Stripe is unavailable; try again")})},
  "/v1/billing/free": {"post": op("Billing off: confirm the free dev plan, which orders the appliance once", SESSION_CSRF, responses={
      "200": ok("Ordered", S({"plan": str_, "order": int_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
-     "409": ERR("Billing is on (billing_on) or onboarding missing (onboarding_required)")})},
+     "409": ERR("Billing is on (billing_on)")})},
  "/v1/billing/portal": {"post": op("A Stripe customer portal session for the owner", SESSION_CSRF, responses={
      "200": ok("Open url", S({"url": str_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
      "409": ERR("Billing is off (billing_off) or no customer yet (no_customer)")})},

@@ -940,3 +940,77 @@ pub async fn deprovision(state: &Arc<AppState>, sub_id: &str) -> Result<(), HubE
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Billing, BillingConfigError, tenant_name};
+    use crate::config::BillingConfig;
+
+    #[test]
+    fn billing_is_off_without_a_key_and_refuses_half_a_configuration() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.path().join("stripe.key");
+        let hook = dir.path().join("hook.key");
+        std::fs::write(&key, "sk_test_abc\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&hook, "whsec_abc\n").unwrap_or_else(|e| panic!("{e}"));
+        let empty = dir.path().join("empty.key");
+        std::fs::write(&empty, "\n").unwrap_or_else(|e| panic!("{e}"));
+        // An empty key file is no key: billing off.
+        let off = BillingConfig {
+            secret_key_file: Some(empty),
+            ..BillingConfig::default()
+        };
+        assert!(matches!(Billing::from_config(&off, None), Ok(None)));
+        let no_hook = BillingConfig {
+            secret_key_file: Some(key.clone()),
+            webhook_secret_file: Some(dir.path().join("missing.key")),
+            price_id: Some("price_1".into()),
+            ..BillingConfig::default()
+        };
+        let err = Billing::from_config(&no_hook, None).err();
+        assert!(
+            matches!(err, Some(BillingConfigError::Read { .. })),
+            "{err:?}"
+        );
+        let no_price = BillingConfig {
+            secret_key_file: Some(key.clone()),
+            webhook_secret_file: Some(hook.clone()),
+            ..BillingConfig::default()
+        };
+        assert!(matches!(
+            Billing::from_config(&no_price, None),
+            Err(BillingConfigError::Missing("price_id"))
+        ));
+        let on = BillingConfig {
+            price_id: Some("price_1".into()),
+            ..no_price
+        };
+        let billing = Billing::from_config(&on, Some("https://hub.example.com/"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("billing on"));
+        assert_eq!(
+            billing.public_url.as_deref(),
+            Some("https://hub.example.com")
+        );
+        let shown = format!("{billing:?}");
+        assert!(
+            !shown.contains("sk_test_abc") && !shown.contains("whsec_abc"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn tenant_names_are_dns_labels() {
+        assert_eq!(tenant_name("Anna's Bakery", 1), "anna-s-bakery-1");
+        assert_eq!(tenant_name("  ~~~ ", 7), "shop-7");
+        assert_eq!(
+            tenant_name("Café Zürich GmbH & Co. KG", 3),
+            "caf-z-rich-gmbh-co-kg-3"
+        );
+        let long = tenant_name(&"x".repeat(200), 123_456);
+        assert!(
+            long.len() <= 50 && crate::admin::valid_tenant_name(&long),
+            "{long}"
+        );
+    }
+}
