@@ -665,10 +665,8 @@ async fn an_event_received_before_a_crash_is_handled_after_restart() {
         1
     );
     assert_eq!(count(&store, "SELECT COUNT(*) FROM orders", &[]).await, 0);
-    // SIGKILL.
-    let log = served.log.clone();
+    // SIGKILL (`Served` kills its child when dropped).
     drop(served);
-    let _ = log;
     let served = serve_with(&target, Some(&config));
     stripe.set_webhook(&format!("{}/v1/stripe/webhook", served.base), WHSEC);
     // Stripe resends it too: a duplicate, a no-op.
@@ -970,4 +968,57 @@ async fn checkout_without_onboarding_and_events_stripe_cannot_reread() {
     .await;
     assert_eq!(st["subscription"]["status"], "active");
     assert_eq!(orders_of(rig.store(), "erin").await, 1);
+}
+
+/// The fake speaks Stripe's idempotency and auth rules, and the hub relies on them: two
+/// checkouts at once by one owner make one Stripe customer.
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_make_one_customer_for_concurrent_checkouts() {
+    let rig = Rig::start(Backend::Sqlite, 0).await;
+    let http = &rig.http;
+    let post = |key: &'static str, email: &'static str, auth: &'static str| {
+        http.post(format!("{}/v1/customers", rig.stripe.url()))
+            .bearer_auth(auth)
+            .header("idempotency-key", key)
+            .form(&[("email", email)])
+            .send()
+    };
+    let a = post("k1", "x@example.com", SK).await.unwrap();
+    assert!(a.headers().get("idempotent-replayed").is_none());
+    let a: Value = a.json().await.unwrap();
+    let b = post("k1", "x@example.com", SK).await.unwrap();
+    assert_eq!(b.headers()["idempotent-replayed"], "true");
+    assert_eq!(b.json::<Value>().await.unwrap()["id"], a["id"]);
+    let c = post("k1", "y@example.com", SK).await.unwrap();
+    assert_eq!(c.status(), 400);
+    assert_eq!(
+        c.json::<Value>().await.unwrap()["error"]["type"],
+        "idempotency_error"
+    );
+    let d = post("k2", "x@example.com", "sk_test_wrong").await.unwrap();
+    assert_eq!(d.status(), 401);
+    let before = rig.stripe.customers().len();
+    // The owner taps twice.
+    let who = owner(http, &rig.url, "fay@books.example").await;
+    let (x, y) = tokio::join!(
+        call(
+            http,
+            &rig.url,
+            &who,
+            reqwest::Method::POST,
+            "/v1/billing/checkout",
+            None
+        ),
+        call(
+            http,
+            &rig.url,
+            &who,
+            reqwest::Method::POST,
+            "/v1/billing/checkout",
+            None
+        )
+    );
+    assert_eq!((x.0, y.0), (200, 200), "{x:?} {y:?}");
+    assert_eq!(rig.stripe.customers().len(), before + 1);
+    assert_ne!(x.1["id"], y.1["id"], "two sessions, one customer");
 }
