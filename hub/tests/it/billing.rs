@@ -28,6 +28,8 @@ struct Rig {
     state: Arc<AppState>,
     stripe: FakeStripe,
     http: reqwest::Client,
+    target: DbTarget,
+    grace: i64,
     _server: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
@@ -93,9 +95,19 @@ impl Rig {
             state,
             stripe,
             http: reqwest::Client::new(),
+            target,
+            grace,
             _server: server,
             _dir: dir,
         }
+    }
+
+    /// Another replica on the same database; returns its URL.
+    async fn replica(&self) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let state = Arc::new(state_on(&self.target, &self.stripe, self.grace).await);
+        let (listener, addr) = testkit::bind_local_tokio();
+        let server = tokio::spawn(hub::server::serve(listener, state, std::future::pending()));
+        (format!("http://{addr}"), server)
     }
 
     fn store(&self) -> &Store {
@@ -1021,4 +1033,57 @@ async fn idempotency_keys_make_one_customer_for_concurrent_checkouts() {
     assert_eq!((x.0, y.0), (200, 200), "{x:?} {y:?}");
     assert_eq!(rig.stripe.customers().len(), before + 1);
     assert_ne!(x.1["id"], y.1["id"], "two sessions, one customer");
+}
+
+/// Two replicas on one PostgreSQL database, each sent every event of a paid checkout at
+/// the same time (Stripe may deliver to any of them, twice): one order.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_receiving_the_same_events_make_one_order() {
+    let rig = Rig::start(Backend::Postgres, 3600).await;
+    rig.stripe.set_auto_deliver(false);
+    let (other, _server) = rig.replica().await;
+    for n in 0..3 {
+        let who = owner_direct(rig.store(), &format!("r{n}@replicas.example")).await;
+        let (who, session, _) = checkout_as(&rig.http, &rig.url, who, &format!("Twin {n}")).await;
+        let events = rig.stripe.pay(&session);
+        let send = |base: String, e: Value| {
+            let http = rig.http.clone();
+            async move {
+                let body = serde_json::to_vec(&e).unwrap();
+                let sig = signature_header(WHSEC, hub::clock::system_now(), &body);
+                http.post(format!("{base}/v1/stripe/webhook"))
+                    .header("stripe-signature", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        let mut all = Vec::new();
+        for e in events.iter().rev() {
+            all.push(tokio::spawn(send(rig.url.clone(), e.clone())));
+            all.push(tokio::spawn(send(other.clone(), e.clone())));
+        }
+        for h in all {
+            assert_eq!(h.await.unwrap(), 200);
+        }
+        eventually_async("both replicas' events are handled", async || {
+            let v = status(&rig, &who).await;
+            let open = count(
+                rig.store(),
+                "SELECT COUNT(*) FROM stripe_events WHERE handled_at IS NULL",
+                &[],
+            )
+            .await;
+            (v["order"]["id"].is_i64() && open == 0).then_some(())
+        })
+        .await;
+        assert_eq!(orders_of(rig.store(), &format!("twin-{n}-")).await, 1);
+    }
+    assert_eq!(
+        count(rig.store(), "SELECT COUNT(*) FROM stripe_events", &[]).await,
+        9
+    );
 }
