@@ -427,8 +427,8 @@ impl Store {
         row.as_ref().map(sub_row).transpose()
     }
 
-    /// The order for subscription `sub`: the one made before, or a new one (with its job),
-    /// linked in the same transaction. Returns the order and whether it is new; `None` when
+    /// The order for subscription `sub`: the one made before (unless it was cancelled), or a
+    /// new one (with its job), linked in the same transaction. Returns the order and whether it is new; `None` when
     /// the subscription is unknown.
     pub async fn subscription_order(
         &self,
@@ -453,7 +453,16 @@ impl Store {
             return Ok(None);
         };
         if let Some(order) = row.opt_i64(0)? {
-            return Ok(Some((order, false)));
+            // A subscription paying again after its order was cancelled (deprovisioned at
+            // the end of a grace period) gets a new order; any other order stands.
+            let status = tx
+                .opt("SELECT status FROM orders WHERE id = $1", &[order.into()])
+                .await?
+                .map(|r| r.text(0))
+                .transpose()?;
+            if status.as_deref() != Some("cancelled") {
+                return Ok(Some((order, false)));
+            }
         }
         let (order, new) = match insert_order(
             &mut tx,

@@ -430,29 +430,36 @@ async fn paid_checkout_lifecycle(backend: Backend) {
     .await;
     assert!(v["grace_until"].as_i64().unwrap() >= rig.state.now() - 60);
     // The grace period is 0 here: the order is cancelled (deprovisioned).
+    let first = st["order"]["id"].as_i64().unwrap();
     eventually_async("the unpaid order is cancelled", async || {
         let v = status(&rig, &who).await;
-        matches!(
-            v["order"]["status"].as_str(),
-            Some("cancelling" | "cancelled")
-        )
-        .then_some(())
+        (v["order"]["status"] == "cancelled").then_some(())
     })
     .await;
+    // Paying again orders the appliance again, once.
     rig.stripe.recover_payment(&sub);
-    eventually_async("active again, grace over", async || {
+    let again = eventually_async("active again, grace over, a new order", async || {
         let v = status(&rig, &who).await;
-        (v["subscription"]["status"] == "active" && v["grace_until"].is_null()).then_some(())
+        let id = v["order"]["id"].as_i64()?;
+        (v["subscription"]["status"] == "active" && v["grace_until"].is_null() && id != first)
+            .then_some(id)
     })
     .await;
-    // Deleting the subscription: still one order for it, and it is cancelled.
+    assert_eq!(orders_of(rig.store(), "anna").await, 2);
+    // Deleting the subscription cancels that order (grace 0), and makes no other.
     rig.stripe.cancel(&sub);
-    eventually_async("the subscription ended", async || {
-        let v = status(&rig, &who).await;
-        (v["subscription"]["status"] == "canceled").then_some(())
-    })
+    eventually_async(
+        "the subscription ended and its order is cancelled",
+        async || {
+            let v = status(&rig, &who).await;
+            (v["subscription"]["status"] == "canceled"
+                && v["order"]["id"] == again
+                && v["order"]["status"] == "cancelled")
+                .then_some(())
+        },
+    )
     .await;
-    assert_eq!(orders_of(rig.store(), "anna").await, 1);
+    assert_eq!(orders_of(rig.store(), "anna").await, 2);
 }
 
 on_every_backend!(paid_checkout_lifecycle);
