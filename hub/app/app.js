@@ -485,7 +485,8 @@ async function progressPage() {
   const status = o ? o.status : null;
   const at = status ? PROGRESS.findIndex(([k]) => k === status) : (b.subscription ? 0 : -1);
   const steps = el('ol', { class: 'progress', id: 'progress' }, PROGRESS.map(([k, label], i) =>
-    el('li', { class: i < at || status === 'active' ? 'done' : (i === at ? 'now' : ''), 'data-step': k }, label)));
+    el('li', { class: i < at || status === 'active' ? 'done' : (i === at ? 'now' : ''), 'data-step': k },
+      k === 'paid' && !b.enabled ? 'Free plan confirmed' : label)));
   const parts = [];
   if (status === 'active') {
     parts.push(el('div', { class: 'decided approved', id: 'ready' }, 'Your agent is ready'));

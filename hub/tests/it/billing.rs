@@ -1094,3 +1094,34 @@ async fn two_replicas_receiving_the_same_events_make_one_order() {
         9
     );
 }
+
+/// Billing off, in Chromium at a phone viewport: sign up, describe the business, confirm
+/// the free plan, and the order's progress shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_starts_on_the_free_plan_when_billing_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = DbTarget::on(Backend::Sqlite, dir.path());
+    let served: Served = serve_with(&target, Some("cookie_secure = false\n"));
+    let d = super::browser::Driver::start().await;
+    d.go(&format!("{}/app/#/signup", served.base)).await;
+    d.type_into("#email", "gus@garage.example").await;
+    d.type_into("#password", PASSWORD).await;
+    d.click("#submit").await;
+    d.type_into("#business", "Gus Garage").await;
+    d.click("#onboarding-next").await;
+    d.find("#free-plan").await;
+    d.screenshot("billing-free-1-plan").await;
+    d.click("#free-plan").await;
+    d.find("#progress li[data-step=created]").await;
+    d.screenshot("billing-free-2-progress").await;
+    let store = target.store().await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM orders WHERE plan = 'dev' AND tenant = 'gus-garage-1'",
+            &[]
+        )
+        .await,
+        1
+    );
+}
