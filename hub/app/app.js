@@ -113,7 +113,7 @@ function loginPage(mode) {
     try {
       const s = await api('POST', signup ? '/v1/signup' : '/v1/login', { email: email.value, password: password.value });
       csrf = s.csrf_token; me = s;
-      location.hash = '#/';
+      location.hash = signup ? '#/start' : '#/';
     } catch (err) { error.textContent = err.message; }
   } },
   el('h1', {}, signup ? 'Create your account' : 'Log in'),
@@ -363,11 +363,13 @@ async function route() {
     }
     logout.hidden = false;
     document.getElementById('nav-orders').hidden = !(me && me.role === 'admin');
+    billingNav();
     if (me && me.role === 'admin') {
       const o = hash.match(/^#\/admin\/orders\/(\d{1,18})$/);
       if (o) return await orderPage(o[1]);
       if (hash === '#/admin/orders') return await ordersPage();
     }
+    if (hash.startsWith('#/start') || hash.startsWith('#/billing')) return await billingRoute(hash);
     const m = hash.match(/^#\/approvals\/([A-Za-z0-9_-]{8,64})$/);
     if (m) return await detailPage(m[1]);
     return await listPage(hash === '#/history' ? 'history' : 'pending');
@@ -386,3 +388,209 @@ document.addEventListener('DOMContentLoaded', () => {
   window.addEventListener('hashchange', route);
   route();
 });
+
+// ---- billing and onboarding (issue 18) ------------------------------------------------------
+// Sign-up → the business, tool stack, agent and LLM provider → pay (Stripe Checkout) or, with
+// billing off, confirm the free plan → the order's progress, live → "your agent is ready".
+// Also the plan, the customer portal, usage per agent and model as a chart, past invoices.
+
+const TOOLS = ['Shopify', 'WooCommerce', 'Gmail', 'Google Calendar', 'Stripe', 'QuickBooks', 'Slack', 'WhatsApp'];
+const LLMS = { anthropic: 'Anthropic (Claude)', openai: 'OpenAI (GPT)', openrouter: 'OpenRouter', mistral: 'Mistral' };
+const PROGRESS = [
+  ['paid', 'Payment confirmed'], ['created', 'Order placed'], ['server_requested', 'Server requested'],
+  ['server_running', 'Server running'], ['dns_ready', 'Address ready'], ['installing', 'Installing your agent'],
+  ['enrolled', 'Agent connected'], ['active', 'Ready'],
+];
+
+function billingNav() {
+  const nav = document.querySelector('.navlinks');
+  if (!nav || document.getElementById('nav-billing')) return;
+  nav.prepend(el('a', { id: 'nav-billing', class: 'link', href: '#/billing' }, 'Plan'));
+}
+
+async function billingRoute(hash) {
+  if (hash.startsWith('#/start')) return startPage();
+  if (hash.startsWith('#/billing/plan')) return planPage();
+  if (hash.startsWith('#/billing/welcome') || hash.startsWith('#/billing/progress')) return progressPage();
+  if (hash.startsWith('#/billing/cancelled')) return cancelledPage();
+  return billingPage();
+}
+
+async function startPage() {
+  const b = await api('GET', '/v1/billing');
+  const o = b.onboarding || {};
+  const error = el('p', { class: 'error', role: 'alert' });
+  const business = el('input', { type: 'text', id: 'business', required: true, maxlength: '100', placeholder: "Anna's Bakery", value: o.business || null });
+  const tools = TOOLS.map((t) => el('label', { class: 'check' },
+    el('input', { type: 'checkbox', name: 'tool', value: t.toLowerCase().replace(/ /g, '-'), checked: (o.tools || []).includes(t.toLowerCase().replace(/ /g, '-')) }), t));
+  const llm = el('select', { id: 'llm' }, Object.entries(LLMS).map(([k, v]) => el('option', { value: k, selected: o.llm_provider === k }, v)));
+  const form = el('form', { class: 'login', id: 'onboarding', onsubmit: async (e) => {
+    e.preventDefault();
+    error.textContent = '';
+    try {
+      await api('POST', '/v1/billing/onboarding', {
+        business: business.value.trim(),
+        tools: [...form.querySelectorAll('input[name=tool]:checked')].map((i) => i.value),
+        agent: 'openclaw', llm_provider: llm.value,
+      });
+      location.hash = '#/billing/plan';
+    } catch (err) { error.textContent = err.message; }
+  } },
+  el('h1', {}, 'Tell us about your business'),
+  el('label', { for: 'business' }, 'Business name'), business,
+  el('h2', {}, 'Tools your agent works with'), el('div', { class: 'tools' }, tools),
+  el('h2', {}, 'Agent'),
+  el('label', { class: 'check' }, el('input', { type: 'radio', name: 'agent', value: 'openclaw', checked: true }), 'OpenClaw assistant'),
+  el('label', { for: 'llm' }, 'AI model provider'), llm,
+  el('p', { class: 'meta' }, 'Your agent runs on its own server. Risky actions wait for your approval on this phone.'),
+  error,
+  el('button', { class: 'primary', type: 'submit', id: 'onboarding-next' }, 'Continue'));
+  main().replaceChildren(form);
+}
+
+async function planPage() {
+  const b = await api('GET', '/v1/billing');
+  if (!b.onboarding) { location.hash = '#/start'; return; }
+  if (b.order) { location.hash = '#/billing/progress'; return; }
+  const error = el('p', { class: 'error', role: 'alert' });
+  const button = el('button', { class: 'primary', id: b.enabled ? 'pay' : 'free-plan', onclick: async () => {
+    button.disabled = true; error.textContent = '';
+    try {
+      if (b.enabled) {
+        const { url } = await api('POST', '/v1/billing/checkout');
+        location.href = url;
+      } else {
+        await api('POST', '/v1/billing/free');
+        location.hash = '#/billing/progress';
+      }
+    } catch (err) { button.disabled = false; error.textContent = err.message; }
+  } }, b.enabled ? 'Pay with Stripe' : 'Start on the free plan');
+  main().replaceChildren(el('div', { class: 'block plan' },
+    el('h1', {}, b.enabled ? 'Standard plan' : 'Free dev plan'),
+    el('p', { class: 'price' }, b.enabled ? 'Monthly subscription, plus AI usage' : 'No payment on this hub'),
+    el('ul', {}, el('li', {}, `Your own agent for ${b.onboarding.business}`),
+      el('li', {}, 'Approvals on your phone'), el('li', {}, 'Cancel any time in the customer portal')),
+    error, button));
+}
+
+function cancelledPage() {
+  main().replaceChildren(el('div', { class: 'block' }, el('h1', {}, 'Payment cancelled'),
+    el('p', {}, 'Nothing was charged.'),
+    el('a', { class: 'button primary', href: '#/billing/plan', id: 'try-again' }, 'Try again')));
+}
+
+async function progressPage() {
+  const b = await api('GET', '/v1/billing');
+  const o = b.order;
+  const status = o ? o.status : null;
+  const at = status ? PROGRESS.findIndex(([k]) => k === status) : (b.subscription ? 0 : -1);
+  const steps = el('ol', { class: 'progress', id: 'progress' }, PROGRESS.map(([k, label], i) =>
+    el('li', { class: i < at || status === 'active' ? 'done' : (i === at ? 'now' : ''), 'data-step': k },
+      k === 'paid' && !b.enabled ? 'Free plan confirmed' : label)));
+  const parts = [];
+  if (status === 'active') {
+    parts.push(el('div', { class: 'decided approved', id: 'ready' }, 'Your agent is ready'));
+    parts.push(el('p', {}, 'It asks you here before anything risky. Turn on notifications so you hear about it.'));
+    const banner = await pushBanner().catch(() => null);
+    if (banner) parts.push(banner);
+    parts.push(el('a', { class: 'button primary', href: '#/', id: 'first-approval' }, 'Open your approvals'));
+  } else if (status === 'failed') {
+    parts.push(el('div', { class: 'decided denied', id: 'failure' }, 'Setting up hit a problem. We are on it; no action is needed from you.'));
+  } else if (status === 'cancelling' || status === 'cancelled') {
+    parts.push(el('div', { class: 'decided expired' }, 'This agent was stopped.'));
+  } else {
+    parts.push(el('p', { class: 'meta', id: 'waiting' }, o ? 'Setting up your agent; this page updates by itself.' : 'Confirming your payment…'));
+  }
+  main().replaceChildren(el('h1', {}, status === 'active' ? 'Ready' : 'Setting up your agent'), steps, ...parts);
+  if (!['active', 'failed', 'cancelled'].includes(status)) refreshTimer = setTimeout(() => route(), 2000);
+}
+
+function money(cents, currency) {
+  try { return new Intl.NumberFormat([], { style: 'currency', currency: (currency || 'eur').toUpperCase() }).format(cents / 100); } catch (e) { return `${(cents / 100).toFixed(2)} ${currency}`; }
+}
+
+function tokens(n) {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs) {
+  const n = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
+  return n;
+}
+
+// Daily stacked bars: input, output, cache read, cache write.
+function usageChart(hours) {
+  const days = new Map();
+  for (const h of hours) {
+    const d = Math.floor(h.hour / 86400) * 86400;
+    const v = days.get(d) || [0, 0, 0, 0];
+    [h.input_tokens, h.output_tokens, h.cache_read_tokens, h.cache_write_tokens].forEach((x, i) => { v[i] += x; });
+    days.set(d, v);
+  }
+  const entries = [...days.entries()].sort((a, b) => a[0] - b[0]).slice(-31);
+  const W = 340; const H = 150; const max = Math.max(1, ...entries.map(([, v]) => v.reduce((a, b) => a + b, 0)));
+  const bw = entries.length ? Math.min(28, (W - 10) / entries.length - 2) : 10;
+  const chart = svg('svg', { viewBox: `0 0 ${W} ${H + 20}`, class: 'chart', id: 'usage-chart', role: 'img', 'aria-label': 'Tokens per day' });
+  const colours = ['#0550ae', '#1a7f37', '#9a6700', '#6e1fc2'];
+  entries.forEach(([d, v], i) => {
+    let y = H;
+    v.forEach((x, k) => {
+      const h = (x / max) * (H - 10);
+      if (h > 0) { chart.append(svg('rect', { x: 5 + i * (bw + 2), y: y - h, width: bw, height: h, fill: colours[k] })); y -= h; }
+    });
+    const t = svg('text', { x: 5 + i * (bw + 2) + bw / 2, y: H + 14, 'text-anchor': 'middle', 'font-size': 9, fill: '#5b6472' });
+    t.textContent = String(new Date(d * 1000).getUTCDate());
+    chart.append(t);
+  });
+  const legend = el('div', { class: 'legend' }, ['Input', 'Output', 'Cache read', 'Cache write'].map((l, k) =>
+    el('span', {}, el('i', { style: null, class: `sw sw${k}` }), l)));
+  return el('div', { class: 'block' }, chart, legend);
+}
+
+async function billingPage() {
+  const [b, usage, inv] = await Promise.all([api('GET', '/v1/billing'), api('GET', '/v1/billing/usage'), api('GET', '/v1/billing/invoices')]);
+  const s = b.subscription;
+  const parts = [el('h1', {}, 'Your plan')];
+  const plan = el('div', { class: 'block', id: 'plan' },
+    el('div', { class: 'summary' }, b.plan === 'dev' ? 'Free dev plan' : b.plan === 'standard' ? 'Standard plan' : 'No plan yet'),
+    s ? el('div', { class: 'meta', id: 'sub-status' }, `Subscription ${s.status}${s.current_period_end ? ` · renews ${when(s.current_period_end)}` : ''}${s.cancel_at_period_end ? ' · ends at period end' : ''}`) : null);
+  parts.push(plan);
+  if (b.grace_until && s && s.status === 'canceled') {
+    parts.push(el('div', { class: 'banner warn', id: 'grace' }, `Your subscription has ended. Your agent stops on ${when(b.grace_until)}.`));
+  } else if (b.grace_until) {
+    parts.push(el('div', { class: 'banner warn', id: 'grace' },
+      `A payment failed. Please update your card before ${when(b.grace_until)}, or your agent will be stopped.`));
+  }
+  if (b.enabled && b.customer) {
+    const portal = el('button', { class: 'primary', id: 'portal', onclick: async () => {
+      portal.disabled = true;
+      try { location.href = (await api('POST', '/v1/billing/portal')).url; } catch (err) { portal.disabled = false; alert(err.message); }
+    } }, 'Manage payment and plan');
+    parts.push(portal);
+  } else if (!b.order) {
+    parts.push(el('a', { class: 'button primary', href: b.onboarding ? '#/billing/plan' : '#/start', id: 'get-started' }, 'Get your agent'));
+  }
+  if (b.order) parts.push(el('p', {}, el('a', { href: '#/billing/progress', id: 'order-link' }, `Agent ${b.order.tenant}: ${ORDER_STEPS[b.order.status] || b.order.status}`)));
+  parts.push(el('h2', {}, `Usage since ${new Date(usage.since * 1000).toLocaleDateString()}`));
+  if (usage.hours.length) {
+    parts.push(usageChart(usage.hours));
+    parts.push(el('table', { class: 'usage block', id: 'usage' },
+      el('thead', {}, el('tr', {}, ['Agent · model', 'In', 'Out', 'Cache rd', 'Cache wr'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, usage.totals.map((t) => el('tr', {},
+        el('td', {}, `${t.agent} · ${t.model}`), el('td', {}, tokens(t.input_tokens)), el('td', {}, tokens(t.output_tokens)),
+        el('td', {}, tokens(t.cache_read_tokens)), el('td', {}, tokens(t.cache_write_tokens)))))));
+  } else {
+    parts.push(el('div', { class: 'empty' }, 'No usage yet this period.'));
+  }
+  parts.push(el('h2', {}, 'Invoices'));
+  parts.push(inv.invoices.length
+    ? el('div', { id: 'invoices' }, inv.invoices.map((i) => el(i.hosted_invoice_url ? 'a' : 'div', { class: 'card invoice', href: i.hosted_invoice_url || null, target: '_blank', rel: 'noopener' },
+      el('div', { class: 'summary' }, `${money(i.status === 'paid' ? i.amount_paid : i.amount_due, i.currency)} `, el('span', { class: `status inv-${i.status}` }, i.status)),
+      el('div', { class: 'meta' }, `${i.number || i.id} · ${when(i.created)}`))))
+    : el('div', { class: 'empty' }, 'No invoices yet.'));
+  main().replaceChildren(...parts);
+}

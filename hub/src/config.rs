@@ -37,6 +37,46 @@ pub struct Config {
     pub push_allow_http_loopback: bool,
     /// Provisioning appliances for orders (`[provisioning]`).
     pub provisioning: Provisioning,
+    /// Stripe billing (`[billing]`); off unless a secret key is configured.
+    pub billing: BillingConfig,
+}
+
+/// `[billing]`: Stripe Checkout, webhooks and Billing Meters. The secret key and the
+/// webhook signing secret come from files (`secret_key_file`, `webhook_secret_file`) or the
+/// environment (`HUB_STRIPE_SECRET_KEY`, `HUB_STRIPE_WEBHOOK_SECRET`), never from this file or
+/// the command line, and are never logged. Without a secret key billing is off: every
+/// owner is on the free dev plan.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// Stripe's API (a fake's address in tests).
+    pub stripe_api_base: String,
+    /// The recurring price a Checkout Session subscribes to (`price_...`).
+    pub price_id: Option<String>,
+    /// The Billing Meter's `event_name` usage is reported to.
+    pub meter_event_name: String,
+    pub secret_key_file: Option<PathBuf>,
+    pub webhook_secret_file: Option<PathBuf>,
+    /// How long a failed payment or a deleted subscription leaves the appliance running
+    /// before its order is cancelled (deprovisioned).
+    pub grace_period_secs: i64,
+    /// The app's public URL for Checkout's success and cancel pages (default
+    /// `[provisioning] hub_url`, else the request's own host).
+    pub public_url: Option<String>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            stripe_api_base: "https://api.stripe.com".into(),
+            price_id: None,
+            meter_event_name: "llm_tokens".into(),
+            secret_key_file: None,
+            webhook_secret_file: None,
+            grace_period_secs: 7 * 24 * 3600,
+            public_url: None,
+        }
+    }
 }
 
 /// `[provisioning]`: how orders become running, enrolled appliances.
@@ -136,6 +176,7 @@ impl Default for Config {
             repush_after_secs: 600,
             push_allow_http_loopback: false,
             provisioning: Provisioning::default(),
+            billing: BillingConfig::default(),
         }
     }
 }

@@ -50,7 +50,12 @@ pub async fn enqueue_push(
 
 /// Makes sure the periodic jobs exist (each replica calls this at start; one row each).
 pub async fn ensure_periodic(store: &Store, now: i64) -> Result<(), HubError> {
-    for kind in [JobKind::Reminders, JobKind::ExpireApprovals, JobKind::Sweep] {
+    for kind in [
+        JobKind::Reminders,
+        JobKind::ExpireApprovals,
+        JobKind::Sweep,
+        JobKind::MeterReport,
+    ] {
         store
             .job_enqueue(
                 kind,
@@ -152,10 +157,16 @@ async fn run_one(state: &Arc<AppState>, job: Job) -> Result<(), HubError> {
     if kind == JobKind::OrderStep {
         return run_order_step(state, &job).await;
     }
+    if kind == JobKind::MeterReport {
+        return run_meter_report(state, &job).await;
+    }
     let result = execute(state, kind, &job).await;
     let now = state.clock.now();
     let periodic = match kind {
-        JobKind::Push | JobKind::OrderStep => None,
+        JobKind::Push | JobKind::OrderStep | JobKind::StripeEvent | JobKind::BillingDeprovision => {
+            None
+        }
+        JobKind::MeterReport => Some(crate::billing::meter::EVERY_SECS),
         JobKind::Reminders => Some(REMINDERS_EVERY_SECS),
         JobKind::ExpireApprovals => Some(EXPIRE_EVERY_SECS),
         JobKind::Sweep => Some(SWEEP_EVERY_SECS),
@@ -239,11 +250,47 @@ async fn run_order_step(state: &Arc<AppState>, job: &Job) -> Result<(), HubError
     Ok(())
 }
 
+/// One round of meter reporting; the next round waits for Stripe's `Retry-After` after a
+/// 429, else the usual interval.
+async fn run_meter_report(state: &Arc<AppState>, job: &Job) -> Result<(), HubError> {
+    let store = &state.store;
+    let owner = state.replica.as_str();
+    let every = crate::billing::meter::EVERY_SECS;
+    let result = crate::billing::meter::report(state).await;
+    let now = state.clock.now();
+    match result {
+        Ok(round) => {
+            if round.sent > 0 || round.failed > 0 {
+                tracing::info!(?round, "usage reported to Stripe meters");
+            }
+            let next = round.retry_after.map_or(every, |r| r.min(every).max(1));
+            store
+                .job_again(job.id, owner, now + next, None, true)
+                .await?;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "meter reporting failed; runs again");
+            store
+                .job_again(job.id, owner, now + every, Some(&e.to_string()), true)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn execute(state: &Arc<AppState>, kind: JobKind, job: &Job) -> Result<(), HubError> {
     let store = &state.store;
     match kind {
         JobKind::Push => push(state, &job.payload).await,
-        JobKind::OrderStep => Ok(()),
+        JobKind::OrderStep | JobKind::MeterReport => Ok(()),
+        JobKind::StripeEvent => {
+            let id = job.payload["event"].as_str().unwrap_or_default();
+            crate::billing::handle_event(state, id).await
+        }
+        JobKind::BillingDeprovision => {
+            let id = job.payload["subscription"].as_str().unwrap_or_default();
+            crate::billing::deprovision(state, id).await
+        }
         JobKind::Reminders => {
             let now = state.clock.now();
             let ids = store

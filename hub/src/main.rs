@@ -851,13 +851,28 @@ fn serve(config: Config) -> Result<()> {
                 "provisioning orders"
             );
         }
-        let state = Arc::new(
-            match release {
-                Some(r) => server::AppState::new(store, key, vapid, settings).with_release(r),
-                None => server::AppState::new(store, key, vapid, settings),
-            }
-            .with_provisioner(provisioner),
-        );
+        let billing = hub::billing::Billing::from_config(
+            &config.billing,
+            config.provisioning.hub_url.as_deref(),
+        )?;
+        match &billing {
+            Some(b) => tracing::info!(
+                price = %b.price_id,
+                meter = %b.meter_event_name,
+                stripe_version = hub::billing::STRIPE_VERSION,
+                "billing on (Stripe)"
+            ),
+            None => tracing::info!("billing off: every owner is on the free dev plan"),
+        }
+        let mut state = match release {
+            Some(r) => server::AppState::new(store, key, vapid, settings).with_release(r),
+            None => server::AppState::new(store, key, vapid, settings),
+        }
+        .with_provisioner(provisioner);
+        if let Some(b) = billing {
+            state = state.with_billing(b);
+        }
+        let state = Arc::new(state);
         eprintln!(
             "hub listening on http://{addr} (database {shown}, signing key {fingerprint}); Ctrl-C stops it"
         );

@@ -89,6 +89,8 @@ pub struct AppState {
     pub provisioner: Option<Arc<crate::orders::Provisioner>>,
     /// The `tenant-agent` binary served to new appliances.
     pub release: Option<Arc<crate::releases::Release>>,
+    /// Stripe billing (none: billing is off, every owner on the free dev plan).
+    pub billing: Option<Arc<crate::billing::Billing>>,
     /// Requests served, by (route, status).
     pub requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
@@ -114,6 +116,7 @@ impl AppState {
             jobs_wake: tokio::sync::Notify::new(),
             provisioner: None,
             release: None,
+            billing: None,
             requests: Mutex::new(BTreeMap::new()),
         }
     }
@@ -127,6 +130,12 @@ impl AppState {
     /// The same state with providers for orders.
     pub fn with_provisioner(mut self, provisioner: crate::orders::Provisioner) -> AppState {
         self.provisioner = Some(Arc::new(provisioner));
+        self
+    }
+
+    /// The same state with Stripe billing on.
+    pub fn with_billing(mut self, billing: crate::billing::Billing) -> AppState {
+        self.billing = Some(Arc::new(billing));
         self
     }
 
@@ -186,6 +195,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenant/policy", get(policy))
         .route("/v1/tenant/usage", post(tenant_usage))
         .route("/v1/tenant/approvals/{id}/outcome", post(tenant_outcome))
+        .merge(billing_routes())
         .merge(crate::app::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -1235,6 +1245,99 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+// ---- billing (issue 18) --------------------------------------------------------------------
+
+fn billing_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/billing", get(billing_status))
+        .route("/v1/billing/onboarding", post(billing_onboarding))
+        .route("/v1/billing/checkout", post(billing_checkout))
+        .route("/v1/billing/free", post(billing_free))
+        .route("/v1/billing/portal", post(billing_portal))
+        .route("/v1/billing/invoices", get(billing_invoices))
+        .route("/v1/billing/usage", get(billing_usage))
+        .route("/v1/stripe/webhook", post(stripe_webhook))
+}
+
+fn host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).and_then(|v| v.to_str().ok())
+}
+
+async fn billing_status(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
+    Ok(axum::Json(crate::billing::status(&state, &account).await?).into_response())
+}
+
+async fn billing_onboarding(
+    State(state): St,
+    OwnerCsrf(account): OwnerCsrf,
+    body: Result<axum::Json<crate::billing::OnboardingInput>, JsonRejection>,
+) -> Result<Response, HubError> {
+    let axum::Json(input) = body.map_err(json_err)?;
+    let o = crate::billing::onboard(&state.store, &account, &input, state.now()).await?;
+    Ok(axum::Json(json!({"onboarding": o})).into_response())
+}
+
+async fn billing_checkout(
+    State(state): St,
+    OwnerCsrf(account): OwnerCsrf,
+    headers: HeaderMap,
+) -> Result<Response, HubError> {
+    let v = crate::billing::checkout(&state, &account, host(&headers)).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+async fn billing_free(
+    State(state): St,
+    OwnerCsrf(account): OwnerCsrf,
+) -> Result<Response, HubError> {
+    let order = crate::billing::free_plan(&state, &account).await?;
+    Ok(axum::Json(json!({"plan": "dev", "order": order})).into_response())
+}
+
+async fn billing_portal(
+    State(state): St,
+    OwnerCsrf(account): OwnerCsrf,
+    headers: HeaderMap,
+) -> Result<Response, HubError> {
+    let v = crate::billing::portal(&state, &account, host(&headers)).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+async fn billing_invoices(State(state): St, Owner(account): Owner) -> Result<Response, HubError> {
+    let invoices = state.store.invoices(account.id).await?;
+    Ok(axum::Json(json!({"invoices": invoices})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    #[serde(default)]
+    since: Option<i64>,
+}
+
+async fn billing_usage(
+    State(state): St,
+    Owner(account): Owner,
+    query: Result<Query<UsageQuery>, QueryRejection>,
+) -> Result<Response, HubError> {
+    let Query(q) = query.map_err(query_err)?;
+    let v = crate::billing::usage(&state, &account, q.since).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+/// Stripe's webhook: the raw body is verified before it is parsed.
+async fn stripe_webhook(
+    State(state): St,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HubError> {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let new = crate::billing::receive(&state, signature, &body).await?;
+    Ok(axum::Json(json!({"received": true, "duplicate": !new})).into_response())
 }
 
 /// Serves until `shutdown` resolves.

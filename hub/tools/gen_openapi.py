@@ -111,6 +111,39 @@ paths = {
      "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},
 }
 
+# Billing (issue 18).
+obj = {"type": "object"}
+paths.update({
+ "/v1/billing": {"get": op("The owner's plan, subscription, grace period, onboarding answers and order with its timeline", SESSION, responses={
+     "200": ok("Billing status", S({"enabled": {"type": "boolean"}, "plan": {"type": ["string", "null"]}, "customer": {"type": "boolean"},
+         "subscription": obj, "grace_until": {"type": ["integer", "null"]}, "onboarding": obj, "order": obj})), **auth401})},
+ "/v1/billing/onboarding": {"post": op("Describe the business and pick tool stack, agent and LLM provider", SESSION_CSRF,
+     S({"business": str_, "tools": {"type": "array", "items": str_}, "agent": {"enum": ["openclaw"]},
+        "llm_provider": {"enum": ["anthropic", "openai", "openrouter", "mistral"]}}, ["business", "agent", "llm_provider"]), {
+     "200": ok("Saved", S({"onboarding": obj})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
+     "409": ERR("The tenant name is taken (tenant_taken)"), **COMMON})},
+ "/v1/billing/checkout": {"post": op("Start a Stripe Checkout Session (subscription mode) for the owner's Stripe customer (made once, reused); without onboarding answers, defaults are used", SESSION_CSRF, responses={
+     "200": ok("Redirect the browser to url", S({"url": str_, "id": str_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
+     "409": ERR("Billing is off (billing_off) or already subscribed (already_subscribed)"),
+     "502": ERR("Stripe is unavailable; try again")})},
+ "/v1/billing/free": {"post": op("Billing off: confirm the free dev plan, which orders the appliance once", SESSION_CSRF, responses={
+     "200": ok("Ordered", S({"plan": str_, "order": int_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
+     "409": ERR("Billing is on (billing_on)")})},
+ "/v1/billing/portal": {"post": op("A Stripe customer portal session for the owner", SESSION_CSRF, responses={
+     "200": ok("Open url", S({"url": str_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
+     "409": ERR("Billing is off (billing_off) or no customer yet (no_customer)")})},
+ "/v1/billing/invoices": {"get": op("The owner's invoices, newest first", SESSION, responses={
+     "200": ok("Invoices", S({"invoices": {"type": "array", "items": obj}})), **auth401})},
+ "/v1/billing/usage": {"get": op("Token usage since `since` (default: the current billing period) per agent and model, and per hour", SESSION,
+     params=[{"name": "since", "in": "query", "schema": int_}], responses={
+     "200": ok("Usage", S({"since": int_, "until": int_, "totals": {"type": "array", "items": obj}, "hours": {"type": "array", "items": obj}})),
+     **auth401, "400": ERR("Bad query")})},
+ "/v1/stripe/webhook": {"post": op("Stripe's webhook: verified over the raw body (Stripe-Signature, 300 s tolerance), stored by event id, handled by a job", [],
+     obj, {"200": ok("Stored (or a duplicate)", S({"received": {"type": "boolean"}, "duplicate": {"type": "boolean"}})),
+     "400": ERR("Missing, forged or stale signature (bad_signature); not an event (malformed_event)"),
+     "409": ERR("Billing is off (billing_off)")})},
+})
+
 S = lambda props, req=None, **kw: {"type": "object", "properties": props, **({"required": req} if req else {}), **kw}
 str_ = {"type": "string"}; int_ = {"type": "integer"}
 nstr = {"type": ["string", "null"]}; nint = {"type": ["integer", "null"]}

@@ -19,6 +19,13 @@ pub enum JobKind {
     Sweep,
     /// One step of an order (payload: the order id).
     OrderStep,
+    /// Handle one stored Stripe event (payload: the event id).
+    StripeEvent,
+    /// Periodic: report closed usage hours to Stripe Billing Meters.
+    MeterReport,
+    /// Cancel a subscription's order once its grace period is over (payload: the
+    /// subscription id).
+    BillingDeprovision,
 }
 
 impl JobKind {
@@ -29,6 +36,9 @@ impl JobKind {
             JobKind::ExpireApprovals => "expire_approvals",
             JobKind::Sweep => "sweep",
             JobKind::OrderStep => "order_step",
+            JobKind::StripeEvent => "stripe_event",
+            JobKind::MeterReport => "meter_report",
+            JobKind::BillingDeprovision => "billing_deprovision",
         }
     }
 
@@ -39,6 +49,9 @@ impl JobKind {
             JobKind::ExpireApprovals,
             JobKind::Sweep,
             JobKind::OrderStep,
+            JobKind::StripeEvent,
+            JobKind::MeterReport,
+            JobKind::BillingDeprovision,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

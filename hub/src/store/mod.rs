@@ -15,6 +15,7 @@
 
 mod accounts;
 mod approvals;
+mod billing;
 mod devices;
 mod fleet;
 mod jobs;
@@ -33,6 +34,9 @@ use tokio::sync::Mutex;
 
 pub use accounts::{Account, Role};
 pub use approvals::{ApprovalRow, Decided, GRANTS_CHANNEL, Listing, NewApproval};
+pub use billing::{
+    InvoiceRow, MeterCandidate, MeterReport, Onboarding, OwnerUsage, SubscriptionRow,
+};
 pub use devices::{DeviceRow, PushTarget};
 pub use fleet::{Enrolled, TenantKey, TenantRow};
 pub use jobs::{Job, JobKind, JobRow};

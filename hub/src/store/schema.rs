@@ -223,6 +223,11 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX order_events_order ON order_events(order_id, id);
     ",
     ),
+    (
+        8,
+        "billing: Stripe events, customers, subscriptions, invoices, meter reports",
+        BILLING,
+    ),
 ];
 
 /// PostgreSQL migrations, in order. Version 1 is the schema SQLite reached at its version 6.
@@ -417,4 +422,87 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX order_events_order ON order_events(order_id, id);
     ",
     ),
+    (
+        3,
+        "billing: Stripe events, customers, subscriptions, invoices, meter reports",
+        BILLING,
+    ),
 ];
+
+/// Billing (issue 18): Stripe events by id, customers, onboarding answers, subscriptions,
+/// invoices and the meter-event outbox. The same text on both engines (BIGINT is an integer
+/// on SQLite).
+const BILLING: &str = "
+    CREATE TABLE stripe_events (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        handled_at BIGINT,
+        outcome TEXT
+    );
+    CREATE TABLE billing_customers (
+        account_id BIGINT PRIMARY KEY REFERENCES accounts(id),
+        customer_id TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE billing_onboarding (
+        account_id BIGINT PRIMARY KEY REFERENCES accounts(id),
+        tenant TEXT NOT NULL UNIQUE,
+        business TEXT NOT NULL,
+        tools TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        llm_provider TEXT NOT NULL,
+        free_order_id BIGINT REFERENCES orders(id),
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE billing_subscriptions (
+        id TEXT PRIMARY KEY,
+        account_id BIGINT REFERENCES accounts(id),
+        customer_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        price_id TEXT,
+        current_period_start BIGINT,
+        current_period_end BIGINT,
+        cancel_at_period_end BIGINT NOT NULL DEFAULT 0,
+        ended_at BIGINT,
+        grace_since BIGINT,
+        order_id BIGINT REFERENCES orders(id),
+        created BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX billing_subscriptions_account ON billing_subscriptions(account_id, created);
+    CREATE TABLE billing_invoices (
+        id TEXT PRIMARY KEY,
+        account_id BIGINT REFERENCES accounts(id),
+        customer_id TEXT NOT NULL,
+        subscription_id TEXT,
+        status TEXT NOT NULL,
+        amount_due BIGINT NOT NULL,
+        amount_paid BIGINT NOT NULL,
+        currency TEXT NOT NULL,
+        number TEXT,
+        hosted_invoice_url TEXT,
+        created BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX billing_invoices_account ON billing_invoices(account_id, created);
+    CREATE TABLE meter_reports (
+        identifier TEXT PRIMARY KEY,
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        hour BIGINT NOT NULL,
+        agent TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        token_type TEXT NOT NULL,
+        value BIGINT NOT NULL,
+        customer_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        sent_at BIGINT,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX meter_reports_bucket ON meter_reports(tenant_id, hour, agent, provider, model);
+    CREATE INDEX meter_reports_pending ON meter_reports(hour) WHERE sent_at IS NULL;
+";

@@ -373,6 +373,7 @@ fn admin_commands() {
 }
 
 mod api;
+mod billing;
 mod browser;
 mod inprocess;
 mod local;

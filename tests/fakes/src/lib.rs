@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 pub mod hetzner;
 pub mod push;
 mod script;
+pub mod stripe;
 use script::{Answer, Api, decide};
 pub use script::{demo_script, directives};
 
