@@ -37,6 +37,9 @@ pub struct Config {
     pub push_allow_http_loopback: bool,
     /// Provisioning appliances for orders (`[provisioning]`).
     pub provisioning: Provisioning,
+    /// Model prices for the owner's usage view, US dollars per million tokens
+    /// (`[prices."MODEL"] input = 3.0, output = 15.0, cache_read = 0.3, cache_write = 3.75`).
+    pub prices: std::collections::BTreeMap<String, crate::owner_app::ModelPrice>,
 }
 
 /// `[provisioning]`: how orders become running, enrolled appliances.
@@ -133,6 +136,7 @@ impl Default for Config {
             repush_after_secs: 600,
             push_allow_http_loopback: false,
             provisioning: Provisioning::default(),
+            prices: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -255,6 +255,8 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
                 .iter()
                 .map(|r| (r.to_string(), "https://api.stripe.com".to_owned()))
                 .collect(),
+            effects: Vec::new(),
+            agent_reason: None,
         };
         (serde_json::to_vec(&req).unwrap(), req.action_hash)
     };
