@@ -1,7 +1,7 @@
 // The approval app's service worker: shows pushes, closes withdrawn ones, opens the approval
 // page when a notification is tapped (iOS shows no action buttons, so deciding happens there).
 'use strict';
-const SHELL = ['/app/', '/app/app.css', '/app/app.js', '/app/manifest.webmanifest', '/app/icon-192.png'];
+const SHELL = ['/app/', '/app/app.css', '/app/app.js', '/app/owner.js', '/app/manifest.webmanifest', '/app/icon-192.png'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open('shell-v1').then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
