@@ -242,7 +242,8 @@ async function detailPage(id) {
     el('div', { class: 'row' },
       el('button', { class: 'deny', id: 'deny', onclick: () => confirmDeny(a) }, 'Deny'),
       el('button', { class: 'approve', id: 'approve', onclick: () => confirmApprove(a, day.checked) }, 'Approve'))) : null;
-  const effects = a.effects || [];
+  // The tier bar already says whether it can be undone; the same words are not repeated.
+  const effects = (a.effects || []).filter((e) => !(e.kind === 'undo' && e.text === a.tier_words));
   main().replaceChildren(...[
     el('div', { class: `tierbar t-${a.tier}`, id: 'tier' }, a.tier_words || TIERS[a.tier] || a.tier),
     el('h1', { id: 'summary' }, withSecrets(a.summary)),

@@ -28,7 +28,8 @@ function ownerNav() {
       el('a', { href: '#/agents', id: 'nav-agents' }, 'Agents'),
       el('a', { href: '#/activity', id: 'nav-activity' }, 'Activity'),
       el('a', { href: '#/usage', id: 'nav-usage' }, 'Usage'));
-    document.querySelector('header.bar').after(nav);
+    // Inside the sticky header, as its second row, so it stays in reach while scrolling.
+    document.querySelector('header.bar').append(nav);
   }
   return nav;
 }
@@ -113,7 +114,7 @@ async function agentsPage() {
 function outcomeWords(i) {
   if (i.succeeded === true) return i.outcome === 'allowed' ? 'done' : 'succeeded';
   if (i.succeeded === false) return `failed${i.exit_code !== null && i.exit_code !== undefined ? ` (exit code ${i.exit_code})` : ''}`;
-  if (i.decision === 'approved') return 'not run yet';
+  if (i.decision === 'approved' || i.decision === 'pending') return 'not run yet';
   return 'did not run';
 }
 
