@@ -554,3 +554,62 @@ async fn a_phone_reads_the_approval_as_a_sentence_changes_autonomy_and_sees_acti
     assert!(width.as_f64().unwrap() <= 390.0, "{width}");
     d.screenshot("owner-7-usage").await;
 }
+
+#[test]
+fn hub_admin_autonomy_sets_a_level_as_the_owner_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let (ok, _, err) = super::admin(&db, &["enroll-token", "--tenant", "bakery"], "");
+    assert!(ok, "{err}");
+    let set = |args: &[&str]| {
+        let mut all = vec!["autonomy"];
+        all.extend_from_slice(args);
+        super::admin(&db, &all, "")
+    };
+    let (ok, out, err) = set(&[
+        "--tenant",
+        "bakery",
+        "--agent",
+        "main",
+        "--level",
+        "3",
+        "--channels",
+        "email,publish",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("bakery/main set to level 3"), "{out}");
+    let (ok, _, err) = set(&["--tenant", "bakery", "--agent", "main", "--level", "4"]);
+    assert!(!ok && err.contains("4"), "{err}");
+    let (ok, _, err) = set(&["--tenant", "nowhere", "--agent", "main", "--level", "2"]);
+    assert!(!ok && err.contains("nowhere"), "{err}");
+    let (ok, _, err) = set(&[
+        "--tenant",
+        "bakery",
+        "--agent",
+        "main",
+        "--level",
+        "3",
+        "--channels",
+        "telepathy",
+    ]);
+    assert!(!ok && err.contains("telepathy"), "{err}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let agents = rt.block_on(async {
+        let (store, _) = hub::store::Store::open(&db.display().to_string())
+            .await
+            .unwrap();
+        hub::owner_app::agents(&store, hub::store::Viewer::Operator)
+            .await
+            .unwrap()
+    });
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(agents[0].level, Some(3));
+    assert_eq!(
+        agents[0].channels,
+        vec!["email".to_owned(), "publish".to_owned()]
+    );
+    assert_eq!(agents[0].updated_by.as_deref(), Some("admin (hub CLI)"));
+}

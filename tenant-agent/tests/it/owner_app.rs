@@ -146,3 +146,136 @@ async fn the_owner_raises_autonomy_at_the_hub_and_a_held_yellow_action_then_runs
             .any(|l| l.contains("refused autonomy settings")),
     );
 }
+
+/// A stand-in hub that answers every heartbeat with the desired state the test sets: it can
+/// say anything, so what the tenant applies is only what verifies with the pinned key.
+async fn fake_hub(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let (listener, addr) = testkit::bind_local_tokio();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = answer.lock().unwrap().to_string();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_forged_foreign_and_replayed_autonomy_settings_are_refused() {
+    use shared::{AgentAutonomy, AutonomySettings, SignedAutonomy, SigningKey};
+    let hub = start_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tenant");
+    let token = hub.token("bakery").await;
+    enroll(&state, &hub, &token);
+    // From now on the tenant talks to a hub that answers what the test says.
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let fake = fake_hub(answer.clone()).await;
+    let hub_json = state.join("hub.json");
+    let mut enrolled: Value =
+        serde_json::from_str(&std::fs::read_to_string(&hub_json).unwrap()).unwrap();
+    enrolled["hub_url"] = json!(fake);
+    std::fs::write(&hub_json, enrolled.to_string()).unwrap();
+
+    let settings = |tenant: &str, version: i64, level: u8| AutonomySettings {
+        tenant: tenant.into(),
+        version,
+        updated_at: 0,
+        agents: [(
+            "main".to_owned(),
+            AgentAutonomy {
+                level,
+                channels: vec!["email".into()],
+            },
+        )]
+        .into(),
+    };
+    let sync_with = |autonomy: &SignedAutonomy| {
+        *answer.lock().unwrap() = json!({"server_time": 0, "desired": {
+            "policy_version": 0, "commands": [], "autonomy": autonomy}});
+        let (ok, out, err) = agent(&state, &["sync", "--json"]);
+        assert!(ok, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        report["autonomy_update"].clone()
+    };
+    let level = || status(&state)["autonomy"]["agents"]["main"]["level"].clone();
+    let hub_key = &hub.state.key;
+    let stranger = SigningKey::generate().unwrap();
+
+    // Unsigned.
+    let unsigned = SignedAutonomy {
+        settings: settings("bakery", 1, 3),
+        signature: String::new(),
+    };
+    let r = sync_with(&unsigned);
+    assert!(r["Err"].as_str().unwrap().contains("signature"), "{r}");
+    assert_eq!(level(), Value::Null);
+    // Signed by another key.
+    let r = sync_with(&settings("bakery", 1, 3).sign(&stranger).unwrap());
+    assert!(r["Err"].as_str().unwrap().contains("signature"), "{r}");
+    // Signed by the hub, then changed.
+    let mut tampered = settings("bakery", 1, 2).sign(hub_key).unwrap();
+    tampered.settings.agents.get_mut("main").unwrap().level = 3;
+    let r = sync_with(&tampered);
+    assert!(r["Err"].as_str().unwrap().contains("signature"), "{r}");
+    // Signed by the hub for another tenant.
+    let r = sync_with(&settings("florist", 1, 3).sign(hub_key).unwrap());
+    assert!(r["Err"].as_str().unwrap().contains("tenant"), "{r}");
+    assert_eq!(level(), Value::Null);
+    assert_eq!(status(&state)["autonomy"]["default"]["level"], 1);
+
+    // The real thing is taken, and kept.
+    let r = sync_with(&settings("bakery", 2, 3).sign(hub_key).unwrap());
+    assert_eq!(r, json!({"Ok": true}));
+    assert_eq!(level(), 3);
+    assert_eq!(
+        status(&state)["autonomy"]["agents"]["main"]["channels"],
+        json!(["email"])
+    );
+    // An older one, genuinely signed (a replayed answer), cannot take it back.
+    let r = sync_with(&settings("bakery", 1, 1).sign(hub_key).unwrap());
+    assert!(r["Err"].as_str().unwrap().contains("not newer"), "{r}");
+    assert_eq!(level(), 3);
+    // A copy edited in state.db is not trusted either: verified again when read.
+    let db = edit_stored_settings(&state);
+    assert!(db, "the stored settings were found and edited");
+    assert_eq!(level(), Value::Null, "an edited copy is ignored");
+    assert_eq!(status(&state)["autonomy"]["default"]["level"], 1);
+}
+
+/// Rewrites the stored autonomy settings in `state.db` (level 3 -> 2) without re-signing,
+/// through the daemon's own state store; true when there was something to edit.
+fn edit_stored_settings(state: &std::path::Path) -> bool {
+    let store = tenant_agent::gate::store::Store::open(&state.join("state.db")).unwrap();
+    let Some(json) = store
+        .get_kv(tenant_agent::gate::autonomy::KV_AUTONOMY)
+        .unwrap()
+    else {
+        return false;
+    };
+    let edited = json.replace("\"level\":3", "\"level\":2");
+    store
+        .set_kv(tenant_agent::gate::autonomy::KV_AUTONOMY, &edited)
+        .unwrap();
+    edited != json
+}
