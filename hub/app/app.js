@@ -214,7 +214,8 @@ async function decide(a, decision, scope, reason) {
 function confirmApprove(a, day) {
   setSheet([
     el('h1', {}, day ? 'Allow this exact action for 24 hours?' : 'Approve and let it run?'),
-    commandView(a.action),
+    el('p', { class: 'summary', id: 'confirm-summary' }, withSecrets(a.summary)),
+    el('details', { class: 'details' }, el('summary', {}, 'The exact command'), commandView(a.action)),
     el('p', { class: 'meta' }, day ? 'The agent may run exactly this, unchanged, again for the next 24 hours without asking.' : 'It runs once, exactly as shown.'),
     el('div', { class: 'row' },
       el('button', { class: 'cancel', onclick: () => setSheet(null) }, 'Cancel'),

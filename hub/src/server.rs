@@ -32,7 +32,9 @@ use crate::devices::{self, SubscriptionInput};
 use crate::error::HubError;
 use crate::fleet::{self, TenantAuth};
 use crate::jobs;
-use crate::owner_routes;
+use crate::owner_routes::{
+    list_activity, list_agents, set_autonomy, tenant_activity, usage as owner_usage,
+};
 use crate::policies;
 use crate::push::Vapid;
 use crate::store::{Kind, Store};
@@ -191,14 +193,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenant/usage", post(tenant_usage))
         .route("/v1/tenant/approvals/{id}/outcome", post(tenant_outcome))
         // The owner's app (issue 19); handlers in `owner_routes`.
-        .route("/v1/agents", get(owner_routes::list_agents))
-        .route(
-            "/v1/agents/{tenant}/{agent}/autonomy",
-            post(owner_routes::set_autonomy),
-        )
-        .route("/v1/activity", get(owner_routes::list_activity))
-        .route("/v1/usage", get(owner_routes::usage))
-        .route("/v1/tenant/activity", post(owner_routes::tenant_activity))
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{tenant}/{agent}/autonomy", post(set_autonomy))
+        .route("/v1/activity", get(list_activity))
+        .route("/v1/usage", get(owner_usage))
+        .route("/v1/tenant/activity", post(tenant_activity))
         .merge(crate::app::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
