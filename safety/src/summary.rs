@@ -157,10 +157,7 @@ impl Classifier {
             let Some(list) = templates.get(&reason.rule) else {
                 continue;
             };
-            let mut facts = match subject {
-                Subject::Shell(script) => shell_facts(&reason.site, script),
-                Subject::Tool { name, args } => tool_facts(name, args),
-            };
+            let mut facts = facts_for(subject, &reason.site);
             if !secrets.is_empty() {
                 facts.insert("secret".into(), secrets.join(", "));
             }
@@ -176,14 +173,11 @@ impl Classifier {
             }
         }
         let Some((rule, tier, facts, template)) = chosen else {
-            let facts = match subject {
-                Subject::Shell(script) => verdict
-                    .reasons
-                    .first()
-                    .map(|r| shell_facts(&r.site, script))
-                    .unwrap_or_default(),
-                Subject::Tool { name, args } => tool_facts(name, args),
-            };
+            let facts = verdict
+                .reasons
+                .first()
+                .map(|r| facts_for(subject, &r.site))
+                .unwrap_or_default();
             return Summary {
                 sentence: NO_TEMPLATE.to_owned(),
                 effects: auto_effects(verdict.tier, None, &facts, &secrets),
@@ -597,6 +591,24 @@ fn shell_facts(site: &str, script: &str) -> Facts {
         }
     }
     facts
+}
+
+/// The facts a reason about `site` gives. A tool call that carries a shell command (`exec`,
+/// `bash`) has reasons about the command's parts: those read as shell.
+fn facts_for(subject: Subject<'_>, site: &str) -> Facts {
+    match subject {
+        Subject::Shell(script) => shell_facts(site, script),
+        Subject::Tool { name, args } if site.starts_with("tool:") || site.is_empty() => {
+            tool_facts(name, args)
+        }
+        Subject::Tool { args, .. } => {
+            let command = args
+                .get("command")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(site);
+            shell_facts(site, command)
+        }
+    }
 }
 
 /// Facts from a tool call: its name and top-level arguments (`to`, `path`, `url`, ...).

@@ -1217,6 +1217,19 @@ fn summaries_messages_and_web() {
 }
 
 #[test]
+fn summaries_of_commands_inside_tool_calls() {
+    // OpenClaw's `exec` tool carries a shell command: its parts read as shell.
+    check_summary(
+        r#"tool:exec {"command":"rm -rf /srv/shop/uploads"}"#,
+        "Delete /srv/shop/uploads.",
+    );
+    check_summary(
+        r#"tool:exec {"command":"git push origin main"}"#,
+        "Publish your commits to the branch main on origin.",
+    );
+}
+
+#[test]
 fn summaries_system() {
     check_summary("systemctl restart nginx", "Restart the service nginx.");
     check_summary("apt-get install nginx", "Install the system package nginx.");
