@@ -25,7 +25,8 @@ self.addEventListener('push', (event) => {
   }
   const urgent = data.tier === 'red' || data.tier === 'critical';
   event.waitUntil(self.registration.showNotification(data.title || 'Approval needed', {
-    body: data.summary || 'Your agent is waiting for a decision.',
+    // A credential is named as SECRET_REF(name) (never its value); a notification shows the name.
+    body: (data.summary || 'Your agent is waiting for a decision.').replace(/SECRET_REF\(([A-Za-z0-9_.-]{1,64})\)/g, '“$1”'),
     tag: data.id, renotify: true, requireInteraction: urgent,
     icon: '/app/icon-192.png', badge: '/app/icon-192.png',
     data: { url: data.url || '/app/' },

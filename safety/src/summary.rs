@@ -2,7 +2,8 @@
 //!
 //! The words come from the policy (`[[summary]]` templates per rule id, `summaries.toml`),
 //! filled with facts read from the part of the command the rule was about (host, method, path,
-//! form fields, branch, table, recipient, paths) and the `SECRET_REF` names the action uses.
+//! form fields, branch, table, recipient, paths) and the `SECRET_REF` names the action uses
+//! (written `SECRET_REF(name)`, which the app shows as a credential pill; never a value).
 //! Nothing is invented: a template whose facts are not all known is skipped, and when no
 //! template fits the sentence says so plainly. The same input always gives the same summary.
 //!
@@ -186,10 +187,7 @@ impl Classifier {
         };
         let mut sentence = fill(&template.text, &facts).unwrap_or_default();
         if !secrets.is_empty() && !template.text.contains("{secret") {
-            sentence.push_str(&format!(
-                ", using your {} credential",
-                quoted_list(&secrets)
-            ));
+            sentence.push_str(&format!(", using your {}", credential_list(&secrets)));
         }
         if !sentence.ends_with(['.', '!', '?']) {
             sentence.push('.');
@@ -213,12 +211,15 @@ impl Classifier {
     }
 }
 
-fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("“{n}”"))
-        .collect::<Vec<_>>()
-        .join(" and ")
+/// Credentials by name, as `SECRET_REF(name)` (the app shows each as a credential pill).
+fn credential_list(names: &[String]) -> String {
+    let refs: Vec<String> = names.iter().map(|n| format!("SECRET_REF({n})")).collect();
+    let word = if names.len() == 1 {
+        "credential"
+    } else {
+        "credentials"
+    };
+    format!("{word} {}", refs.join(" and "))
 }
 
 /// Undo (from the tier), credentials by name, and outside destinations.
@@ -235,7 +236,7 @@ fn auto_effects(
     for name in secrets {
         out.push(Effect {
             kind: EffectKind::Credential,
-            text: format!("Uses your credential “{name}”"),
+            text: format!("Uses your credential SECRET_REF({name})"),
         });
     }
     for key in ["host", "recipient", "remote"] {

@@ -39,7 +39,7 @@ fn refund(id: &str, now: i64) -> ApprovalRequest {
         reasons: vec![
             "red: `curl ... https://api.stripe.com/v1/refunds`: moves money or changes billing (irreversible) [url.stripe-money]".into(),
         ],
-        summary: "Refund payment ch_123 on Stripe, using your “stripe_key” credential.".into(),
+        summary: "Refund payment ch_123 on Stripe, using your credential SECRET_REF(stripe_key).".into(),
         action_hash: action_hash(&action).unwrap(),
         action,
         created_at: now,
@@ -50,7 +50,7 @@ fn refund(id: &str, now: i64) -> ApprovalRequest {
         effects: vec![
             effect(EffectKind::Changes, "Money goes back to the customer"),
             effect(EffectKind::Undo, "Can't be undone"),
-            effect(EffectKind::Credential, "Uses your credential “stripe_key”"),
+            effect(EffectKind::Credential, "Uses your credential SECRET_REF(stripe_key)"),
             effect(EffectKind::Destination, "Goes to api.stripe.com"),
         ],
         agent_reason: Some("The customer returned order 4471 and asked for the money back.".into()),
@@ -183,7 +183,7 @@ async fn plain_language_autonomy_activity_and_usage(backend: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         a["summary"],
-        "Refund payment ch_123 on Stripe, using your “stripe_key” credential."
+        "Refund payment ch_123 on Stripe, using your credential SECRET_REF(stripe_key)."
     );
     assert_eq!(a["tier_words"], "Can't be undone");
     assert_eq!(
@@ -323,10 +323,10 @@ async fn plain_language_autonomy_activity_and_usage(backend: Backend) {
     assert_eq!(items[1]["outcome"], "ran");
     assert_eq!(items[1]["succeeded"], true);
     assert_eq!(items[1]["tier_words"], "Can't be undone");
-    // Never output, never a secret value: only these fields.
+    // Never output, never the command: only these fields (credentials by name at most).
     let text = v.to_string();
     assert!(
-        !text.contains("stdout") && !text.contains("SECRET_REF(stripe_key)"),
+        !text.contains("stdout") && !text.contains("curl") && !text.contains("secrets_used"),
         "{text}"
     );
     let (_, theirs) = call(&hub, &bob, reqwest::Method::GET, "/v1/activity", None).await;
