@@ -639,11 +639,46 @@ impl Gate {
 
     /// The level and unlocked channels in force for `agent`.
     fn autonomy_for(&self, agent: &str) -> Result<(Autonomy, BTreeSet<String>), GateError> {
+        self.pick_up_stored_autonomy();
         Ok(self
             .autonomy
             .read()
             .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?
             .for_agent(agent))
+    }
+
+    /// Takes settings another process stored (`tenant-agent sync` while the daemon runs) when
+    /// they are newer than the ones in force; they are verified like the hub's answer, and
+    /// anything that does not verify is ignored.
+    fn pick_up_stored_autonomy(&self) {
+        let Some(enrollment) = &self.enrollment else {
+            return;
+        };
+        let Ok(Some(json)) = self
+            .store()
+            .and_then(|s| Ok(s.get_kv(autonomy::KV_AUTONOMY)?))
+        else {
+            return;
+        };
+        let Ok(stored) = serde_json::from_str::<shared::SignedAutonomy>(&json) else {
+            return;
+        };
+        let newer = self
+            .autonomy
+            .read()
+            .is_ok_and(|a| stored.settings.version > a.version());
+        if !newer {
+            return;
+        }
+        let Ok(mut in_force) = self.autonomy.write() else {
+            return;
+        };
+        if let Ok(true) = in_force.apply(enrollment, &stored) {
+            tracing::info!(
+                version = stored.settings.version,
+                "applied the owner's autonomy settings stored by `tenant-agent sync`"
+            );
+        }
     }
 
     /// Applies the autonomy settings from the hub's desired state: verified against the

@@ -279,3 +279,40 @@ fn edit_stored_settings(state: &std::path::Path) -> bool {
         .unwrap();
     edited != json
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_shot_sync_is_a_heartbeat_too_and_the_running_daemon_takes_its_settings() {
+    let hub = start_hub().await;
+    let http = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tenant");
+    std::fs::create_dir_all(&state).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (cookie, csrf, token) = hub.owner("anna@bakery.example", "bakery").await;
+    enroll(&state, &hub, &token);
+    let daemon = start_daemon(&state);
+    let body = json!({"command": "mkdir drafts", "cwd": work.display().to_string()});
+    let (_, held) = local(&daemon.socket, "POST", "/v1/actions", Some(body.clone())).await;
+    assert_eq!(held["status"], "pending", "{held}");
+    let resp = http
+        .post(format!("{}/v1/agents/bakery/main/autonomy", hub.url))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"level": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (ok, out, err) = agent(&state, &["sync"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("autonomy: applied the owner's new settings"),
+        "{out}"
+    );
+    assert_eq!(status(&state)["autonomy"]["agents"]["main"]["level"], 2);
+    // The daemon takes the verified settings at its next decision, before its own heartbeat.
+    let (_, ran) = local(&daemon.socket, "POST", "/v1/actions", Some(body)).await;
+    assert_eq!(ran["status"], "ran", "{ran}");
+    assert!(work.join("drafts").is_dir());
+}
