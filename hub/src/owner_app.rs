@@ -187,6 +187,7 @@ pub async fn record_activity(
             status: e.status.as_str(),
             exit_code: e.exit_code.map(i64::from),
             ran_at: e.ran_at,
+            decided_by: e.decided_by.as_deref(),
         })
         .collect();
     Ok(store.activity_insert(tenant.id, &entries, now).await?)
@@ -202,8 +203,8 @@ pub struct ActivityItem {
     pub tier: Tier,
     /// The tier in the owner's words.
     pub tier_words: String,
-    /// `approved`, `denied`, `pending`, `expired` (asked the owner) or `allowed` (its
-    /// autonomy let it run without asking).
+    /// `approved`, `denied`, `pending`, `expired` (asked the owner; `approved` also for a
+    /// repeat under a 24 h approval) or `allowed` (its autonomy let it run without asking).
     pub decision: String,
     /// Who decided: the owner's account, or `autonomy` for actions run without asking.
     pub decided_by: Option<String>,
@@ -267,8 +268,14 @@ pub async fn activity(
             summary: r.summary,
             tier_words: safety::summary::tier_words(tier).to_owned(),
             tier,
-            decision: "allowed".into(),
-            decided_by: Some("autonomy".into()),
+            // Allowed by the agent's autonomy level, or by an earlier approval of exactly
+            // this action (the owner's 24 h scope).
+            decision: if r.decided_by.is_some() {
+                "approved".into()
+            } else {
+                "allowed".into()
+            },
+            decided_by: Some(r.decided_by.unwrap_or_else(|| "autonomy".into())),
             decided_at: Some(r.ran_at),
             at: r.ran_at,
             ran_at: Some(r.ran_at),

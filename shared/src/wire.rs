@@ -527,6 +527,10 @@ pub struct ActivityEntry {
     pub exit_code: Option<i32>,
     /// Unix seconds, by the tenant's clock.
     pub ran_at: i64,
+    /// Who allowed it when not the agent's autonomy level (e.g. the owner's earlier 24 h
+    /// approval of exactly this action); absent: the autonomy level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }
 
 /// `POST /v1/tenant/activity`: actions run without asking. Idempotent by entry id.
@@ -552,6 +556,12 @@ impl ActivityReport {
             }
             if e.summary.chars().count() > MAX_SUMMARY_CHARS {
                 return Err(RequestError::TooLong("summary"));
+            }
+            if e.decided_by
+                .as_ref()
+                .is_some_and(|d| d.chars().count() > 200)
+            {
+                return Err(RequestError::TooLong("decided_by"));
             }
         }
         Ok(())

@@ -27,6 +27,8 @@ pub struct ActivityRow {
     pub status: String,
     pub exit_code: Option<i64>,
     pub ran_at: i64,
+    /// Who allowed it when not the autonomy level.
+    pub decided_by: Option<String>,
 }
 
 /// A reported activity entry, ready to store.
@@ -39,6 +41,7 @@ pub struct NewActivity<'a> {
     pub status: &'a str,
     pub exit_code: Option<i64>,
     pub ran_at: i64,
+    pub decided_by: Option<&'a str>,
 }
 
 fn autonomy_row(r: &Row) -> Result<AutonomyRow, StoreError> {
@@ -180,8 +183,8 @@ impl Store {
             n += tx
                 .exec(
                     "INSERT INTO activity (tenant_id, id, agent, tier, summary, status, exit_code,
-                        ran_at, received_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        ran_at, received_at, decided_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (tenant_id, id) DO NOTHING",
                     &[
                         tenant_id.into(),
@@ -193,6 +196,7 @@ impl Store {
                         e.exit_code.into(),
                         e.ran_at.into(),
                         now.into(),
+                        e.decided_by.into(),
                     ],
                 )
                 .await?;
@@ -209,7 +213,8 @@ impl Store {
     ) -> Result<Vec<ActivityRow>, StoreError> {
         let rows = self
             .query(
-                "SELECT t.name, a.id, a.agent, a.tier, a.summary, a.status, a.exit_code, a.ran_at
+                "SELECT t.name, a.id, a.agent, a.tier, a.summary, a.status, a.exit_code, a.ran_at,
+                    a.decided_by
                  FROM activity a JOIN tenants t ON t.id = a.tenant_id
                  WHERE CAST($1 AS BIGINT) IS NULL OR t.owner_id = $1
                  ORDER BY a.ran_at DESC, a.id LIMIT $2",
@@ -227,6 +232,7 @@ impl Store {
                     status: r.text(5)?,
                     exit_code: r.opt_i64(6)?,
                     ran_at: r.i64(7)?,
+                    decided_by: r.opt_text(8)?,
                 })
             })
             .collect()

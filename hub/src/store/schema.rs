@@ -248,6 +248,7 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         status TEXT NOT NULL,
         exit_code INTEGER,
         ran_at INTEGER NOT NULL,
+        decided_by TEXT,
         received_at INTEGER NOT NULL,
         PRIMARY KEY (tenant_id, id)
     );
@@ -473,6 +474,7 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         status TEXT NOT NULL,
         exit_code BIGINT,
         ran_at BIGINT NOT NULL,
+        decided_by TEXT,
         received_at BIGINT NOT NULL,
         PRIMARY KEY (tenant_id, id)
     );

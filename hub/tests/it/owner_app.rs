@@ -310,9 +310,21 @@ async fn plain_language_autonomy_activity_and_usage(backend: Backend) {
         .post("/v1/tenant/activity", &json!({"entries": [{"id": "x", "agent": "main", "tier": "yellow", "summary": "s", "status": "ran", "ran_at": now}]}))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A repeat under the owner's 24 h approval is the owner's decision, not the autonomy's.
+    let again = json!({"entries": [{"id": "act-owner-0000", "agent": "main", "tier": "red",
+        "summary": "Refund payment ch_123 on Stripe.", "status": "ran", "exit_code": 0,
+        "ran_at": now - 60, "decided_by": "anna@bakery.example (approved for 24 h)"}]});
+    let (s, _) = bakery.post("/v1/tenant/activity", &again).await;
+    assert_eq!(s, StatusCode::OK);
     let (_, v) = call(&hub, &anna, reqwest::Method::GET, "/v1/activity", None).await;
     let items = v["activity"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{v}");
+    assert_eq!(items.len(), 3, "{v}");
+    assert_eq!(items[2]["id"], "act-owner-0000");
+    assert_eq!(items[2]["decision"], "approved");
+    assert_eq!(
+        items[2]["decided_by"],
+        "anna@bakery.example (approved for 24 h)"
+    );
     assert_eq!(items[0]["id"], "act-owner-0001");
     assert_eq!(items[0]["decision"], "allowed");
     assert_eq!(items[0]["decided_by"], "autonomy");

@@ -405,7 +405,14 @@ impl Gate {
                         )
                     }
                 };
-                self.record_activity(&verdict, &req, &action, status, response.outcome.as_ref());
+                self.record_activity(
+                    &verdict,
+                    &req,
+                    &action,
+                    status,
+                    response.outcome.as_ref(),
+                    None,
+                );
                 Ok(response)
             }
             Decision::Ask => {
@@ -432,11 +439,27 @@ impl Gate {
                     });
                 }
                 if let Some((grant, grant_json)) = self.reusable_grant(&hash)? {
-                    return self
+                    let who = format!("{} (approved for 24 h)", grant.decided_by);
+                    let ran = action.clone();
+                    let response = self
                         .run_under_earlier_grant(
                             id, &req, action, hash, tier, reasons, summary, grant, grant_json,
                         )
-                        .await;
+                        .await?;
+                    let status = match response.status {
+                        ActionStatus::Ran => OutcomeStatus::Ran,
+                        ActionStatus::Allowed => OutcomeStatus::Allowed,
+                        _ => OutcomeStatus::Failed,
+                    };
+                    self.record_activity(
+                        &verdict,
+                        &req,
+                        &ran,
+                        status,
+                        response.outcome.as_ref(),
+                        Some(who),
+                    );
+                    return Ok(response);
                 }
                 let held = Held {
                     id: id.clone(),
@@ -603,6 +626,7 @@ impl Gate {
         action: &Action,
         status: OutcomeStatus,
         outcome: Option<&serde_json::Value>,
+        decided_by: Option<String>,
     ) {
         if self.enrollment.is_none() {
             return;
@@ -624,6 +648,7 @@ impl Gate {
                         .and_then(serde_json::Value::as_i64)
                         .and_then(|c| i32::try_from(c).ok()),
                     ran_at: store::now(),
+                    decided_by,
                 }],
             };
             let body =
