@@ -86,14 +86,16 @@ function agentCard(agent, levels, channels) {
       await api('POST', `/v1/agents/${encodeURIComponent(agent.tenant)}/${encodeURIComponent(agent.agent)}/autonomy`,
         { level: chosenLevel, channels: chosenLevel === 3 ? picked : [] });
       status.textContent = `Saved: ${LEVEL_WORDS[chosenLevel]}. Your server applies it within a minute.`;
+      current.textContent = `Now: ${LEVEL_WORDS[chosenLevel]} · set by you just now`;
     } catch (err) { status.textContent = err.message; }
     save.disabled = false;
   } }, 'Save');
+  const current = el('p', { class: 'meta', id: `now-${id}` }, agent.level
+    ? `Now: ${LEVEL_WORDS[agent.level]}${agent.updated_by ? ` · set by ${agent.updated_by} ${ago(agent.updated_at)}` : ''}`
+    : 'Now: as set up on your server (supervised unless changed there)');
   const card = el('section', { class: 'block agent', 'data-agent': key },
     el('h2', { class: 'agent-name' }, `${agent.agent} on ${agent.tenant}`),
-    el('p', { class: 'meta' }, agent.level
-      ? `Now: ${LEVEL_WORDS[agent.level]}${agent.updated_by ? ` · set by ${agent.updated_by} ${ago(agent.updated_at)}` : ''}`
-      : 'Now: as set up on your server (supervised unless changed there)'),
+    current,
     el('div', { class: 'choices', onchange: sync }, radios),
     channelBlock, save, status);
   sync();
