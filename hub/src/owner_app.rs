@@ -57,7 +57,6 @@ pub struct AgentView {
 }
 
 /// Sets one agent's autonomy; the tenant receives it signed with its next heartbeat.
-#[allow(clippy::too_many_arguments)]
 pub async fn set_autonomy(
     store: &Store,
     viewer: Viewer,
