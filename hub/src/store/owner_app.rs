@@ -82,6 +82,13 @@ impl Store {
             return Ok(None);
         };
         let tenant_id = t.i64(0)?;
+        // Takes the tenant's row lock (PostgreSQL; SQLite has one writer anyway), so two
+        // changes at once never get the same version.
+        tx.exec(
+            "UPDATE tenants SET name = name WHERE id = $1",
+            &[tenant_id.into()],
+        )
+        .await?;
         let version = tx
             .one(
                 "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM agent_autonomy

@@ -625,3 +625,36 @@ fn hub_admin_autonomy_sets_a_level_as_the_owner_would() {
     );
     assert_eq!(agents[0].updated_by.as_deref(), Some("admin (hub CLI)"));
 }
+
+async fn simultaneous_autonomy_changes_get_distinct_versions(backend: Backend) {
+    let hub = InProcessHub::start_with(backend, Clock::System, Settings::default()).await;
+    let _tenant = hub.enroll("bakery").await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = hub.store().clone();
+        tasks.push(tokio::spawn(async move {
+            hub::owner_app::set_autonomy(
+                &store,
+                hub::store::Viewer::Operator,
+                "bakery",
+                &format!("agent-{i}"),
+                &hub::owner_app::AutonomyInput {
+                    level: 2,
+                    channels: Vec::new(),
+                },
+                "admin",
+                1,
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+}
+
+on_every_backend!(simultaneous_autonomy_changes_get_distinct_versions);
