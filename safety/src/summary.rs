@@ -211,6 +211,17 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// The summary of one input line as [`Classifier::classify_line`] reads it: `tool:NAME
+    /// {json}` for a tool call, anything else as shell.
+    pub fn summarize_line(&self, verdict: &Verdict, line: &str) -> Summary {
+        match crate::classify::parse_tool_line(line) {
+            Some(Ok((name, args))) => self.summarize(verdict, Subject::Tool { name, args: &args }),
+            _ => self.summarize(verdict, Subject::Shell(line)),
+        }
+    }
+}
+
 /// Credentials by name, as `SECRET_REF(name)` (the app shows each as a credential pill).
 fn credential_list(names: &[String]) -> String {
     let refs: Vec<String> = names.iter().map(|n| format!("SECRET_REF({n})")).collect();
