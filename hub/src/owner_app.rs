@@ -16,6 +16,9 @@ use crate::error::HubError;
 use crate::fleet::TenantAuth;
 use crate::store::{NewActivity, Store, Viewer};
 
+/// How long reported activity (actions run without asking) is kept: 90 days.
+pub const KEEP_ACTIVITY_SECS: i64 = 90 * 24 * 3600;
+
 /// What each level means, in one line, as the app shows it.
 pub const LEVELS: [(u8, &str, &str); 3] = [
     (

@@ -212,6 +212,15 @@ impl Store {
         Ok(n)
     }
 
+    /// Forgets reported activity received before `before`; returns how many entries.
+    pub async fn activity_forget(&self, before: i64) -> Result<u64, StoreError> {
+        self.exec(
+            "DELETE FROM activity WHERE received_at < $1",
+            &[before.into()],
+        )
+        .await
+    }
+
     /// Actions run without asking that `viewer` may see, newest first.
     pub async fn activity(
         &self,

@@ -392,6 +392,18 @@ async fn plain_language_autonomy_activity_and_usage(backend: Backend) {
     assert_eq!(u["trend_percent"], (last - prev) * 100 / prev);
     let (_, theirs) = call(&hub, &bob, reqwest::Method::GET, "/v1/usage", None).await;
     assert_eq!(theirs["lines"], json!([]));
+
+    // Reported activity is kept 90 days; the periodic sweep forgets older entries.
+    clock.advance(hub::owner_app::KEEP_ACTIVITY_SECS + 3600);
+    testkit::eventually_async("old activity is forgotten", async || {
+        let rows = hub
+            .store()
+            .activity(hub::store::Viewer::Operator, 100)
+            .await
+            .ok()?;
+        rows.is_empty().then_some(())
+    })
+    .await;
 }
 
 on_every_backend!(plain_language_autonomy_activity_and_usage);
