@@ -169,7 +169,7 @@ async function listPage(status) {
     el('a', { href: '#/', class: status === 'history' ? '' : 'on', id: 'tab-pending' }, 'Waiting'),
     el('a', { href: '#/history', class: status === 'history' ? 'on' : '', id: 'tab-history' }, 'History'));
   const items = data.approvals.map((a) => el('a', { class: `card t-${a.tier}`, href: `#/approvals/${encodeURIComponent(a.id)}`, 'data-id': a.id },
-    el('div', {}, tierChip(a.tier), status === 'history' ? el('span', { class: 'status' }, a.status) : null),
+    el('div', {}, tierWords(a), status === 'history' ? el('span', { class: 'status' }, a.status) : null),
     el('div', { class: 'summary' }, withSecrets(a.summary)),
     el('div', { class: 'meta' }, `${a.tenant} · agent ${a.agent} · ${ago(a.received_at)}`)));
   const empty = el('div', { class: 'empty' }, status === 'history'
@@ -214,7 +214,8 @@ async function decide(a, decision, scope, reason) {
 function confirmApprove(a, day) {
   setSheet([
     el('h1', {}, day ? 'Allow this exact action for 24 hours?' : 'Approve and let it run?'),
-    commandView(a.action),
+    el('p', { class: 'summary', id: 'confirm-summary' }, withSecrets(a.summary)),
+    el('details', { class: 'details' }, el('summary', {}, 'The exact command'), commandView(a.action)),
     el('p', { class: 'meta' }, day ? 'The agent may run exactly this, unchanged, again for the next 24 hours without asking.' : 'It runs once, exactly as shown.'),
     el('div', { class: 'row' },
       el('button', { class: 'cancel', onclick: () => setSheet(null) }, 'Cancel'),
@@ -242,20 +243,29 @@ async function detailPage(id) {
     el('div', { class: 'row' },
       el('button', { class: 'deny', id: 'deny', onclick: () => confirmDeny(a) }, 'Deny'),
       el('button', { class: 'approve', id: 'approve', onclick: () => confirmApprove(a, day.checked) }, 'Approve'))) : null;
+  // The tier bar already says whether it can be undone; the same words are not repeated.
+  const effects = (a.effects || []).filter((e) => !(e.kind === 'undo' && e.text === a.tier_words));
   main().replaceChildren(...[
-    el('div', { class: `tierbar t-${a.tier}` }, `${a.tier.toUpperCase()}`, el('small', {}, TIERS[a.tier] || '')),
-    el('h1', {}, withSecrets(a.summary)),
+    el('div', { class: `tierbar t-${a.tier}`, id: 'tier' }, a.tier_words || TIERS[a.tier] || a.tier),
+    el('h1', { id: 'summary' }, withSecrets(a.summary)),
     el('div', { class: 'meta' }, `Proposed by agent ${a.agent} on ${a.tenant} · ${ago(a.received_at)}`),
     decidedView(a),
-    el('h2', {}, a.status === 'pending' ? 'What would run' : 'The action'),
-    el('div', { class: 'block' }, commandView(a.action)),
+    effects.length ? el('h2', {}, a.status === 'pending' ? 'What will happen' : 'What it does') : null,
+    effects.length ? el('ul', { class: 'effects block', id: 'effects' }, effects.map((e) => el('li', { class: `effect e-${e.kind}` }, withSecrets(e.text)))) : null,
+    a.agent_reason ? el('div', { class: 'block agent-words', id: 'agent-reason' },
+      el('div', { class: 'label' }, `In the agent's own words`), el('q', {}, withSecrets(a.agent_reason))) : null,
     secrets.length ? el('h2', {}, 'Credentials it would use') : null,
     secrets.length ? el('div', { class: 'block', id: 'secrets' },
       el('ul', { class: 'bindings' }, secrets.map((s) => el('li', {}, secretPill(s),
         el('span', { class: 'binding' }, ` may go to: ${(a.secret_bindings || {})[s] || 'not known'}`)))),
       el('p', { class: 'meta' }, 'Only the names are shown; the values stay on your server.')) : null,
-    el('h2', {}, 'Why it asks you'),
-    el('div', { class: 'block' }, el('ul', { class: 'reasons' }, a.reasons.map((r) => el('li', {}, withSecrets(r))))),
+    el('details', { class: 'block details', id: 'details' },
+      el('summary', { id: 'show-details' }, 'Details: the exact command and the rules'),
+      el('dl', { class: 'kv' }, el('dt', {}, 'risk tier'), el('dd', {}, tierChip(a.tier), ` ${TIERS[a.tier] || ''}`)),
+      el('h2', {}, a.status === 'pending' ? 'What would run' : 'The action'),
+      commandView(a.action),
+      el('h2', {}, 'Why it asks you'),
+      el('ul', { class: 'reasons' }, a.reasons.map((r) => el('li', {}, withSecrets(r))))),
     actions,
     el('p', {}, el('a', { href: '#/' }, '← All approvals')),
   ].filter(Boolean));
@@ -370,6 +380,8 @@ async function route() {
       if (hash === '#/admin/orders') return await ordersPage();
     }
     if (hash.startsWith('#/start') || hash.startsWith('#/billing')) return await billingRoute(hash);
+    const owned = await ownerRoute(hash);
+    if (owned) return owned;
     const m = hash.match(/^#\/approvals\/([A-Za-z0-9_-]{8,64})$/);
     if (m) return await detailPage(m[1]);
     return await listPage(hash === '#/history' ? 'history' : 'pending');

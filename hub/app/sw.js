@@ -1,7 +1,7 @@
 // The approval app's service worker: shows pushes, closes withdrawn ones, opens the approval
 // page when a notification is tapped (iOS shows no action buttons, so deciding happens there).
 'use strict';
-const SHELL = ['/app/', '/app/app.css', '/app/app.js', '/app/manifest.webmanifest', '/app/icon-192.png'];
+const SHELL = ['/app/', '/app/app.css', '/app/app.js', '/app/owner.js', '/app/manifest.webmanifest', '/app/icon-192.png'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open('shell-v1').then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -25,7 +25,8 @@ self.addEventListener('push', (event) => {
   }
   const urgent = data.tier === 'red' || data.tier === 'critical';
   event.waitUntil(self.registration.showNotification(data.title || 'Approval needed', {
-    body: data.summary || 'Your agent is waiting for a decision.',
+    // A credential is named as SECRET_REF(name) (never its value); a notification shows the name.
+    body: (data.summary || 'Your agent is waiting for a decision.').replace(/SECRET_REF\(([A-Za-z0-9_.-]{1,64})\)/g, '“$1”'),
     tag: data.id, renotify: true, requireInteraction: urgent,
     icon: '/app/icon-192.png', badge: '/app/icon-192.png',
     data: { url: data.url || '/app/' },

@@ -542,6 +542,8 @@ fn approval(i: usize) -> ApprovalRequest {
         action,
         created_at: now(),
         secret_bindings: Default::default(),
+        effects: Vec::new(),
+        agent_reason: None,
     }
 }
 

@@ -19,6 +19,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../app/app.js"),
     ),
     (
+        "owner.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../app/owner.js"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../app/app.css"),

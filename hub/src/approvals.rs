@@ -39,6 +39,20 @@ pub struct ApprovalView {
     pub reason: Option<String>,
     /// Where each secret the action names may go, as the tenant described it.
     pub secret_bindings: std::collections::BTreeMap<String, String>,
+    /// What will happen, line by line (issue 19).
+    #[serde(default)]
+    pub effects: Vec<shared::wire::Effect>,
+    /// The agent's own stated reason, when its runtime gave one: the agent's words.
+    #[serde(default)]
+    pub agent_reason: Option<String>,
+    /// The tier in the owner's words ("Can't be undone", "Sends something outside ...").
+    #[serde(default)]
+    pub tier_words: String,
+    /// How the approved action ended on the tenant, once reported.
+    #[serde(default)]
+    pub outcome: Option<shared::wire::OutcomeReport>,
+    #[serde(default)]
+    pub outcome_at: Option<i64>,
 }
 
 /// An owner's decision.
@@ -93,6 +107,8 @@ pub async fn submit(
         action_hash: &req.action_hash,
         tenant_created_at: req.created_at,
         secret_bindings_json: json(&req.secret_bindings)?,
+        effects_json: json(&req.effects)?,
+        agent_reason: req.agent_reason.as_deref(),
     };
     let detail = serde_json::json!({"id": req.id, "agent": req.agent, "tier": req.tier,
         "reasons": req.reasons, "summary": req.summary, "action_hash": req.action_hash});
@@ -166,6 +182,14 @@ fn view(r: ApprovalRow, now: i64) -> Result<ApprovalView, HubError> {
             .as_ref()
             .and_then(|s| serde_json::from_value(serde_json::Value::String(s.clone())).ok()),
         secret_bindings: serde_json::from_str(&r.secret_bindings_json).unwrap_or_default(),
+        effects: serde_json::from_str(&r.effects_json).unwrap_or_default(),
+        agent_reason: r.agent_reason,
+        tier_words: safety::summary::tier_words(from_stored(&r.id, "tier", &r.tier)?).to_owned(),
+        outcome: r
+            .outcome_json
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok()),
+        outcome_at: r.outcome_at,
         id: r.id,
         tenant: r.tenant,
         agent: r.agent,

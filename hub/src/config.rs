@@ -39,6 +39,9 @@ pub struct Config {
     pub provisioning: Provisioning,
     /// Stripe billing (`[billing]`); off unless a secret key is configured.
     pub billing: BillingConfig,
+    /// Model prices for the owner's usage view, US dollars per million tokens
+    /// (`[prices."MODEL"] input = 3.0, output = 15.0, cache_read = 0.3, cache_write = 3.75`).
+    pub prices: std::collections::BTreeMap<String, crate::owner_app::ModelPrice>,
 }
 
 /// `[billing]`: Stripe Checkout, webhooks and Billing Meters. The secret key and the
@@ -177,6 +180,7 @@ impl Default for Config {
             push_allow_http_loopback: false,
             provisioning: Provisioning::default(),
             billing: BillingConfig::default(),
+            prices: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -119,6 +119,7 @@ pub async fn heartbeat(
     Ok(DesiredState {
         policy_version,
         commands,
+        autonomy: None,
     })
 }
 

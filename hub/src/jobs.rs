@@ -318,7 +318,10 @@ async fn execute(state: &Arc<AppState>, kind: JobKind, job: &Job) -> Result<(), 
                 .sweep_expired(now, crate::accounts::LIMIT_WINDOW_SECS)
                 .await?;
             let jobs = store.jobs_forget(now - KEEP_DONE_SECS).await?;
-            tracing::debug!(removed, jobs, "swept");
+            let activity = store
+                .activity_forget(now - crate::owner_app::KEEP_ACTIVITY_SECS)
+                .await?;
+            tracing::debug!(removed, jobs, activity, "swept");
             Ok(())
         }
     }

@@ -14,6 +14,8 @@ pub mod fleet;
 pub mod jobs;
 pub mod keys;
 pub mod orders;
+pub mod owner_app;
+pub mod owner_routes;
 pub mod policies;
 pub mod provision;
 pub mod push;

@@ -138,6 +138,22 @@ enum AdminCommand {
         /// One of: restart-runtime.
         kind: String,
     },
+    /// Set an agent's autonomy level (1 supervised, 2 trusted, 3 autonomous) and, at 3, the
+    /// external channels it may use without asking. The tenant receives it signed with its
+    /// next heartbeat answer, as when the owner chooses in the app.
+    ///
+    /// Example: hub admin autonomy --tenant bakery-42 --agent main --level 3 --channels email
+    Autonomy {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        agent: String,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+        level: u8,
+        /// External channels unlocked at level 3, comma-separated (email, publish, ...).
+        #[arg(long, value_delimiter = ',')]
+        channels: Vec<String>,
+    },
     /// List the owners' devices with push delivery health (last success, last error).
     Devices {
         /// Print JSON.
@@ -497,6 +513,29 @@ async fn admin_command(config: Config, cmd: AdminCommand) -> Result<()> {
                 "queued command #{id} ({kind}) for {tenant}; it is delivered with the next heartbeat answer"
             )?;
         }
+        AdminCommand::Autonomy {
+            tenant,
+            agent,
+            level,
+            channels,
+        } => {
+            let input = hub::owner_app::AutonomyInput { level, channels };
+            let version = hub::owner_app::set_autonomy(
+                &db,
+                Viewer::Operator,
+                &tenant,
+                &agent,
+                &input,
+                "admin (hub CLI)",
+                now,
+            )
+            .await?;
+            writeln!(
+                out,
+                "autonomy of {tenant}/{agent} set to level {level} (settings version {version}); \
+                 the tenant applies it with its next heartbeat"
+            )?;
+        }
         AdminCommand::Devices { json } => {
             let rows = hub::devices::list(&db, Viewer::Operator).await?;
             if json {
@@ -811,6 +850,7 @@ fn serve(config: Config) -> Result<()> {
             cookie_secure: config.cookie_secure,
             repush_after_secs: config.repush_after_secs,
             push_allow_http_loopback: config.push_allow_http_loopback,
+            prices: config.prices.clone(),
         };
         let vapid = hub::push::Vapid::load_or_create(&config.vapid_path(), &config.push_contact)?;
         let shown = store.shown().to_owned();

@@ -32,6 +32,9 @@ use crate::devices::{self, SubscriptionInput};
 use crate::error::HubError;
 use crate::fleet::{self, TenantAuth};
 use crate::jobs;
+use crate::owner_routes::{
+    list_activity, list_agents, set_autonomy, tenant_activity, usage as owner_usage,
+};
 use crate::policies;
 use crate::push::Vapid;
 use crate::store::{Kind, Store};
@@ -55,6 +58,8 @@ pub struct Settings {
     pub repush_after_secs: i64,
     /// Accept `http://` push endpoints on loopback (tests and local fakes only).
     pub push_allow_http_loopback: bool,
+    /// Model prices for the owner's usage view (`[prices]`; issue 19).
+    pub prices: BTreeMap<String, crate::owner_app::ModelPrice>,
 }
 
 impl Default for Settings {
@@ -64,6 +69,7 @@ impl Default for Settings {
             cookie_secure: true,
             repush_after_secs: 600,
             push_allow_http_loopback: false,
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -196,6 +202,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenant/usage", post(tenant_usage))
         .route("/v1/tenant/approvals/{id}/outcome", post(tenant_outcome))
         .merge(billing_routes())
+        // The owner's app (issue 19); handlers in `owner_routes`.
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{tenant}/{agent}/autonomy", post(set_autonomy))
+        .route("/v1/activity", get(list_activity))
+        .route("/v1/usage", get(owner_usage))
+        .route("/v1/tenant/activity", post(tenant_activity))
         .merge(crate::app::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -994,7 +1006,9 @@ async fn enroll(State(state): St, headers: HeaderMap, body: Bytes) -> Result<Res
 async fn heartbeat(State(state): St, req: SignedTenant) -> Result<Response, HubError> {
     let hb: Heartbeat = req.json()?;
     let now = state.now();
-    let desired = fleet::heartbeat(&state.store, &req.tenant, &hb, now).await?;
+    let mut desired = fleet::heartbeat(&state.store, &req.tenant, &hb, now).await?;
+    desired.autonomy =
+        crate::owner_app::desired_autonomy(&state.store, &state.key, &req.tenant).await?;
     Ok(axum::Json(HeartbeatResponse {
         server_time: now,
         desired,

@@ -109,6 +109,21 @@ paths = {
      "409": ERR("A different outcome is already recorded (outcome_recorded)"), **COMMON})},
  "/v1/tenant/policy": {"get": op("The newest signed policy bundle", TENANT, responses={
      "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},
+ # --- the owner's app (issue 19) ---
+ "/v1/agents": {"get": op("This account's agents with the autonomy the owner chose, what each level means, and the channels", SESSION, responses={
+     "200": ok("Agents", S({"agents": {"type": "array", "items": ref("AgentView")}, "levels": {"type": "array", "items": S({"level": int_, "name": str_, "meaning": str_})},
+                           "channels": {"type": "array", "items": str_}})), **auth401})},
+ "/v1/agents/{tenant}/{agent}/autonomy": {"post": op("Choose an agent's autonomy (1 supervised, 2 trusted, 3 autonomous) and, at 3, the unlocked channels; the tenant applies it, signed, within one heartbeat", SESSION_CSRF, ref("AutonomyInput"), params=[
+     {"name": "tenant", "in": "path", "required": True, "schema": str_}, {"name": "agent", "in": "path", "required": True, "schema": str_}], responses={
+     "200": ok("Stored", S({"tenant": str_, "agent": str_, "version": int_})), **auth401, "403": ERR("Missing or wrong x-csrf-token"),
+     "404": ERR("No such tenant, or not this account's"), **COMMON})},
+ "/v1/activity": {"get": op("Every action of this account's agents, newest first: summary, tier, decision, who decided, when it ran, whether it succeeded (never output)", SESSION, params=[
+     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}}],
+     responses={"200": ok("Activity", S({"activity": {"type": "array", "items": ref("ActivityItem")}})), "400": ERR("Bad query"), **auth401})},
+ "/v1/usage": {"get": op("LLM usage this billing period (the calendar month, UTC) per agent and model, per day, the 7-day trend and cost where prices are configured", SESSION, responses={
+     "200": ok("Usage", ref("UsageView")), **auth401})},
+ "/v1/tenant/activity": {"post": op("Report actions run without asking (the agent's autonomy allowed them); idempotent by entry id", TENANT, ref("ActivityReport"), responses={
+     "200": ok("Stored", S({"accepted": int_})), **tenant401, **COMMON})},
 }
 
 # Billing (issue 18).
@@ -174,12 +189,18 @@ schemas = {
  "ApprovalRequest": S({"id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}, "agent": str_, "tier": {"enum": ["green", "yellow", "external", "red", "critical"]},
      "reasons": {"type": "array", "items": str_, "maxItems": 20}, "summary": {"type": "string", "maxLength": 500}, "action": ref("Action"),
      "action_hash": {"type": "string", "description": "Lowercase hex SHA-256 of the RFC 8785 canonical JSON of the action with secret_refs sorted and de-duplicated"},
-     "created_at": int_, "secret_bindings": {"type": "object", "additionalProperties": str_, "description": "Where each named secret may go, in words"}},
+     "created_at": int_, "secret_bindings": {"type": "object", "additionalProperties": str_, "description": "Where each named secret may go, in words"},
+     "effects": {"type": "array", "maxItems": 12, "items": ref("Effect")},
+     "agent_reason": {"type": "string", "maxLength": 500, "description": "The agent's own stated reason (the agent's words, redacted)"}},
     ["id", "agent", "tier", "reasons", "summary", "action", "action_hash", "created_at"], additionalProperties=False),
+ "Effect": S({"kind": {"enum": ["changes", "undo", "credential", "destination"]}, "text": str_}, ["kind", "text"], additionalProperties=False),
  "Approval": S({"id": str_, "tenant": str_, "agent": str_, "tier": str_, "reasons": {"type": "array", "items": str_}, "summary": str_,
      "action": ref("Action"), "action_hash": str_, "received_at": int_, "expires_at": int_, "status": {"enum": ["pending", "approved", "denied", "expired"]},
      "decided_by": {"type": ["string", "null"]}, "decided_at": {"type": ["integer", "null"]}, "scope": {"enum": ["once", "action24h", None]}, "reason": {"type": ["string", "null"]},
-     "secret_bindings": {"type": "object", "additionalProperties": str_}}),
+     "secret_bindings": {"type": "object", "additionalProperties": str_},
+     "effects": {"type": "array", "items": ref("Effect")}, "agent_reason": {"type": ["string", "null"]},
+     "tier_words": {"type": "string", "description": "The tier in the owner's words"},
+     "outcome": {"oneOf": [ref("OutcomeReport"), {"type": "null"}]}, "outcome_at": {"type": ["integer", "null"]}}),
  "DecisionInput": S({"decision": {"enum": ["approve", "deny"]}, "scope": {"enum": ["once", "action24h"], "default": "once"}, "reason": {"type": "string", "maxLength": 500}}, ["decision"], additionalProperties=False),
  "Grant": S({"tenant": str_, "request_id": str_, "action_hash": str_, "decision": {"enum": ["approve", "deny"]}, "scope": {"enum": ["once", "action24h"]},
      "decided_by": str_, "decided_at": int_, "expires_at": int_, "reason": str_}, ["tenant", "request_id", "action_hash", "decision", "scope", "decided_by", "decided_at", "expires_at"], additionalProperties=False),
@@ -197,7 +218,27 @@ schemas = {
  "Heartbeat": S({"agent_version": str_, "runtime_kind": str_, "runtime_version": {"type": ["string", "null"]},
      "runtime_health": {"enum": ["healthy", "starting", "unhealthy", "failed", "stopped"]}, "uptime_secs": int_, "disk_free_bytes": int_, "disk_total_bytes": int_,
      "pending_approvals": int_, "last_backup_at": {"type": ["integer", "null"]}, "policy_version": int_, "acked_commands": {"type": "array", "items": int_}}),
- "HeartbeatResponse": S({"server_time": int_, "desired": S({"policy_version": int_, "commands": {"type": "array", "items": S({"id": int_, "kind": {"enum": ["restart-runtime"]}})}})}, ["server_time", "desired"]),
+ "HeartbeatResponse": S({"server_time": int_, "desired": S({"policy_version": int_, "commands": {"type": "array", "items": S({"id": int_, "kind": {"enum": ["restart-runtime"]}})},
+     "autonomy": ref("SignedAutonomy")})}, ["server_time", "desired"]),
+ "SignedAutonomy": S({"settings": S({"tenant": str_, "version": int_, "updated_at": int_, "agents": {"type": "object", "additionalProperties": S({"level": {"enum": [1, 2, 3]}, "channels": {"type": "array", "items": str_}}, ["level"])}},
+     ["tenant", "version", "updated_at", "agents"]), "signature": {"type": "string", "description": "Ed25519 over \"tenant-agent-autonomy-v1\\n\" + canonical JSON of settings"}}, ["settings", "signature"],
+     description="The owner's autonomy per agent; the tenant verifies it with the pinned hub key and applies only a newer version"),
+ "AutonomyInput": S({"level": {"enum": [1, 2, 3]}, "channels": {"type": "array", "items": str_}}, ["level"], additionalProperties=False),
+ "AgentView": S({"tenant": str_, "agent": str_, "level": {"type": ["integer", "null"]}, "channels": {"type": "array", "items": str_},
+     "updated_by": {"type": ["string", "null"]}, "updated_at": {"type": ["integer", "null"]}}),
+ "ActivityItem": S({"id": str_, "tenant": str_, "agent": str_, "summary": str_, "tier": str_, "tier_words": str_,
+     "decision": {"enum": ["pending", "approved", "denied", "expired", "allowed"]}, "decided_by": {"type": ["string", "null"]}, "decided_at": {"type": ["integer", "null"]},
+     "at": int_, "ran_at": {"type": ["integer", "null"]}, "outcome": {"enum": ["ran", "failed", "allowed", "denied", "expired", None]},
+     "succeeded": {"type": ["boolean", "null"]}, "exit_code": {"type": ["integer", "null"]}}),
+ "ActivityReport": S({"entries": {"type": "array", "maxItems": 200, "items": S({"id": str_, "agent": str_, "tier": {"enum": ["green", "yellow", "external", "red", "critical"]},
+     "summary": str_, "status": {"enum": ["ran", "failed", "allowed", "denied", "expired"]}, "exit_code": {"type": ["integer", "null"]}, "ran_at": int_,
+     "decided_by": {"type": "string", "maxLength": 200, "description": "Who allowed it when not the autonomy level (an earlier 24 h approval)"}},
+     ["id", "agent", "tier", "summary", "status", "ran_at"], additionalProperties=False)}}, ["entries"], additionalProperties=False),
+ "Tokens": S({"input": int_, "output": int_, "cache_read": int_, "cache_write": int_}),
+ "UsageView": S({"period_start": int_, "period_end": int_,
+     "lines": {"type": "array", "items": S({"tenant": str_, "agent": str_, "model": str_, "requests": int_, "tokens": ref("Tokens"), "cost_usd": {"type": ["number", "null"]}})},
+     "days": {"type": "array", "items": S({"day": int_, "tokens": ref("Tokens"), "cost_usd": {"type": ["number", "null"]}})},
+     "trend_percent": {"type": ["integer", "null"]}, "total_tokens": ref("Tokens"), "total_cost_usd": {"type": ["number", "null"]}}),
  "PolicyBundle": S({"manifest": S({"version": int_, "created_at": int_, "files": {"type": "object", "additionalProperties": {"type": "string"}}}),
      "files": {"type": "object", "additionalProperties": str_}, "signature": {"type": "string", "description": "Ed25519 over \"tenant-agent-policy-v1\\n\" + canonical JSON of manifest"}}, ["manifest", "files", "signature"]),
 }

@@ -5,6 +5,7 @@
 //! No IO, no clock (callers pass `now`), no HTTP: the hub and tenant-agent own transport.
 
 pub mod action;
+pub mod autonomy;
 pub mod canonical;
 pub mod grant;
 pub mod keys;
@@ -13,6 +14,7 @@ pub mod request;
 pub mod wire;
 
 pub use action::{Action, FileDigest, action_hash};
+pub use autonomy::{AgentAutonomy, AutonomyError, AutonomySettings, SignedAutonomy};
 pub use grant::{Decision, Grant, GrantError, Scope, SignedGrant};
 pub use keys::{KeyError, PublicKey, SigningKey};
 pub use policy::{PolicyBundle, PolicyError, PolicyManifest};

@@ -190,6 +190,10 @@ pub struct DesiredState {
     /// it is newer than the installed one.
     pub policy_version: i64,
     pub commands: Vec<HubCommand>,
+    /// Each agent's autonomy as the owner chose it, signed by the hub; absent when the owner
+    /// never chose (the tenant's configured level stays in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autonomy: Option<crate::autonomy::SignedAutonomy>,
 }
 
 /// A command for the tenant; unknown kinds are reported back, not guessed at.
@@ -233,6 +237,48 @@ pub struct ApprovalRequest {
     /// program psql`), so the owner sees the binding next to the credential.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub secret_bindings: std::collections::BTreeMap<String, String>,
+    /// What will happen, line by line (from the policy's summary templates; redacted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<Effect>,
+    /// The agent's own stated reason for the action, when its runtime gave one (redacted);
+    /// shown to the owner as the agent's words, never as the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_reason: Option<String>,
+}
+
+/// Most effects in one approval request.
+pub const MAX_EFFECTS: usize = 12;
+
+/// One consequence of an action, for the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Effect {
+    pub kind: EffectKind,
+    pub text: String,
+}
+
+/// What an [`Effect`] is about. On the wire: `changes`, `undo`, `credential`, `destination`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectKind {
+    Changes,
+    Undo,
+    Credential,
+    Destination,
+}
+
+impl From<&safety::Effect> for Effect {
+    fn from(e: &safety::Effect) -> Self {
+        Effect {
+            kind: match e.kind {
+                safety::EffectKind::Changes => EffectKind::Changes,
+                safety::EffectKind::Undo => EffectKind::Undo,
+                safety::EffectKind::Credential => EffectKind::Credential,
+                safety::EffectKind::Destination => EffectKind::Destination,
+            },
+            text: e.text.clone(),
+        }
+    }
 }
 
 /// An approval request the hub must refuse.
@@ -284,6 +330,21 @@ impl ApprovalRequest {
                 .any(|(k, v)| k.chars().count() > 64 || v.chars().count() > MAX_REASON_CHARS)
         {
             return Err(RequestError::TooLong("secret_bindings"));
+        }
+        if self.effects.len() > MAX_EFFECTS
+            || self
+                .effects
+                .iter()
+                .any(|e| e.text.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(RequestError::TooLong("effects"));
+        }
+        if self
+            .agent_reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_SUMMARY_CHARS)
+        {
+            return Err(RequestError::TooLong("agent_reason"));
         }
         if self.reasons.len() > MAX_REASONS
             || self
@@ -448,4 +509,63 @@ pub struct ErrorDetail {
     pub code: String,
     /// A sentence for humans.
     pub message: String,
+}
+
+/// Most entries in one activity report.
+pub const MAX_ACTIVITY_ENTRIES: usize = 200;
+
+/// One action the tenant ran (or let the runtime make) without asking the owner, because the
+/// agent's autonomy allowed it. Carries the redacted summary and how it ended; never output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityEntry {
+    /// Chosen by the tenant, as for approval requests (the hub keeps the first of an id).
+    pub id: String,
+    pub agent: String,
+    pub tier: Tier,
+    pub summary: String,
+    pub status: OutcomeStatus,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Unix seconds, by the tenant's clock.
+    pub ran_at: i64,
+    /// Who allowed it when not the agent's autonomy level (e.g. the owner's earlier 24 h
+    /// approval of exactly this action); absent: the autonomy level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+/// `POST /v1/tenant/activity`: actions run without asking. Idempotent by entry id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityReport {
+    pub entries: Vec<ActivityEntry>,
+}
+
+impl ActivityReport {
+    pub fn validate(&self) -> Result<(), RequestError> {
+        if self.entries.len() > MAX_ACTIVITY_ENTRIES {
+            return Err(RequestError::TooLong("entries"));
+        }
+        for e in &self.entries {
+            if !valid_id(&e.id) {
+                return Err(RequestError::Id);
+            }
+            if e.agent.is_empty() || e.agent.chars().count() > 64 {
+                return Err(RequestError::Invalid(
+                    "agent must be 1 to 64 characters".into(),
+                ));
+            }
+            if e.summary.chars().count() > MAX_SUMMARY_CHARS {
+                return Err(RequestError::TooLong("summary"));
+            }
+            if e.decided_by
+                .as_ref()
+                .is_some_and(|d| d.chars().count() > 200)
+            {
+                return Err(RequestError::TooLong("decided_by"));
+            }
+        }
+        Ok(())
+    }
 }

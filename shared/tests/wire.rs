@@ -410,6 +410,8 @@ fn approval_requests_are_validated() {
         action,
         created_at: 1,
         secret_bindings: Default::default(),
+        effects: Vec::new(),
+        agent_reason: None,
     };
     assert_eq!(good.validate(), Ok(()));
     let check = |f: &dyn Fn(&mut ApprovalRequest), want: RequestError| {
@@ -540,6 +542,8 @@ fn unknown_tiers_and_statuses_in_bodies_are_refused_not_mapped() {
         action,
         created_at: 1,
         secret_bindings: Default::default(),
+        effects: Vec::new(),
+        agent_reason: None,
     };
     let mut v = serde_json::to_value(&good).unwrap();
     assert_eq!(v["tier"], "critical");

@@ -26,15 +26,30 @@ pub struct Answer<'a> {
     /// Every simple command judged, as named; only with `--explain`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commands: Option<&'a [String]>,
+    /// The owner's sentence (from the policy's summary templates); only with `--explain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// What it changes, line by line; only with `--explain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<Vec<String>>,
 }
 
 impl<'a> Answer<'a> {
-    fn new(verdict: &'a Verdict, decision: Decision, explain: bool) -> Self {
+    fn new(
+        classifier: &Classifier,
+        input: &str,
+        verdict: &'a Verdict,
+        decision: Decision,
+        explain: bool,
+    ) -> Self {
+        let told = explain.then(|| classifier.summarize_line(verdict, input));
         Answer {
             tier: verdict.tier,
             decision,
             reasons: verdict.reason_lines(),
             commands: explain.then_some(verdict.commands.as_slice()),
+            summary: told.as_ref().map(|t| t.sentence.clone()),
+            effects: told.map(|t| t.effects.into_iter().map(|e| e.text).collect()),
         }
     }
 }
@@ -73,11 +88,17 @@ pub fn classify_one(
     let verdict = judge(classifier, input, &options.context);
     let decision = verdict.decide(options.autonomy, &options.unlocked);
     if options.json {
-        let line = serde_json::to_string(&Answer::new(&verdict, decision, options.explain))
-            .map_err(std::io::Error::other)?;
+        let line = serde_json::to_string(&Answer::new(
+            classifier,
+            input,
+            &verdict,
+            decision,
+            options.explain,
+        ))
+        .map_err(std::io::Error::other)?;
         writeln!(out, "{line}")
     } else {
-        write_human(&verdict, decision, options, out)
+        write_human(classifier, input, &verdict, decision, options, out)
     }
 }
 
@@ -92,11 +113,11 @@ pub fn classify_stream(
     let mut count = 0;
     for line in input.split(b'\n') {
         let line = line?;
+        let text = std::str::from_utf8(&line)
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or("");
         let verdict = match std::str::from_utf8(&line) {
-            Ok(text) => {
-                let text = text.strip_suffix('\r').unwrap_or(text);
-                judge(classifier, text, &options.context)
-            }
+            Ok(_) => judge(classifier, text, &options.context),
             Err(_) => Verdict::refuse(
                 &String::from_utf8_lossy(&line),
                 "the line is not valid UTF-8, so it cannot be analysed",
@@ -104,8 +125,14 @@ pub fn classify_stream(
             ),
         };
         let decision = verdict.decide(options.autonomy, &options.unlocked);
-        let json = serde_json::to_string(&Answer::new(&verdict, decision, options.explain))
-            .map_err(std::io::Error::other)?;
+        let json = serde_json::to_string(&Answer::new(
+            classifier,
+            text,
+            &verdict,
+            decision,
+            options.explain,
+        ))
+        .map_err(std::io::Error::other)?;
         writeln!(out, "{json}")?;
         out.flush()?;
         count += 1;
@@ -114,6 +141,8 @@ pub fn classify_stream(
 }
 
 fn write_human(
+    classifier: &Classifier,
+    input: &str,
     verdict: &Verdict,
     decision: Decision,
     options: &ClassifyOptions,
@@ -138,6 +167,11 @@ fn write_human(
             .map(|c| c.replace('\u{1}', "…"))
             .collect();
         writeln!(out, "commands: {}", names.join(", "))?;
+        let told = classifier.summarize_line(verdict, input);
+        writeln!(out, "summary:  {}", told.sentence)?;
+        for effect in told.effects {
+            writeln!(out, "  * {}", effect.text)?;
+        }
     }
     if verdict.unknown_tool {
         writeln!(out, "note:     the tool is not in the tool manifest")?;

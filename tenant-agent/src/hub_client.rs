@@ -351,6 +351,20 @@ impl HubClient {
         .await
     }
 
+    /// Reports actions run without asking (idempotent at the hub by entry id).
+    pub async fn activity(
+        &self,
+        report: &shared::wire::ActivityReport,
+    ) -> Result<(), HubClientError> {
+        self.signed(
+            reqwest::Method::POST,
+            "/v1/tenant/activity",
+            Some(Self::json(report)?),
+            None,
+        )
+        .await
+    }
+
     pub async fn policy(&self) -> Result<PolicyBundle, HubClientError> {
         self.signed(reqwest::Method::GET, "/v1/tenant/policy", None, None)
             .await

@@ -262,6 +262,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for c in &report.desired.commands {
                     writeln!(out, "command #{} from the hub: {}", c.id, c.kind)?;
                 }
+                match &report.autonomy_update {
+                    Some(Ok(true)) => writeln!(out, "autonomy: applied the owner's new settings")?,
+                    Some(Ok(false)) => {
+                        writeln!(out, "autonomy: the owner's settings are in force")?
+                    }
+                    Some(Err(e)) => writeln!(out, "autonomy: refused the hub's settings: {e}")?,
+                    None => {}
+                }
             }
             if let Some(Err(_)) = report.policy_update {
                 return Ok(ExitCode::FAILURE);
@@ -297,6 +305,9 @@ struct SyncReport {
     installed_policy_version: i64,
     desired: shared::wire::DesiredState,
     policy_update: Option<std::result::Result<i64, String>>,
+    /// Whether the owner's autonomy settings were taken (`Ok(true)`), already in force, or
+    /// refused (unsigned, forged, older).
+    autonomy_update: Option<std::result::Result<bool, String>>,
 }
 
 async fn sync_once(layout: &Layout) -> Result<SyncReport> {
@@ -327,7 +338,11 @@ async fn sync_once(layout: &Layout) -> Result<SyncReport> {
     } else {
         None
     };
+    let autonomy_update = answer.desired.autonomy.as_ref().map(|signed| {
+        tenant_agent::gate::autonomy::store_verified(layout, &client.enrollment, signed)
+    });
     Ok(SyncReport {
+        autonomy_update,
         tenant: client.enrollment.tenant.clone(),
         hub_url: client.enrollment.hub_url.clone(),
         installed_policy_version: installed,

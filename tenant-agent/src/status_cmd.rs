@@ -37,6 +37,9 @@ pub struct Status {
     pub usage_this_hour: UsageNow,
     /// `state.db`'s schema version (absent when it is missing or cannot be opened).
     pub state_db_schema: Option<i64>,
+    /// The autonomy level in force per agent: the owner's signed choice from the hub, else
+    /// the configured `[gate] autonomy` (`default`).
+    pub autonomy: crate::gate::autonomy::AutonomyStatus,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -95,7 +98,14 @@ pub async fn gather(layout: &Layout, config: &Config) -> Status {
             )
         })
         .unwrap_or_default();
+    let mut autonomy =
+        crate::gate::autonomy::InForce::new(config.gate.autonomy, &config.gate.unlocked);
+    autonomy.restore(
+        enrollment.as_ref(),
+        kv(crate::gate::autonomy::KV_AUTONOMY).as_deref(),
+    );
     Status {
+        autonomy: autonomy.status(),
         daemon,
         api_socket: socket.display().to_string(),
         proxy,
@@ -220,6 +230,22 @@ pub fn render(s: &Status) -> String {
             format!("signed bundle v{}", s.policy_version)
         },
     ));
+    let level = |a: &crate::gate::autonomy::AgentLevel| {
+        let channels = if a.channels.is_empty() {
+            String::new()
+        } else {
+            format!(" (unlocked: {})", a.channels.join(", "))
+        };
+        format!("{} {}{channels}", a.level, a.name)
+    };
+    let mut autonomy: Vec<String> = s
+        .autonomy
+        .agents
+        .iter()
+        .map(|(agent, a)| format!("{agent}: {}", level(a)))
+        .collect();
+    autonomy.push(format!("others: {} (config)", level(&s.autonomy.default)));
+    rows.push(("autonomy", autonomy.join(" · ")));
     rows.push((
         "usage this hour",
         format!(

@@ -18,6 +18,10 @@ pub struct NewApproval<'a> {
     pub action_hash: &'a str,
     pub tenant_created_at: i64,
     pub secret_bindings_json: String,
+    /// The effects list as JSON (issue 19).
+    pub effects_json: String,
+    /// The agent's own stated reason (issue 19).
+    pub agent_reason: Option<&'a str>,
 }
 
 /// One stored request with its tenant's name.
@@ -42,6 +46,11 @@ pub struct ApprovalRow {
     pub scope: Option<String>,
     pub reason: Option<String>,
     pub secret_bindings_json: String,
+    pub effects_json: String,
+    pub agent_reason: Option<String>,
+    /// The outcome the tenant reported (JSON), and when.
+    pub outcome_json: Option<String>,
+    pub outcome_at: Option<i64>,
 }
 
 /// A decision, ready to store.
@@ -58,7 +67,7 @@ pub struct Decided<'a> {
 
 const COLUMNS: &str = "p.id, t.name, p.tenant_id, p.agent, p.tier, p.reasons, p.summary, p.action,
     p.action_hash, p.received_at, p.expires_at, p.status, p.decided_by, p.decided_at, p.scope,
-    p.reason, p.secret_bindings";
+    p.reason, p.secret_bindings, p.effects, p.agent_reason, p.outcome, p.outcome_at";
 
 fn approval_row(r: &Row) -> Result<ApprovalRow, StoreError> {
     Ok(ApprovalRow {
@@ -79,6 +88,10 @@ fn approval_row(r: &Row) -> Result<ApprovalRow, StoreError> {
         scope: r.opt_text(14)?,
         reason: r.opt_text(15)?,
         secret_bindings_json: r.text(16)?,
+        effects_json: r.text(17)?,
+        agent_reason: r.opt_text(18)?,
+        outcome_json: r.opt_text(19)?,
+        outcome_at: r.opt_i64(20)?,
     })
 }
 
@@ -120,8 +133,9 @@ impl Store {
         let n = tx
             .exec(
                 "INSERT INTO approvals (id, tenant_id, agent, tier, reasons, summary, action,
-                    action_hash, tenant_created_at, received_at, expires_at, secret_bindings)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    action_hash, tenant_created_at, received_at, expires_at, secret_bindings,
+                    effects, agent_reason)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (id) DO NOTHING",
                 &[
                     a.id.into(),
@@ -136,6 +150,8 @@ impl Store {
                     now.into(),
                     expires_at.into(),
                     a.secret_bindings_json.as_str().into(),
+                    a.effects_json.as_str().into(),
+                    a.agent_reason.into(),
                 ],
             )
             .await?;

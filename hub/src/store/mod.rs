@@ -22,6 +22,7 @@ mod jobs;
 mod limits;
 mod misc;
 mod orders;
+mod owner_app;
 mod schema;
 mod value;
 
@@ -42,6 +43,7 @@ pub use fleet::{Enrolled, TenantKey, TenantRow};
 pub use jobs::{Job, JobKind, JobRow};
 pub use misc::{AuditRow, PublishedRow, UsageRow};
 pub use orders::{OrderChange, OrderEvent, OrderRow, OrderStatus};
+pub use owner_app::{ActivityRow, AutonomyRow, NewActivity};
 pub use schema::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use value::{Row, Value};
 

@@ -228,6 +228,38 @@ pub const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "billing: Stripe events, customers, subscriptions, invoices, meter reports",
         BILLING,
     ),
+    (
+        9,
+        "issue 19, the owner's app: effects and the agent's reason on approvals, autonomy per agent, activity",
+        "
+    ALTER TABLE approvals ADD COLUMN effects TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE approvals ADD COLUMN agent_reason TEXT;
+    CREATE TABLE agent_autonomy (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        agent TEXT NOT NULL,
+        level INTEGER NOT NULL CHECK (level BETWEEN 1 AND 3),
+        channels TEXT NOT NULL DEFAULT '[]',
+        version INTEGER NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, agent)
+    );
+    CREATE TABLE activity (
+        tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+        id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        ran_at INTEGER NOT NULL,
+        decided_by TEXT,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE INDEX activity_ran ON activity(tenant_id, ran_at);
+    ",
+    ),
 ];
 
 /// PostgreSQL migrations, in order. Version 1 is the schema SQLite reached at its version 6.
@@ -426,6 +458,38 @@ pub const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "billing: Stripe events, customers, subscriptions, invoices, meter reports",
         BILLING,
+    ),
+    (
+        4,
+        "issue 19, the owner's app: effects and the agent's reason on approvals, autonomy per agent, activity",
+        "
+    ALTER TABLE approvals ADD COLUMN effects TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE approvals ADD COLUMN agent_reason TEXT;
+    CREATE TABLE agent_autonomy (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        agent TEXT NOT NULL,
+        level BIGINT NOT NULL CHECK (level BETWEEN 1 AND 3),
+        channels TEXT NOT NULL DEFAULT '[]',
+        version BIGINT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, agent)
+    );
+    CREATE TABLE activity (
+        tenant_id BIGINT NOT NULL REFERENCES tenants(id),
+        id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code BIGINT,
+        ran_at BIGINT NOT NULL,
+        decided_by TEXT,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, id)
+    );
+    CREATE INDEX activity_ran ON activity(tenant_id, ran_at);
+    ",
     ),
 ];
 

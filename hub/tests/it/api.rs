@@ -198,6 +198,8 @@ pub(super) fn request(id: &str, argv: &[&str]) -> ApprovalRequest {
         action,
         created_at: now(),
         secret_bindings: Default::default(),
+        effects: Vec::new(),
+        agent_reason: None,
     }
 }
 

@@ -255,6 +255,8 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
                 .iter()
                 .map(|r| (r.to_string(), "https://api.stripe.com".to_owned()))
                 .collect(),
+            effects: Vec::new(),
+            agent_reason: None,
         };
         (serde_json::to_vec(&req).unwrap(), req.action_hash)
     };
@@ -324,6 +326,10 @@ async fn a_phone_browser_logs_in_reviews_and_approves_and_the_grant_reaches_the_
 
     d.click(".card[data-id='req-browser-01']").await;
     d.find("#approve").await;
+    // The command, the tier's name and the rules are behind "details" (issue 19).
+    d.script("document.querySelector('#show-details').scrollIntoView({block: 'center'})")
+        .await;
+    d.click("#show-details").await;
     let command = d.text("#command").await;
     assert!(
         command.contains("stripe refunds create --charge ch_3PZ --api-key SECRET stripe_key"),

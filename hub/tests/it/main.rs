@@ -378,6 +378,7 @@ mod browser;
 mod inprocess;
 mod local;
 mod orders;
+mod owner_app;
 mod push;
 mod replicas;
 mod store;

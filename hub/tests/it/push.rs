@@ -227,6 +227,8 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
         action,
         created_at: hub::clock::system_now(),
         secret_bindings: Default::default(),
+        effects: Vec::new(),
+        agent_reason: None,
     };
     let body = serde_json::to_vec(&req).unwrap();
     let h = request::sign(

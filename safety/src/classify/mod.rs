@@ -232,7 +232,7 @@ impl Classifier {
 }
 
 /// Splits `tool:NAME {json}`; `None` when the line is not a tool call.
-fn parse_tool_line(line: &str) -> Option<Result<(&str, serde_json::Value), String>> {
+pub(crate) fn parse_tool_line(line: &str) -> Option<Result<(&str, serde_json::Value), String>> {
     let rest = line.strip_prefix("tool:")?;
     let rest = rest.trim_start();
     let (name, json) = match rest.find(|c: char| c.is_whitespace() || c == '{') {

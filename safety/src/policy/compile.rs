@@ -56,6 +56,7 @@ struct Collected<'a> {
     interpreters: Vec<(usize, String, Spanned<RawInterpreter>)>,
     tools: Vec<(usize, String, Spanned<RawTool>)>,
     redaction: Option<(usize, Spanned<super::raw::RawRedaction>)>,
+    summaries: Vec<(usize, Spanned<super::raw::RawSummary>)>,
     locs: Vec<Loc<'a>>,
 }
 
@@ -107,6 +108,8 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         for (name, tool) in raw.tool {
             c.tools.push((index, name, tool));
         }
+        c.summaries
+            .extend(raw.summary.into_iter().map(|s| (index, s)));
         if let Some(redaction) = raw.redaction {
             if let Some((first, _)) = &c.redaction {
                 return Err(c.locs[index].err(
@@ -233,6 +236,7 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         }
         None => crate::redact::PatternPack::empty(),
     };
+    let summaries = compile_summaries(&c)?;
     let mut policy = Policy::from(PolicyParts {
         settings,
         commands,
@@ -244,9 +248,45 @@ pub(crate) fn compile_bundle<N: AsRef<str>, C: AsRef<str>>(
         tools,
         tool_globs,
         redaction: Arc::new(redaction),
+        summaries,
     });
     policy.set_files(files.iter().map(|(n, _)| n.as_ref().to_owned()).collect());
     Ok(policy)
+}
+
+/// The summary templates, by rule id, in file order (the first that fits is used).
+fn compile_summaries(
+    c: &Collected<'_>,
+) -> Result<HashMap<String, Vec<crate::summary::Template>>, PolicyError> {
+    let mut out: HashMap<String, Vec<crate::summary::Template>> = HashMap::new();
+    for (file, raw) in &c.summaries {
+        let loc = &c.locs[*file];
+        let at = raw.span().start;
+        let r = raw.get_ref();
+        let id = format!("summary.{}", r.rule);
+        let mut when = Vec::new();
+        for (fact, pattern) in &r.when {
+            when.push((fact.clone(), regex(loc, at, &id, pattern)?));
+        }
+        for text in std::iter::once(&r.text)
+            .chain(&r.effects)
+            .chain(r.undo.as_ref())
+        {
+            crate::summary::check_template(text).map_err(|m| loc.err(at, &id, m))?;
+        }
+        if r.text.trim().is_empty() {
+            return Err(loc.err(at, &id, "text must not be empty"));
+        }
+        out.entry(r.rule.clone())
+            .or_default()
+            .push(crate::summary::Template {
+                when,
+                text: r.text.clone(),
+                effects: r.effects.clone(),
+                undo: r.undo.clone(),
+            });
+    }
+    Ok(out)
 }
 
 fn tier(loc: &Loc<'_>, at: usize, rule: &str, name: &str) -> Result<Tier, PolicyError> {

@@ -425,6 +425,8 @@ pub struct Policy {
     pub(crate) tools: HashMap<String, Arc<ToolSpec>>,
     pub(crate) tool_globs: Vec<(GlobMatcher, usize, Arc<ToolSpec>)>,
     pub(crate) redaction: Arc<crate::redact::PatternPack>,
+    /// Plain-language summary templates by rule id ([`crate::summary`]).
+    pub(crate) summaries: Arc<HashMap<String, Vec<crate::summary::Template>>>,
     files: Vec<String>,
 }
 
@@ -502,6 +504,7 @@ pub(crate) struct PolicyParts {
     pub tools: HashMap<String, Arc<ToolSpec>>,
     pub tool_globs: Vec<(GlobMatcher, usize, Arc<ToolSpec>)>,
     pub redaction: Arc<crate::redact::PatternPack>,
+    pub summaries: HashMap<String, Vec<crate::summary::Template>>,
 }
 
 impl From<PolicyParts> for Policy {
@@ -517,6 +520,7 @@ impl From<PolicyParts> for Policy {
             tools: p.tools,
             tool_globs: p.tool_globs,
             redaction: p.redaction,
+            summaries: Arc::new(p.summaries),
             files: Vec::new(),
         }
     }

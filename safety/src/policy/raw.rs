@@ -26,6 +26,28 @@ pub(crate) struct RawFile {
     #[serde(default)]
     pub tool: BTreeMap<String, Spanned<RawTool>>,
     pub redaction: Option<Spanned<RawRedaction>>,
+    /// Plain-language summary templates, per rule id (`summaries.toml`).
+    #[serde(default)]
+    pub summary: Vec<Spanned<RawSummary>>,
+}
+
+/// A summary template: the sentence an owner reads for an action a rule decided, with
+/// `{fact}` placeholders (`{a|b}`: the first fact known) filled from what the command says.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSummary {
+    /// The rule id, as in a reason (`url.stripe-money`, `command.git.sub.push`).
+    pub rule: String,
+    /// Facts that must match these regexes for the template to apply.
+    #[serde(default)]
+    pub when: BTreeMap<String, String>,
+    pub text: String,
+    /// What changes, one line each (placeholders as in `text`; a line whose facts are
+    /// unknown is left out).
+    #[serde(default)]
+    pub effects: Vec<String>,
+    /// Replaces the tier's own words on whether it can be undone.
+    pub undo: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@
 //! hub away held actions simply wait.
 
 pub mod api;
+pub mod autonomy;
 pub mod relay;
 pub mod run_files;
 pub mod secret_user;
@@ -54,6 +55,10 @@ pub struct ActionRequest {
     pub args: Option<serde_json::Value>,
     /// Working directory.
     pub cwd: String,
+    /// The agent's own stated reason for the action, when its runtime gives one; the owner
+    /// sees it (redacted) labelled as the agent's words.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 fn default_agent() -> String {
@@ -172,6 +177,15 @@ pub enum GateError {
     NotJson(String),
     #[error("{0}")]
     Internal(String),
+    #[error("refused the hub's autonomy settings: {0}")]
+    Autonomy(shared::AutonomyError),
+}
+
+/// What the owner is told about a held action.
+struct Told {
+    sentence: String,
+    effects: Vec<shared::wire::Effect>,
+    agent_reason: Option<String>,
 }
 
 /// The gate, shared by the local API and the hub sync.
@@ -179,8 +193,8 @@ pub struct Gate {
     classifier: Classifier,
     /// The credential pattern pack of the policy in force, compiled once.
     pack: Arc<safety::redact::PatternPack>,
-    autonomy: Autonomy,
-    unlocked: BTreeSet<String>,
+    /// The level per agent: the configured default until the hub's signed settings arrive.
+    autonomy: std::sync::RwLock<autonomy::InForce>,
     config: GateConfig,
     layout: Layout,
     store: Mutex<Store>,
@@ -229,11 +243,15 @@ impl Gate {
         let enrollment = crate::hub_client::HubClient::load(layout)
             .ok()
             .map(|c| c.enrollment);
+        let mut in_force = autonomy::InForce::new(config.autonomy, &config.unlocked);
+        in_force.restore(
+            enrollment.as_ref(),
+            store.get_kv(autonomy::KV_AUTONOMY)?.as_deref(),
+        );
         Ok(Arc::new(Gate {
             pack: policy.redaction(),
             classifier: Classifier::new(policy),
-            autonomy: Autonomy::from_level(config.autonomy).unwrap_or_default(),
-            unlocked: config.unlocked.iter().cloned().collect(),
+            autonomy: std::sync::RwLock::new(in_force),
             config: config.clone(),
             layout: layout.clone(),
             store: Mutex::new(store),
@@ -336,7 +354,8 @@ impl Gate {
         };
         let tier = verdict.tier;
         let reasons = reason_lines(&verdict);
-        match verdict.decide(self.autonomy, &self.unlocked) {
+        let (level, unlocked) = self.autonomy_for(&req.agent)?;
+        match verdict.decide(level, &unlocked) {
             Decision::Block => Ok(ActionResponse {
                 decision: Decision::Block,
                 status: ActionStatus::Blocked,
@@ -351,38 +370,56 @@ impl Gate {
                 reasons,
                 outcome: None,
             }),
-            Decision::Run => match &action {
-                Action::Tool { .. } => Ok(ActionResponse {
-                    decision: Decision::Run,
-                    status: ActionStatus::Allowed,
-                    id: None,
-                    message: "Allowed.".into(),
-                    tier,
-                    reasons,
-                    outcome: None,
-                }),
-                Action::Command { .. } => {
-                    let outcome = self.execute(&action).await;
-                    let (status, outcome) = outcome_json(outcome);
-                    Ok(ActionResponse {
-                        decision: Decision::Run,
-                        message: if status == OutcomeStatus::Ran {
-                            "Ran.".into()
-                        } else {
-                            "Could not run it; see outcome.".into()
+            Decision::Run => {
+                let (status, response) = match &action {
+                    Action::Tool { .. } => (
+                        OutcomeStatus::Allowed,
+                        ActionResponse {
+                            decision: Decision::Run,
+                            status: ActionStatus::Allowed,
+                            id: None,
+                            message: "Allowed.".into(),
+                            tier,
+                            reasons,
+                            outcome: None,
                         },
-                        status: status.into(),
-                        id: None,
-                        tier,
-                        reasons,
-                        outcome: Some(outcome),
-                    })
-                }
-            },
+                    ),
+                    Action::Command { .. } => {
+                        let outcome = self.execute(&action).await;
+                        let (status, outcome) = outcome_json(outcome);
+                        (
+                            status,
+                            ActionResponse {
+                                decision: Decision::Run,
+                                message: if status == OutcomeStatus::Ran {
+                                    "Ran.".into()
+                                } else {
+                                    "Could not run it; see outcome.".into()
+                                },
+                                status: status.into(),
+                                id: None,
+                                tier,
+                                reasons,
+                                outcome: Some(outcome),
+                            },
+                        )
+                    }
+                };
+                self.record_activity(
+                    &verdict,
+                    &req,
+                    &action,
+                    status,
+                    response.outcome.as_ref(),
+                    None,
+                );
+                Ok(response)
+            }
             Decision::Ask => {
                 let id = new_id()?;
                 let hash = action_hash(&action).map_err(|e| GateError::Internal(e.to_string()))?;
-                let summary = self.summary(&action);
+                let told = self.summarize(&verdict, &req, &action);
+                let summary = told.sentence.clone();
                 // An approval that arrived after the runtime stopped waiting covers exactly one
                 // identical tool call (see `relay`).
                 if matches!(action, Action::Tool { .. })
@@ -402,11 +439,27 @@ impl Gate {
                     });
                 }
                 if let Some((grant, grant_json)) = self.reusable_grant(&hash)? {
-                    return self
+                    let who = format!("{} (approved for 24 h)", grant.decided_by);
+                    let ran = action.clone();
+                    let response = self
                         .run_under_earlier_grant(
                             id, &req, action, hash, tier, reasons, summary, grant, grant_json,
                         )
-                        .await;
+                        .await?;
+                    let status = match response.status {
+                        ActionStatus::Ran => OutcomeStatus::Ran,
+                        ActionStatus::Allowed => OutcomeStatus::Allowed,
+                        _ => OutcomeStatus::Failed,
+                    };
+                    self.record_activity(
+                        &verdict,
+                        &req,
+                        &ran,
+                        status,
+                        response.outcome.as_ref(),
+                        Some(who),
+                    );
+                    return Ok(response);
                 }
                 let held = Held {
                     id: id.clone(),
@@ -450,6 +503,8 @@ impl Gate {
                     action_hash: hash,
                     created_at: held.created_at,
                     secret_bindings,
+                    effects: told.effects,
+                    agent_reason: told.agent_reason,
                 };
                 let body = serde_json::to_string(&request)
                     .map_err(|e| GateError::Internal(e.to_string()))?;
@@ -562,25 +617,181 @@ impl Gate {
         Ok(n)
     }
 
-    /// One line for the owner, redacted (the hub never gets a secret value).
-    fn summary(&self, action: &Action) -> String {
-        let text = match action {
-            Action::Command { argv, .. } => argv.last().cloned().unwrap_or_default(),
-            Action::Tool { tool, args, .. } => format!("{tool} {args}"),
+    /// Queues a report of an action run without asking (the owner's activity view). Only
+    /// when enrolled; a failure to queue is logged and never stops the action's answer.
+    fn record_activity(
+        &self,
+        verdict: &safety::Verdict,
+        req: &ActionRequest,
+        action: &Action,
+        status: OutcomeStatus,
+        outcome: Option<&serde_json::Value>,
+        decided_by: Option<String>,
+    ) {
+        if self.enrollment.is_none() {
+            return;
+        }
+        let result = (|| -> Result<(), GateError> {
+            let id = new_id()?;
+            let told = self.summarize(verdict, req, action);
+            let report = shared::wire::ActivityReport {
+                entries: vec![shared::wire::ActivityEntry {
+                    id: id.clone(),
+                    agent: req.agent.chars().take(64).collect(),
+                    tier: verdict.tier,
+                    summary: told.sentence,
+                    status,
+                    exit_code: outcome
+                        .and_then(|o| o.get("exit"))
+                        .filter(|e| e.get("kind").and_then(|k| k.as_str()) == Some("code"))
+                        .and_then(|e| e.get("value"))
+                        .and_then(serde_json::Value::as_i64)
+                        .and_then(|c| i32::try_from(c).ok()),
+                    ran_at: store::now(),
+                    decided_by,
+                }],
+            };
+            let body =
+                serde_json::to_string(&report).map_err(|e| GateError::Internal(e.to_string()))?;
+            self.store()?.queue_activity(&id, &body)?;
+            self.bump();
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not queue the activity report");
+        }
+    }
+
+    /// The level and unlocked channels in force for `agent`.
+    fn autonomy_for(&self, agent: &str) -> Result<(Autonomy, BTreeSet<String>), GateError> {
+        self.pick_up_stored_autonomy();
+        Ok(self
+            .autonomy
+            .read()
+            .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?
+            .for_agent(agent))
+    }
+
+    /// Takes settings another process stored (`tenant-agent sync` while the daemon runs) when
+    /// they are newer than the ones in force; they are verified like the hub's answer, and
+    /// anything that does not verify is ignored.
+    fn pick_up_stored_autonomy(&self) {
+        let Some(enrollment) = &self.enrollment else {
+            return;
         };
-        let redacted = match &self.live {
-            Some(live) => Ok(live.current().redact_str(&text).into_owned()),
+        let Ok(Some(json)) = self
+            .store()
+            .and_then(|s| Ok(s.get_kv(autonomy::KV_AUTONOMY)?))
+        else {
+            return;
+        };
+        let Ok(stored) = serde_json::from_str::<shared::SignedAutonomy>(&json) else {
+            return;
+        };
+        let newer = self
+            .autonomy
+            .read()
+            .is_ok_and(|a| stored.settings.version > a.version());
+        if !newer {
+            return;
+        }
+        let Ok(mut in_force) = self.autonomy.write() else {
+            return;
+        };
+        if let Ok(true) = in_force.apply(enrollment, &stored) {
+            tracing::info!(
+                version = stored.settings.version,
+                "applied the owner's autonomy settings stored by `tenant-agent sync`"
+            );
+        }
+    }
+
+    /// Applies the autonomy settings from the hub's desired state: verified against the
+    /// pinned hub key and this tenant, newer than the ones in force, kept in `state.db` before
+    /// they take effect. `Ok(false)`: already in force. Refused settings change nothing.
+    pub fn apply_autonomy(&self, signed: &shared::SignedAutonomy) -> Result<bool, GateError> {
+        let Some(enrollment) = &self.enrollment else {
+            return Err(GateError::Internal(
+                "autonomy settings from a hub, but this tenant is not enrolled".into(),
+            ));
+        };
+        let mut in_force = self
+            .autonomy
+            .write()
+            .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?;
+        let mut next = in_force.clone();
+        match next.apply(enrollment, signed) {
+            Ok(false) => Ok(false),
+            Ok(true) => {
+                let json = serde_json::to_string(signed)
+                    .map_err(|e| GateError::Internal(e.to_string()))?;
+                self.store()?.set_kv(autonomy::KV_AUTONOMY, &json)?;
+                *in_force = next;
+                Ok(true)
+            }
+            Err(e) => Err(GateError::Autonomy(e)),
+        }
+    }
+
+    /// The levels in force, per agent.
+    pub fn autonomy_status(&self) -> Result<autonomy::AutonomyStatus, GateError> {
+        Ok(self
+            .autonomy
+            .read()
+            .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?
+            .status())
+    }
+
+    /// The owner's summary (from the policy's templates), effects and the agent's stated
+    /// reason, each redacted (the hub never gets a secret value).
+    fn summarize(&self, verdict: &safety::Verdict, req: &ActionRequest, action: &Action) -> Told {
+        let subject = match action {
+            Action::Command { argv, .. } => {
+                safety::Subject::Shell(argv.last().map_or("", String::as_str))
+            }
+            Action::Tool { tool, args, .. } => safety::Subject::Tool { name: tool, args },
+        };
+        let summary = self.classifier.summarize(verdict, subject);
+        let redactor = match &self.live {
+            Some(live) => Ok(live.current()),
             None => Vault::open(&self.layout)
                 .map_err(|e| e.to_string())
                 .and_then(|v| self.redactor(&v))
-                .map(|r| r.redact_str(&text).into_owned()),
+                .map(Arc::new),
+        };
+        let Ok(redactor) = redactor else {
+            return Told {
+                sentence: "(summary withheld: the redactor is unavailable)".into(),
+                effects: Vec::new(),
+                agent_reason: None,
+            };
+        };
+        let clean = |text: &str, max: usize| -> String {
+            let r = redactor.redact_str(text);
+            let mut s: String = r.chars().take(max).collect();
+            if r.chars().count() > max {
+                s.push('…');
+            }
+            s
+        };
+        Told {
+            sentence: clean(&summary.sentence, 400),
+            effects: summary
+                .effects
+                .iter()
+                .take(shared::wire::MAX_EFFECTS)
+                .map(|e| shared::wire::Effect {
+                    text: clean(&e.text, 200),
+                    ..shared::wire::Effect::from(e)
+                })
+                .collect(),
+            agent_reason: req
+                .reason
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(|r| clean(r, 400)),
         }
-        .unwrap_or_else(|_| "(summary withheld: the redactor is unavailable)".into());
-        let mut s: String = redacted.chars().take(200).collect();
-        if redacted.chars().count() > 200 {
-            s.push('…');
-        }
-        s
     }
 
     /// Runs a command action exactly as held, secrets resolved into its process only, output

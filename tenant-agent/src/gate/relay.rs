@@ -319,6 +319,7 @@ mod tests {
                 tool: Some(tool.into()),
                 args: Some(args),
                 cwd: cwd.into(),
+                reason: None,
             })
             .await
             .unwrap();
@@ -442,6 +443,7 @@ mod tests {
                     tool: Some("write".into()),
                     args: Some(args),
                     cwd: cwd.into(),
+                    reason: None,
                 })
                 .await
                 .unwrap()

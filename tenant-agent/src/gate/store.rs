@@ -212,6 +212,18 @@ impl Store {
         tx.commit().map_err(self.err())
     }
 
+    /// Queues a report of an action run without asking, for the hub's activity view.
+    pub fn queue_activity(&self, id: &str, body: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO gate_outbox (kind, key, body, created_at)
+                 VALUES ('activity', ?1, ?2, ?3)",
+                params![format!("activity:{id}"), body, now()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Records an action that ran at once under an earlier 24 h grant (no hub round trip).
     pub fn record_reuse(&self, held: &Held, grant_json: &str) -> Result<(), StoreError> {
         let action = self.json(&held.action)?;

@@ -143,6 +143,10 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
                 Ok(req) => client.submit(&req).await.map(|_| ()),
                 Err(e) => Err(HubClientError::Protocol(e.to_string())),
             },
+            "activity" => match serde_json::from_str::<shared::wire::ActivityReport>(&item.body) {
+                Ok(report) => client.activity(&report).await,
+                Err(e) => Err(HubClientError::Protocol(e.to_string())),
+            },
             "outcome" => match serde_json::from_str::<QueuedOutcome>(&item.body) {
                 Ok(q) => client.outcome(&q.id, &q.report).await,
                 Err(e) => Err(HubClientError::Protocol(e.to_string())),
@@ -185,6 +189,19 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
         }
     }
     sent
+}
+
+/// Applies the owner's autonomy settings from the hub's desired state; refused settings
+/// (unsigned, forged, for another tenant, older) change nothing and are logged.
+pub fn apply_autonomy(gate: &Gate, signed: &shared::SignedAutonomy) {
+    match gate.apply_autonomy(signed) {
+        Ok(true) => tracing::info!(
+            version = signed.settings.version,
+            "applied the owner's autonomy settings from the hub"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "refused autonomy settings from the hub"),
+    }
 }
 
 async fn outbox_loop(gate: Arc<Gate>, client: Arc<HubClient>) {
@@ -259,6 +276,9 @@ async fn heartbeat_loop(
                     s.set_kv(KV_LAST_HEARTBEAT, &crate::usage::unix_now().to_string())?;
                     s.set_kv(KV_HUB_ERROR, "")
                 });
+                if let Some(signed) = &answer.desired.autonomy {
+                    apply_autonomy(&gate, signed);
+                }
                 for command in &answer.desired.commands {
                     match command.kind.as_str() {
                         shared::wire::RESTART_RUNTIME => match &runtime {

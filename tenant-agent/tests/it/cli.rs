@@ -272,3 +272,38 @@ fn help_and_version() {
         .unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains("--stdin"));
 }
+
+#[test]
+fn classify_explain_shows_the_owners_summary() {
+    let out = tenant_agent()
+        .args([
+            "classify",
+            "--json",
+            "--explain",
+            "--",
+            "git push origin main",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["summary"],
+        "Publish your commits to the branch main on origin."
+    );
+    assert_eq!(
+        v["effects"],
+        serde_json::json!([
+            "Others who use origin see the changes",
+            "Sends something outside your business"
+        ])
+    );
+    let out = tenant_agent()
+        .args(["classify", "--explain", "--", "rm -rf /srv/shop/old"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("summary:  Delete /srv/shop/old.") && text.contains("  * Can't be undone"),
+        "{text}"
+    );
+}

@@ -8,6 +8,7 @@ mod exec;
 mod hub;
 mod install;
 mod openclaw;
+mod owner_app;
 mod proc_isolation;
 mod proxy;
 mod runtime;
