@@ -517,7 +517,7 @@ async function progressPage() {
   if (!['active', 'failed', 'cancelled'].includes(status)) refreshTimer = setTimeout(() => route(), 2000);
 }
 
-function money(cents, currency) {
+function billingMoney(cents, currency) {
   try { return new Intl.NumberFormat([], { style: 'currency', currency: (currency || 'eur').toUpperCase() }).format(cents / 100); } catch (e) { return `${(cents / 100).toFixed(2)} ${currency}`; }
 }
 
@@ -527,15 +527,15 @@ function tokens(n) {
   return String(n);
 }
 
-const SVG = 'http://www.w3.org/2000/svg';
-function svg(tag, attrs) {
-  const n = document.createElementNS(SVG, tag);
+const BILLING_SVG = 'http://www.w3.org/2000/svg';
+function billingSvg(tag, attrs) {
+  const n = document.createElementNS(BILLING_SVG, tag);
   for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
   return n;
 }
 
 // Daily stacked bars: input, output, cache read, cache write.
-function usageChart(hours) {
+function billingUsageChart(hours) {
   const days = new Map();
   for (const h of hours) {
     const d = Math.floor(h.hour / 86400) * 86400;
@@ -546,15 +546,15 @@ function usageChart(hours) {
   const entries = [...days.entries()].sort((a, b) => a[0] - b[0]).slice(-31);
   const W = 340; const H = 150; const max = Math.max(1, ...entries.map(([, v]) => v.reduce((a, b) => a + b, 0)));
   const bw = entries.length ? Math.min(28, (W - 10) / entries.length - 2) : 10;
-  const chart = svg('svg', { viewBox: `0 0 ${W} ${H + 20}`, class: 'chart', id: 'usage-chart', role: 'img', 'aria-label': 'Tokens per day' });
+  const chart = billingSvg('svg', { viewBox: `0 0 ${W} ${H + 20}`, class: 'chart', id: 'usage-chart', role: 'img', 'aria-label': 'Tokens per day' });
   const colours = ['#0550ae', '#1a7f37', '#9a6700', '#6e1fc2'];
   entries.forEach(([d, v], i) => {
     let y = H;
     v.forEach((x, k) => {
       const h = (x / max) * (H - 10);
-      if (h > 0) { chart.append(svg('rect', { x: 5 + i * (bw + 2), y: y - h, width: bw, height: h, fill: colours[k] })); y -= h; }
+      if (h > 0) { chart.append(billingSvg('rect', { x: 5 + i * (bw + 2), y: y - h, width: bw, height: h, fill: colours[k] })); y -= h; }
     });
-    const t = svg('text', { x: 5 + i * (bw + 2) + bw / 2, y: H + 14, 'text-anchor': 'middle', 'font-size': 9, fill: '#5b6472' });
+    const t = billingSvg('text', { x: 5 + i * (bw + 2) + bw / 2, y: H + 14, 'text-anchor': 'middle', 'font-size': 9, fill: '#5b6472' });
     t.textContent = String(new Date(d * 1000).getUTCDate());
     chart.append(t);
   });
@@ -589,7 +589,7 @@ async function billingPage() {
   if (b.order) parts.push(el('p', {}, el('a', { href: '#/billing/progress', id: 'order-link' }, `Agent ${b.order.tenant}: ${ORDER_STEPS[b.order.status] || b.order.status}`)));
   parts.push(el('h2', {}, `Usage since ${new Date(usage.since * 1000).toLocaleDateString()}`));
   if (usage.hours.length) {
-    parts.push(usageChart(usage.hours));
+    parts.push(billingUsageChart(usage.hours));
     parts.push(el('table', { class: 'usage block', id: 'usage' },
       el('thead', {}, el('tr', {}, ['Agent · model', 'In', 'Out', 'Cache rd', 'Cache wr'].map((h) => el('th', {}, h)))),
       el('tbody', {}, usage.totals.map((t) => el('tr', {},
@@ -601,7 +601,7 @@ async function billingPage() {
   parts.push(el('h2', {}, 'Invoices'));
   parts.push(inv.invoices.length
     ? el('div', { id: 'invoices' }, inv.invoices.map((i) => el(i.hosted_invoice_url ? 'a' : 'div', { class: 'card invoice', href: i.hosted_invoice_url || null, target: '_blank', rel: 'noopener' },
-      el('div', { class: 'summary' }, `${money(i.status === 'paid' ? i.amount_paid : i.amount_due, i.currency)} `, el('span', { class: `status inv-${i.status}` }, i.status)),
+      el('div', { class: 'summary' }, `${billingMoney(i.status === 'paid' ? i.amount_paid : i.amount_due, i.currency)} `, el('span', { class: `status inv-${i.status}` }, i.status)),
       el('div', { class: 'meta' }, `${i.number || i.id} · ${when(i.created)}`))))
     : el('div', { class: 'empty' }, 'No invoices yet.'));
   main().replaceChildren(...parts);

@@ -95,3 +95,40 @@ fn file(name: &str) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FILES;
+
+    /// The page's scripts share one global scope: a name declared at the top of two of them
+    /// either stops the second from loading (`const`, `let`) or silently replaces the first's
+    /// (`function`). Both happened once when two features met.
+    #[test]
+    fn the_scripts_declare_no_top_level_name_twice() {
+        let mut seen: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
+        for (file, _, bytes) in FILES
+            .iter()
+            .filter(|(f, _, _)| f.ends_with(".js") && *f != "sw.js")
+        {
+            let text = String::from_utf8_lossy(bytes);
+            for line in text.lines() {
+                let rest = line.strip_prefix("async ").unwrap_or(line);
+                let name = ["function ", "const ", "let ", "var ", "class "]
+                    .iter()
+                    .find_map(|kw| rest.strip_prefix(kw))
+                    .map(|r| {
+                        r.chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+                            .collect::<String>()
+                    })
+                    .filter(|n| !n.is_empty());
+                if let Some(name) = name
+                    && let Some(first) = seen.insert(name.clone(), file)
+                {
+                    panic!("{name} is declared at the top of both {first} and {file}");
+                }
+            }
+        }
+        assert!(seen.contains_key("ownerRoute") && seen.contains_key("billingRoute"));
+    }
+}
