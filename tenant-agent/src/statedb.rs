@@ -96,6 +96,33 @@ const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrat
 /// Opens (creating) `state.db` at `path` in WAL mode with a busy timeout, and brings its schema
 /// to [`latest_version`]. The caller sets its own `synchronous` level.
 pub fn open(path: &Path) -> Result<Connection, StateDbError> {
+    // Several first opens at once (the daemon, a CLI command) race to switch a new file to WAL
+    // and to migrate it. Some of those steps answer SQLITE_BUSY without waiting on the busy
+    // timeout (the switch to WAL, a WAL index being set up), so a busy first open is retried.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match open_once(path) {
+            Err(StateDbError::Sqlite { source, .. })
+                if is_busy(&source) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn open_once(path: &Path) -> Result<Connection, StateDbError> {
     let shown = path.display().to_string();
     let err = |source| StateDbError::Sqlite {
         path: shown.clone(),
