@@ -356,13 +356,16 @@ impl HubClient {
         &self,
         report: &shared::wire::ActivityReport,
     ) -> Result<(), HubClientError> {
-        self.signed(
-            reqwest::Method::POST,
-            "/v1/tenant/activity",
-            Some(Self::json(report)?),
-            None,
-        )
-        .await
+        // The hub answers `{"accepted": n}`.
+        let _: serde_json::Value = self
+            .signed(
+                reqwest::Method::POST,
+                "/v1/tenant/activity",
+                Some(Self::json(report)?),
+                None,
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn policy(&self) -> Result<PolicyBundle, HubClientError> {

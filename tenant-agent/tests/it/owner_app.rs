@@ -136,6 +136,20 @@ async fn the_owner_raises_autonomy_at_the_hub_and_a_held_yellow_action_then_runs
             .any(|a| a["id"] == id.as_str() && a["decision"] == "pending"),
         "{v}"
     );
+    // Everything the daemon had for the hub was taken: the outbox drains, and no activity
+    // report was ever retried (the hub's answer is read as the protocol says).
+    testkit::eventually("the daemon's outbox drains", || {
+        (status(&state)["outbox"] == 0).then_some(())
+    });
+    assert!(
+        !daemon
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("key=activity:") && l.contains("will retry")),
+        "an activity report was retried"
+    );
     // The daemon's log never claims to have refused the hub's settings.
     assert!(
         !daemon
