@@ -23,6 +23,26 @@ pub(super) struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ends the session first, so that chromedriver quits its Chromium: killing chromedriver
+        // alone leaves the browser running, reparented to PID 1 (30 of them after one day).
+        // Drop cannot await: one blocking HTTP/1.1 request, bounded by timeouts.
+        if !self.session.is_empty()
+            && let Some(addr) = self.base.strip_prefix("http://")
+            && let Ok(addr) = addr.parse::<std::net::SocketAddr>()
+            && let Ok(mut stream) =
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n",
+                self.session
+            );
+            if std::io::Write::write_all(&mut stream, request.as_bytes()).is_ok() {
+                let mut answer = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
