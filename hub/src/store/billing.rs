@@ -124,42 +124,11 @@ async fn insert_order(
     actor: &str,
     now: i64,
 ) -> Result<Option<i64>, StoreError> {
-    let row = tx
-        .opt(
-            "INSERT INTO orders (tenant, owner_id, provider, plan, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'created', $5, $5)
-             ON CONFLICT DO NOTHING RETURNING id",
-            &[
-                tenant.into(),
-                owner_id.into(),
-                provider.into(),
-                plan.into(),
-                now.into(),
-            ],
-        )
-        .await?;
-    let Some(row) = row else {
+    let Some(id) =
+        super::orders::insert_order(tx, tenant, Some(owner_id), provider, plan, actor, now).await?
+    else {
         return Ok(None);
     };
-    let id = row.i64(0)?;
-    tx.exec(
-        "INSERT INTO order_events (order_id, at, status, message) VALUES ($1, $2, $3, $4)",
-        &[
-            id.into(),
-            now.into(),
-            "created".into(),
-            format!("ordered by {actor} on {provider} ({plan})").into(),
-        ],
-    )
-    .await?;
-    tx.audit(
-        now,
-        actor,
-        None,
-        "order.created",
-        &serde_json::json!({"order": id, "tenant": tenant, "provider": provider, "plan": plan}),
-    )
-    .await?;
     tx.exec(
         "INSERT INTO jobs (kind, key, payload, run_at, created_at)
          VALUES ($1, $2, $3, $4, $4) ON CONFLICT (key) DO NOTHING",

@@ -2,7 +2,7 @@
 
 use shared::wire::UsageBucket;
 
-use super::{Store, StoreError, Value};
+use super::{Row, Store, StoreError, Value};
 
 /// One usage bucket as stored, with its tenant's name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -101,24 +101,7 @@ impl Store {
                 &[tenant.into()],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UsageRow {
-                    tenant: r.text(0)?,
-                    hour: r.i64(1)?,
-                    agent: r.text(2)?,
-                    provider: r.text(3)?,
-                    model: r.text(4)?,
-                    requests: r.i64(5)?,
-                    incomplete: r.i64(6)?,
-                    errors: r.i64(7)?,
-                    input_tokens: r.i64(8)?,
-                    output_tokens: r.i64(9)?,
-                    cache_read_tokens: r.i64(10)?,
-                    cache_write_tokens: r.i64(11)?,
-                })
-            })
-            .collect()
+        rows.iter().map(usage_row).collect()
     }
 
     /// The newest published policy version (0 when none).
@@ -316,4 +299,23 @@ impl Store {
             .await?
             .text(0)
     }
+}
+
+/// A `usage_hours` row read as (tenant name, hour, agent, provider, model, requests,
+/// incomplete, errors, input, output, cache read, cache write tokens).
+pub(super) fn usage_row(r: &Row) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        tenant: r.text(0)?,
+        hour: r.i64(1)?,
+        agent: r.text(2)?,
+        provider: r.text(3)?,
+        model: r.text(4)?,
+        requests: r.i64(5)?,
+        incomplete: r.i64(6)?,
+        errors: r.i64(7)?,
+        input_tokens: r.i64(8)?,
+        output_tokens: r.i64(9)?,
+        cache_read_tokens: r.i64(10)?,
+        cache_write_tokens: r.i64(11)?,
+    })
 }

@@ -134,6 +134,56 @@ fn order_row(r: &Row) -> Result<OrderRow, StoreError> {
     })
 }
 
+/// Inserts an order in `tx` with its first timeline entry and its audit entry. `None` when
+/// the tenant already has an open order. The one place orders are created (admins, billing).
+pub(super) async fn insert_order(
+    tx: &mut super::Tx,
+    tenant: &str,
+    owner_id: Option<i64>,
+    provider: &str,
+    plan: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let row = tx
+        .opt(
+            "INSERT INTO orders (tenant, owner_id, provider, plan, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'created', $5, $5)
+             ON CONFLICT DO NOTHING RETURNING id",
+            &[
+                tenant.into(),
+                owner_id.into(),
+                provider.into(),
+                plan.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id = row.i64(0)?;
+    tx.exec(
+        "INSERT INTO order_events (order_id, at, status, message) VALUES ($1, $2, $3, $4)",
+        &[
+            id.into(),
+            now.into(),
+            "created".into(),
+            format!("ordered by {actor} on {provider} ({plan})").into(),
+        ],
+    )
+    .await?;
+    tx.audit(
+        now,
+        actor,
+        None,
+        "order.created",
+        &serde_json::json!({"order": id, "tenant": tenant, "provider": provider, "plan": plan}),
+    )
+    .await?;
+    Ok(Some(id))
+}
+
 impl Store {
     /// Creates an order (and its first timeline entry). `Ok(None)` when the tenant already
     /// has an open order.
@@ -147,43 +197,10 @@ impl Store {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.begin().await?;
-        let row = tx
-            .opt(
-                "INSERT INTO orders (tenant, owner_id, provider, plan, status, created_at,
-                    updated_at)
-                 VALUES ($1, $2, $3, $4, 'created', $5, $5)
-                 ON CONFLICT DO NOTHING RETURNING id",
-                &[
-                    tenant.into(),
-                    owner_id.into(),
-                    provider.into(),
-                    plan.into(),
-                    now.into(),
-                ],
-            )
-            .await?;
-        let Some(row) = row else {
+        let Some(id) = insert_order(&mut tx, tenant, owner_id, provider, plan, actor, now).await?
+        else {
             return Ok(None);
         };
-        let id = row.i64(0)?;
-        tx.exec(
-            "INSERT INTO order_events (order_id, at, status, message) VALUES ($1, $2, $3, $4)",
-            &[
-                id.into(),
-                now.into(),
-                "created".into(),
-                format!("ordered by {actor} on {provider} ({plan})").into(),
-            ],
-        )
-        .await?;
-        tx.audit(
-            now,
-            actor,
-            None,
-            "order.created",
-            &serde_json::json!({"order": id, "tenant": tenant, "provider": provider, "plan": plan}),
-        )
-        .await?;
         tx.commit().await?;
         Ok(Some(id))
     }

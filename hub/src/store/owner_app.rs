@@ -271,23 +271,6 @@ impl Store {
                 &[viewer.owner_param(), since.into()],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(super::UsageRow {
-                    tenant: r.text(0)?,
-                    hour: r.i64(1)?,
-                    agent: r.text(2)?,
-                    provider: r.text(3)?,
-                    model: r.text(4)?,
-                    requests: r.i64(5)?,
-                    incomplete: r.i64(6)?,
-                    errors: r.i64(7)?,
-                    input_tokens: r.i64(8)?,
-                    output_tokens: r.i64(9)?,
-                    cache_read_tokens: r.i64(10)?,
-                    cache_write_tokens: r.i64(11)?,
-                })
-            })
-            .collect()
+        rows.iter().map(super::misc::usage_row).collect()
     }
 }
