@@ -197,6 +197,10 @@ function commandView(action) {
 
 function decidedView(a) {
   if (a.status === 'pending') return null;
+  // Released by the autonomy level the owner raised while it waited (no decision of theirs).
+  if (a.status === 'approved' && a.decided_by === 'autonomy') {
+    return el('div', { class: 'decided approved', id: 'decided' }, `${a.reason || 'Ran without asking'} · ${when(a.decided_at)}`);
+  }
   const text = {
     approved: `Approved by ${a.decided_by} · ${when(a.decided_at)} · ${a.scope === 'action24h' ? 'this exact action is allowed for 24 h' : 'runs once'}`,
     denied: `Denied by ${a.decided_by} · ${when(a.decided_at)}${a.reason ? ` · “${a.reason}”` : ''}`,

@@ -348,6 +348,124 @@ pub async fn decide(
     Ok((tenant_id, DeliveredGrant { seq, signed }))
 }
 
+/// Who "decided" an approval the owner's autonomy level let run ([`release`]).
+pub const DECIDED_BY_AUTONOMY: &str = "autonomy";
+
+/// A tenant's notice that a held action now runs because the owner raised the agent's
+/// autonomy ([`shared::wire::ReleaseReport`]): the approval is closed as approved by the
+/// autonomy level (no grant is signed; the tenant needs none). Checked against what this hub
+/// issued: only a yellow or external action, only at a level that runs it, only under
+/// settings this hub signed for that agent. Returns `true` when it was closed now (push a
+/// withdrawal), `false` when it already was (a resend).
+pub async fn release(
+    store: &Store,
+    tenant: &TenantAuth,
+    id: &str,
+    report: &shared::wire::ReleaseReport,
+    now: i64,
+) -> Result<bool, HubError> {
+    let row = store
+        .approval(Viewer::Operator, id)
+        .await?
+        .filter(|r| r.tenant == tenant.name)
+        .ok_or_else(|| HubError::NotFound(format!("no approval {id} for this tenant")))?;
+    let view = view(row, now)?;
+    match view.status {
+        ApprovalStatus::Pending => {}
+        ApprovalStatus::Approved if view.decided_by.as_deref() == Some(DECIDED_BY_AUTONOMY) => {
+            return Ok(false);
+        }
+        ApprovalStatus::Expired => {
+            return Err(HubError::Gone(
+                "expired",
+                format!("approval {id} expired unanswered"),
+            ));
+        }
+        other => {
+            return Err(HubError::Conflict(
+                "already_decided",
+                format!(
+                    "approval {id} was already decided ({other} by {})",
+                    view.decided_by.as_deref().unwrap_or("someone")
+                ),
+            ));
+        }
+    }
+    let needed = match view.tier {
+        Tier::Yellow => 2,
+        Tier::External => 3,
+        other => {
+            return Err(HubError::Conflict(
+                "not_releasable",
+                format!("a {other} action always asks the owner; no autonomy level runs it"),
+            ));
+        }
+    };
+    let settings = store.autonomy_of_tenant(tenant.id).await?;
+    let version = settings.iter().map(|a| a.version).max().unwrap_or(0);
+    let level = settings
+        .iter()
+        .find(|a| a.agent == view.agent)
+        .map_or(0, |a| a.level);
+    if report.autonomy_version < 1 || report.autonomy_version > version {
+        return Err(HubError::Conflict(
+            "unknown_autonomy_version",
+            format!(
+                "this hub never issued autonomy settings version {}",
+                report.autonomy_version
+            ),
+        ));
+    }
+    if i64::from(report.level) < needed || level < needed {
+        return Err(HubError::Conflict(
+            "autonomy_too_low",
+            format!(
+                "agent {} is at level {level} here; a {} action runs without asking only from level {needed}",
+                view.agent, view.tier
+            ),
+        ));
+    }
+    let words = match report.level {
+        3 => "Autonomous",
+        _ => "Trusted",
+    };
+    let reason = format!("Ran without asking: the {words} level you set for this agent allows it");
+    let detail = serde_json::json!({
+        "id": id,
+        "agent": view.agent,
+        "tier": view.tier,
+        "level": report.level,
+        "autonomy_version": report.autonomy_version,
+    });
+    let actor = format!("tenant:{}", tenant.name);
+    if store
+        .approval_release(
+            tenant.id,
+            id,
+            DECIDED_BY_AUTONOMY,
+            &reason,
+            &actor,
+            &detail,
+            now,
+        )
+        .await?
+    {
+        return Ok(true);
+    }
+    // Decided (or expired) between the read and the write: say which.
+    let view = get(store, Viewer::Operator, id, now).await?;
+    if view.decided_by.as_deref() == Some(DECIDED_BY_AUTONOMY) {
+        return Ok(false);
+    }
+    Err(HubError::Conflict(
+        "already_decided",
+        format!(
+            "approval {id} was decided or expired meanwhile ({})",
+            view.status
+        ),
+    ))
+}
+
 /// A tenant's grants after `after`, oldest first.
 pub async fn grants_after(
     store: &Store,

@@ -148,7 +148,11 @@ pub async fn targets(
     let tier: shared::wire::Tier = crate::approvals::from_stored(id, "tier", &tier)?;
     let title = match kind {
         "withdrawn" => format!("{tenant}: request closed"),
-        _ => format!("{tenant}: approval needed ({tier})"),
+        // The tier in the owner's words; its name is for the app's details only.
+        _ => format!(
+            "{tenant} needs your OK: {}",
+            safety::summary::tier_words(tier).to_lowercase()
+        ),
     };
     Ok((
         targets,

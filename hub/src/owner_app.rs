@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use shared::wire::{ActivityReport, OutcomeStatus, Tier};
+use shared::wire::{ActivityReport, ApprovalStatus, OutcomeStatus, Tier};
 use shared::{AgentAutonomy, AutonomySettings, SignedAutonomy, SigningKey};
 
 use crate::error::HubError;
@@ -239,8 +239,15 @@ pub async fn activity(
                 OutcomeStatus::Ran | OutcomeStatus::Failed | OutcomeStatus::Allowed
             )
         });
+        // Released by the autonomy level the owner raised while it waited.
+        let by_autonomy = a.status == ApprovalStatus::Approved
+            && a.decided_by.as_deref() == Some(crate::approvals::DECIDED_BY_AUTONOMY);
         items.push(ActivityItem {
-            decision: a.status.as_str().to_owned(),
+            decision: if by_autonomy {
+                "allowed".to_owned()
+            } else {
+                a.status.as_str().to_owned()
+            },
             decided_by: a.decided_by.clone(),
             decided_at: a.decided_at,
             at: a.received_at,

@@ -201,6 +201,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenant/policy", get(policy))
         .route("/v1/tenant/usage", post(tenant_usage))
         .route("/v1/tenant/approvals/{id}/outcome", post(tenant_outcome))
+        .route("/v1/tenant/approvals/{id}/release", post(tenant_release))
         .merge(billing_routes())
         // The owner's app (issue 19); handlers in `owner_routes`.
         .route("/v1/agents", get(list_agents))
@@ -1030,6 +1031,20 @@ async fn tenant_outcome(
 ) -> Result<Response, HubError> {
     let report: shared::wire::OutcomeReport = req.json()?;
     crate::usage::record_outcome(&state.store, &req.tenant, &id, &report, state.now()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn tenant_release(
+    State(state): St,
+    Path(id): Path<String>,
+    req: SignedTenant,
+) -> Result<Response, HubError> {
+    let report: shared::wire::ReleaseReport = req.json()?;
+    if approvals::release(&state.store, &req.tenant, &id, &report, state.now()).await? {
+        tracing::info!(tenant = %req.tenant.name, %id, level = report.level, "held action released by the owner's autonomy level");
+        // The owner's phone stops showing it as waiting.
+        queue_push(&state, &id, "withdrawn", "normal", 3600).await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

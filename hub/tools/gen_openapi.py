@@ -107,6 +107,10 @@ paths = {
  "/v1/tenant/approvals/{id}/outcome": {"post": op("Report how an approved action ended, for the audit log (no output leaves the VPS)", TENANT, ref("OutcomeReport"), params=[ID], responses={
      "204": ok("Recorded (or the same report again)"), **tenant401, "404": ERR("Not this tenant's request"),
      "409": ERR("A different outcome is already recorded (outcome_recorded)"), **COMMON})},
+ "/v1/tenant/approvals/{id}/release": {"post": op("A held action now runs because the owner raised the agent's autonomy: the hub closes the approval as approved by `autonomy` (no grant is signed) and withdraws its push. The outcome follows on /outcome", TENANT, ref("ReleaseReport"), params=[ID], responses={
+     "204": ok("Closed (or already closed by this notice)"), **tenant401, "404": ERR("Not this tenant's request"),
+     "409": ERR("Refused: a red or critical action (not_releasable), a level this hub did not set for the agent (autonomy_too_low), a settings version it never signed (unknown_autonomy_version), or the owner decided first (already_decided)"),
+     "410": ERR("Expired unanswered (expired)"), **COMMON})},
  "/v1/tenant/policy": {"get": op("The newest signed policy bundle", TENANT, responses={
      "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},
  # --- the owner's app (issue 19) ---
@@ -212,6 +216,8 @@ schemas = {
  "UsageReport": S({"buckets": {"type": "array", "maxItems": 1000, "items": ref("UsageBucket")}}, ["buckets"], additionalProperties=False),
  "OutcomeReport": S({"status": {"enum": ["ran", "failed", "allowed", "denied", "expired"]}, "exit_code": {"type": ["integer", "null"]},
      "duration_ms": {"type": ["integer", "null"]}, "secrets_used": {"type": "array", "items": str_, "description": "Names only"}}, ["status"], additionalProperties=False),
+ "ReleaseReport": S({"level": {"type": "integer", "enum": [2, 3], "description": "The level in force for the agent"},
+     "autonomy_version": {"type": "integer", "minimum": 1, "description": "The version of the hub's signed autonomy settings that allowed it"}}, ["level", "autonomy_version"], additionalProperties=False),
  "SubmitResponse": S({"id": str_, "status": {"enum": ["pending", "approved", "denied", "expired"]}, "expires_at": int_}, ["id", "status", "expires_at"]),
  "EnrollRequest": S({"token": str_, "public_key": {"type": "string", "description": "Ed25519, 32 bytes, base64url"}, "hostname": str_, "agent_version": str_}, ["token", "public_key"], additionalProperties=False),
  "EnrollResponse": S({"tenant": str_, "hub_public_key": str_, "hub_key_fingerprint": {"type": "string", "description": "SHA256:<base64 of SHA-256 of the raw key>"}}, ["tenant", "hub_public_key", "hub_key_fingerprint"]),

@@ -2,8 +2,10 @@
 //!
 //! The words come from the policy (`[[summary]]` templates per rule id, `summaries.toml`),
 //! filled with facts read from the part of the command the rule was about (host, method, path,
-//! form fields, branch, table, recipient, paths) and the `SECRET_REF` names the action uses
-//! (written `SECRET_REF(name)`, which the app shows as a credential pill; never a value).
+//! form fields, branch, table, recipient, paths) and the credentials the action uses: in the
+//! sentence in the owner's words ("your Stripe key", [`credential_words`]), in the effects also
+//! by their exact name, written `SECRET_REF(name)` (the app shows a credential pill); never a
+//! value.
 //! Nothing is invented: a template whose facts are not all known is skipped, and when no
 //! template fits the sentence says so plainly. The same input always gives the same summary.
 //!
@@ -160,7 +162,7 @@ impl Classifier {
             };
             let mut facts = facts_for(subject, &reason.site);
             if !secrets.is_empty() {
-                facts.insert("secret".into(), secrets.join(", "));
+                facts.insert("secret".into(), credential_list(&secrets));
             }
             for t in list {
                 let fits = t
@@ -222,15 +224,106 @@ impl Classifier {
     }
 }
 
-/// Credentials by name, as `SECRET_REF(name)` (the app shows each as a credential pill).
+/// Credentials in the owner's words ("your Stripe key and GitHub token"); the exact names
+/// are in the effects.
 fn credential_list(names: &[String]) -> String {
-    let refs: Vec<String> = names.iter().map(|n| format!("SECRET_REF({n})")).collect();
-    let word = if names.len() == 1 {
-        "credential"
-    } else {
-        "credentials"
-    };
-    format!("{word} {}", refs.join(" and "))
+    let words: Vec<String> = names.iter().map(|n| credential_words(n)).collect();
+    words.join(" and ")
+}
+
+/// Brands and abbreviations spelled as people write them.
+const SPELLED: &[(&str, &str)] = &[
+    ("stripe", "Stripe"),
+    ("paypal", "PayPal"),
+    ("github", "GitHub"),
+    ("gh", "GitHub"),
+    ("gitlab", "GitLab"),
+    ("openai", "OpenAI"),
+    ("anthropic", "Anthropic"),
+    ("aws", "AWS"),
+    ("gcp", "Google Cloud"),
+    ("google", "Google"),
+    ("azure", "Azure"),
+    ("shopify", "Shopify"),
+    ("woocommerce", "WooCommerce"),
+    ("wordpress", "WordPress"),
+    ("wp", "WordPress"),
+    ("sendgrid", "SendGrid"),
+    ("mailgun", "Mailgun"),
+    ("mailchimp", "Mailchimp"),
+    ("postmark", "Postmark"),
+    ("twilio", "Twilio"),
+    ("slack", "Slack"),
+    ("discord", "Discord"),
+    ("telegram", "Telegram"),
+    ("hubspot", "HubSpot"),
+    ("quickbooks", "QuickBooks"),
+    ("xero", "Xero"),
+    ("notion", "Notion"),
+    ("hetzner", "Hetzner"),
+    ("cloudflare", "Cloudflare"),
+    ("dropbox", "Dropbox"),
+    ("api", "API"),
+    ("smtp", "SMTP"),
+    ("imap", "IMAP"),
+    ("ssh", "SSH"),
+    ("sftp", "SFTP"),
+    ("ftp", "FTP"),
+    ("sms", "SMS"),
+    ("crm", "CRM"),
+    ("s3", "S3"),
+    ("iam", "IAM"),
+    ("oauth", "OAuth"),
+    ("jwt", "JWT"),
+    ("db", "database"),
+    ("pg", "PostgreSQL"),
+    ("postgres", "PostgreSQL"),
+    ("mysql", "MySQL"),
+    ("pass", "password"),
+    ("passwd", "password"),
+    ("pw", "password"),
+    ("pwd", "password"),
+    ("pat", "access token"),
+    ("creds", "credentials"),
+];
+
+/// Last words that already say what kind of credential it is.
+const KINDS: &[&str] = &[
+    "key",
+    "token",
+    "password",
+    "secret",
+    "credential",
+    "credentials",
+    "certificate",
+    "cert",
+    "login",
+    "pin",
+    "webhook",
+];
+
+/// One credential's name in the owner's words: `stripe_key` → "Stripe key",
+/// `openai-api-key` → "OpenAI API key", `prod_db_pass` → "prod database password",
+/// `shop` → "shop credential". Deterministic, from the name alone.
+pub fn credential_words(name: &str) -> String {
+    let mut words: Vec<String> = name
+        .split(['_', '-', '.'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let lower = w.to_ascii_lowercase();
+            SPELLED
+                .iter()
+                .find(|(k, _)| *k == lower)
+                .map_or(lower, |(_, v)| (*v).to_owned())
+        })
+        .collect();
+    let kind_named = words
+        .last()
+        .is_some_and(|w| KINDS.iter().any(|k| w.ends_with(k)) || w == "access token");
+    if !kind_named {
+        words.push("credential".into());
+    }
+    words.join(" ")
 }
 
 /// Undo (from the tier), credentials by name, and outside destinations.
@@ -247,7 +340,10 @@ fn auto_effects(
     for name in secrets {
         out.push(Effect {
             kind: EffectKind::Credential,
-            text: format!("Uses your credential SECRET_REF({name})"),
+            text: format!(
+                "Uses your {}, saved as SECRET_REF({name})",
+                credential_words(name)
+            ),
         });
     }
     for key in ["host", "recipient", "remote"] {
@@ -682,6 +778,29 @@ fn tool_facts(name: &str, args: &serde_json::Value) -> Facts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_read_as_words() {
+        #[track_caller]
+        fn check(name: &str, expected: &str) {
+            assert_eq!(credential_words(name), expected, "{name}");
+        }
+        check("stripe_key", "Stripe key");
+        check("STRIPE_SECRET_KEY", "Stripe secret key");
+        check("openai-api-key", "OpenAI API key");
+        check("gh_pat", "GitHub access token");
+        check("prod_db_pass", "prod database password");
+        check("smtp.password", "SMTP password");
+        check("shop", "shop credential");
+        check("mailgun", "Mailgun credential");
+        check("aws_creds", "AWS credentials");
+        check("slack-webhook", "Slack webhook");
+        check("a__b", "a b credential");
+        assert_eq!(
+            credential_list(&["stripe_key".into(), "github_token".into()]),
+            "Stripe key and GitHub token"
+        );
+    }
 
     #[test]
     fn words_split_like_the_shell() {

@@ -1044,14 +1044,14 @@ fn check_effects(input: &str, expected: &[&str]) {
 fn summaries_money() {
     check_summary(
         r#"curl -u "SECRET_REF(stripe_key):" https://api.stripe.com/v1/refunds -d charge=ch_123"#,
-        "Refund payment ch_123 on Stripe, using your credential SECRET_REF(stripe_key).",
+        "Refund payment ch_123 on Stripe, using your Stripe key.",
     );
     check_effects(
         r#"curl -u "SECRET_REF(stripe_key):" https://api.stripe.com/v1/refunds -d charge=ch_123"#,
         &[
             "changes: Money goes back to the customer",
             "undo: Can't be undone",
-            "credential: Uses your credential SECRET_REF(stripe_key)",
+            "credential: Uses your Stripe key, saved as SECRET_REF(stripe_key)",
             "destination: Goes to api.stripe.com",
         ],
     );

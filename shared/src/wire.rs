@@ -497,6 +497,20 @@ impl OutcomeReport {
     }
 }
 
+/// `POST /v1/tenant/approvals/{id}/release`: the owner raised the agent's autonomy (in the
+/// hub's signed settings of `autonomy_version`) and the action, held until then, is one the
+/// new `level` runs without asking; the tenant runs it now. The hub closes the approval as
+/// decided by the autonomy level (no grant is signed) and withdraws its push. How it ended
+/// follows as an [`OutcomeReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseReport {
+    /// The level in force for the agent: 2 (trusted) or 3 (autonomous).
+    pub level: u8,
+    /// The version of the hub's signed autonomy settings that allowed it.
+    pub autonomy_version: i64,
+}
+
 /// The body of every error the hub answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

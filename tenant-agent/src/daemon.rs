@@ -187,6 +187,7 @@ pub async fn run(
         })
     };
     let relay = tokio::spawn(gate::relay::run(gate.clone(), gateway.clone()));
+    let release = tokio::spawn(gate.clone().release_loop());
     let sync = tokio::spawn(gate::sync::run(
         gate.clone(),
         layout.clone(),
@@ -241,6 +242,7 @@ pub async fn run(
     }
     expiry.abort();
     relay.abort();
+    release.abort();
     dog.abort();
     sync.abort();
     api.abort();

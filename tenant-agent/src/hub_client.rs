@@ -351,6 +351,22 @@ impl HubClient {
         .await
     }
 
+    /// Tells the hub a held action now runs under the autonomy level the owner raised
+    /// (idempotent at the hub: a second notice for a closed request changes nothing).
+    pub async fn release(
+        &self,
+        id: &str,
+        report: &shared::wire::ReleaseReport,
+    ) -> Result<(), HubClientError> {
+        self.signed(
+            reqwest::Method::POST,
+            &format!("/v1/tenant/approvals/{id}/release"),
+            Some(Self::json(report)?),
+            None,
+        )
+        .await
+    }
+
     /// Reports actions run without asking (idempotent at the hub by entry id).
     pub async fn activity(
         &self,

@@ -294,6 +294,51 @@ impl Store {
         Ok(Some((tenant_id, seq)))
     }
 
+    /// Closes a pending request as approved by the agent's autonomy level (no grant),
+    /// audited, atomically; the same guard as [`Store::decide`]. `false`: it was no longer
+    /// pending (decided, expired) or is not this tenant's.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn approval_release(
+        &self,
+        tenant_id: i64,
+        id: &str,
+        decided_by: &str,
+        reason: &str,
+        actor: &str,
+        audit_detail: &serde_json::Value,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let changed = tx
+            .opt(
+                "UPDATE approvals SET status = 'approved', decided_by = $3, decided_at = $4,
+                    scope = 'autonomy', reason = $5
+                 WHERE id = $1 AND tenant_id = $2 AND status = 'pending' AND expires_at > $4
+                 RETURNING id",
+                &[
+                    id.into(),
+                    tenant_id.into(),
+                    decided_by.into(),
+                    now.into(),
+                    reason.into(),
+                ],
+            )
+            .await?;
+        if changed.is_none() {
+            return Ok(false);
+        }
+        tx.audit(
+            now,
+            actor,
+            Some(tenant_id),
+            "approval.released",
+            audit_detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// A tenant's grants after `after`, oldest first: (seq, signed grant JSON).
     pub async fn grants_after(
         &self,

@@ -39,7 +39,7 @@ fn refund(id: &str, now: i64) -> ApprovalRequest {
         reasons: vec![
             "red: `curl ... https://api.stripe.com/v1/refunds`: moves money or changes billing (irreversible) [url.stripe-money]".into(),
         ],
-        summary: "Refund payment ch_123 on Stripe, using your credential SECRET_REF(stripe_key).".into(),
+        summary: "Refund payment ch_123 on Stripe, using your Stripe key.".into(),
         action_hash: action_hash(&action).unwrap(),
         action,
         created_at: now,
@@ -50,7 +50,7 @@ fn refund(id: &str, now: i64) -> ApprovalRequest {
         effects: vec![
             effect(EffectKind::Changes, "Money goes back to the customer"),
             effect(EffectKind::Undo, "Can't be undone"),
-            effect(EffectKind::Credential, "Uses your credential SECRET_REF(stripe_key)"),
+            effect(EffectKind::Credential, "Uses your Stripe key, saved as SECRET_REF(stripe_key)"),
             effect(EffectKind::Destination, "Goes to api.stripe.com"),
         ],
         agent_reason: Some("The customer returned order 4471 and asked for the money back.".into()),
@@ -183,7 +183,7 @@ async fn plain_language_autonomy_activity_and_usage(backend: Backend) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         a["summary"],
-        "Refund payment ch_123 on Stripe, using your credential SECRET_REF(stripe_key)."
+        "Refund payment ch_123 on Stripe, using your Stripe key."
     );
     assert_eq!(a["tier_words"], "Can't be undone");
     assert_eq!(
@@ -408,18 +408,288 @@ async fn plain_language_autonomy_activity_and_usage(backend: Backend) {
 
 on_every_backend!(plain_language_autonomy_activity_and_usage);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_phone_reads_the_approval_as_a_sentence_changes_autonomy_and_sees_activity_and_usage() {
-    let hub = InProcessHub::start_with(Backend::Sqlite, Clock::System, prices()).await;
+/// The owner raises an agent's autonomy while a yellow action waits: the tenant runs it and
+/// says so; the hub closes the approval as allowed by the autonomy level (no grant, the push
+/// withdrawn) and checks the claim against what it issued: never a red action, never above
+/// the level it signed, never a version it did not sign, never another tenant's approval.
+async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backend: Backend) {
+    let hub = InProcessHub::start_with(backend, Clock::System, Settings::default()).await;
     let now = hub.now();
-    let (owner, bakery) = setup(&hub, "anna@bakery.example", "bakery").await;
-    let _ = owner;
-    for req in [refund("req-phone-0001", now), touch("req-phone-0002", now)] {
+    let (anna, bakery) = setup(&hub, "anna@bakery.example", "bakery").await;
+    let (_bob, florist) = setup(&hub, "bob@florist.example", "florist").await;
+    let mut external = touch("req-rel-0003", now);
+    external.tier = Tier::External;
+    for req in [
+        touch("req-rel-0001", now),
+        refund("req-rel-0002", now),
+        external,
+    ] {
         let (s, v) = bakery
             .post("/v1/tenant/approvals", &serde_json::to_value(req).unwrap())
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
+    let release = |id: &str, level: u8, version: i64| {
+        (
+            format!("/v1/tenant/approvals/{id}/release"),
+            json!({"level": level, "autonomy_version": version}),
+        )
+    };
+    #[track_caller]
+    fn check(got: (StatusCode, Value), status: StatusCode, code: &str) {
+        assert_eq!(got.0, status, "{}", got.1);
+        if !code.is_empty() {
+            assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+        }
+    }
+    // Before the owner chose anything, no release is believed.
+    let (path, body) = release("req-rel-0001", 2, 1);
+    check(
+        bakery.post(&path, &body).await,
+        StatusCode::CONFLICT,
+        "unknown_autonomy_version",
+    );
+    let (s, v) = call(
+        &hub,
+        &anna,
+        reqwest::Method::POST,
+        "/v1/agents/bakery/main/autonomy",
+        Some(json!({"level": 2})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let version = heartbeat(&bakery)
+        .await
+        .desired
+        .autonomy
+        .unwrap()
+        .settings
+        .version;
+    for (id, level, version, status, code) in [
+        // A red action always asks, whatever the level.
+        (
+            "req-rel-0002",
+            3,
+            version,
+            StatusCode::CONFLICT,
+            "not_releasable",
+        ),
+        // Above the level the hub signed (external needs autonomous).
+        (
+            "req-rel-0003",
+            3,
+            version,
+            StatusCode::CONFLICT,
+            "autonomy_too_low",
+        ),
+        // A level that does not run it.
+        (
+            "req-rel-0001",
+            1,
+            version,
+            StatusCode::CONFLICT,
+            "autonomy_too_low",
+        ),
+        // A version the hub never signed.
+        (
+            "req-rel-0001",
+            2,
+            version + 5,
+            StatusCode::CONFLICT,
+            "unknown_autonomy_version",
+        ),
+        ("req-rel-none", 2, version, StatusCode::NOT_FOUND, ""),
+    ] {
+        let (path, body) = release(id, level, version);
+        check(bakery.post(&path, &body).await, status, code);
+    }
+    // Another tenant cannot close bakery's approval.
+    let (path, body) = release("req-rel-0001", 2, version);
+    check(florist.post(&path, &body).await, StatusCode::NOT_FOUND, "");
+    // A malformed report is refused.
+    check(
+        bakery
+            .post(
+                &path,
+                &json!({"level": 2, "autonomy_version": version, "extra": 1}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "",
+    );
+
+    check(bakery.post(&path, &body).await, StatusCode::NO_CONTENT, "");
+    let (_, a) = call(
+        &hub,
+        &anna,
+        reqwest::Method::GET,
+        "/v1/approvals/req-rel-0001",
+        None,
+    )
+    .await;
+    assert_eq!(a["status"], "approved", "{a}");
+    assert_eq!(a["decided_by"], "autonomy");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Trusted level you set"),
+        "{a}"
+    );
+    // It no longer waits in the inbox; the others still do.
+    let (_, pending) = call(&hub, &anna, reqwest::Method::GET, "/v1/approvals", None).await;
+    let ids: Vec<&str> = pending["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{pending}");
+    assert!(!ids.contains(&"req-rel-0001"), "{pending}");
+    // The owner's phone is told to drop it.
+    let jobs = hub.store().jobs(100).await.unwrap();
+    assert!(
+        jobs.iter().any(|j| j.key == "push:withdrawn:req-rel-0001"),
+        "{jobs:?}"
+    );
+    // No grant is signed for it, and the owner cannot decide it any more.
+    assert!(
+        hub.store()
+            .grants_after(bakery_id(&hub).await, 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (s, v) = call(
+        &hub,
+        &anna,
+        reqwest::Method::POST,
+        "/v1/approvals/req-rel-0001/decision",
+        Some(json!({"decision": "deny"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("already_decided"))
+    );
+    // A resend (the tenant's outbox after a crash) changes nothing and is audited once.
+    check(bakery.post(&path, &body).await, StatusCode::NO_CONTENT, "");
+    let audit = hub::admin::audit(hub.store(), Some("bakery"), 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "approval.released")
+            .count(),
+        1,
+        "{audit:?}"
+    );
+    // The outcome follows; the activity view shows it ran without asking.
+    let (s, _) = bakery
+        .post(
+            "/v1/tenant/approvals/req-rel-0001/outcome",
+            &json!({"status": "ran", "exit_code": 0, "duration_ms": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = call(&hub, &anna, reqwest::Method::GET, "/v1/activity", None).await;
+    let item = v["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "req-rel-0001")
+        .cloned()
+        .unwrap();
+    assert_eq!(item["decision"], "allowed", "{item}");
+    assert_eq!(item["decided_by"], "autonomy");
+    assert_eq!(item["succeeded"], true);
+    // The owner lowers the level again: a release claimed now is refused.
+    let (s, _) = call(
+        &hub,
+        &anna,
+        reqwest::Method::POST,
+        "/v1/agents/bakery/main/autonomy",
+        Some(json!({"level": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut other = touch("req-rel-0004", now);
+    other.action = Action::Command {
+        argv: vec!["/bin/bash".into(), "-c".into(), "touch more.txt".into()],
+        cwd: "/srv/shop".into(),
+        secret_refs: Vec::new(),
+        files: Vec::new(),
+    };
+    other.action_hash = action_hash(&other.action).unwrap();
+    let (s, _) = bakery
+        .post(
+            "/v1/tenant/approvals",
+            &serde_json::to_value(other).unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (path, body) = release("req-rel-0004", 2, version);
+    check(
+        bakery.post(&path, &body).await,
+        StatusCode::CONFLICT,
+        "autonomy_too_low",
+    );
+}
+
+async fn bakery_id(hub: &InProcessHub) -> i64 {
+    hub.store().tenant_id("bakery").await.unwrap().unwrap()
+}
+
+on_every_backend!(a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_reads_the_approval_as_a_sentence_changes_autonomy_and_sees_activity_and_usage() {
+    let hub = InProcessHub::start_with(Backend::Sqlite, Clock::System, prices()).await;
+    let now = hub.now();
+    let (owner, bakery) = setup(&hub, "anna@bakery.example", "bakery").await;
+    let (s, v) = bakery
+        .post(
+            "/v1/tenant/approvals",
+            &serde_json::to_value(refund("req-phone-0001", now)).unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // Anna's second server runs the real tenant-agent daemon: it holds a yellow action
+    // (supervised, the default) until she raises the agent's autonomy from her phone.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let token = hub.token_for("shop", Some("anna@bakery.example")).await;
+    let shop = testkit::tenant::TenantDaemon::enroll_and_start(
+        &std::path::Path::new(super::BIN).with_file_name("tenant-agent"),
+        &dir.path().join("shop"),
+        &hub.url,
+        &token,
+        &hub.fingerprint(),
+    );
+    let (s, held) = shop.request(
+        "POST",
+        "/v1/actions",
+        Some(
+            &json!({"command": "touch notes.txt", "cwd": work.display().to_string(),
+            "reason": "Keep notes of today's orders"}),
+        ),
+    );
+    assert_eq!(
+        (s, held["status"].as_str()),
+        (200, Some("pending")),
+        "{held}"
+    );
+    let held_id = held["id"].as_str().unwrap().to_owned();
+    testkit::eventually_async("the held action reaches the hub", async || {
+        hub.approvals(&owner.cookie).await["approvals"]
+            .as_array()?
+            .iter()
+            .any(|a| a["id"] == held_id.as_str())
+            .then_some(())
+    })
+    .await;
     let hour = now / 3600 * 3600;
     let hours: Vec<i64> = (1..6)
         .map(|d| hour - d * 86_400)
@@ -449,7 +719,9 @@ async fn a_phone_reads_the_approval_as_a_sentence_changes_autonomy_and_sees_acti
         .await;
     d.click("#submit").await;
     d.find(".card[data-id='req-phone-0001']").await;
+    d.find(&format!(".card[data-id='{held_id}']")).await;
     let list = d.text("main").await;
+    assert!(list.contains("Create the file notes.txt."), "{list}");
     assert!(list.contains("Refund payment ch_123 on Stripe"), "{list}");
     assert!(
         list.contains("Can't be undone") && !list.contains("[url."),
@@ -512,53 +784,60 @@ async fn a_phone_reads_the_approval_as_a_sentence_changes_autonomy_and_sees_acti
             .contains("Approved by anna@bakery.example")
     );
 
-    // The owner makes the agent trusted; the tenant's next heartbeat carries it signed.
+    // The owner makes the shop's agent trusted; its next heartbeat carries it signed, and
+    // the yellow action that was held runs on the server.
     d.click("#nav-agents").await;
-    d.find("section.agent[data-agent='bakery/main']").await;
+    d.find("section.agent[data-agent='shop/main']").await;
     d.screenshot("owner-4-agents").await;
-    d.click("#level-bakery_main-2").await;
-    d.click("#save-bakery_main").await;
+    d.click("#level-shop_main-2").await;
+    d.click("#save-shop_main").await;
     testkit::eventually_async("the choice is saved", async || {
-        d.text("#saved-bakery_main")
+        d.text("#saved-shop_main")
             .await
             .contains("Saved")
             .then_some(())
     })
     .await;
     // Autonomous shows the channels; choosing it is not needed here.
-    d.click("#level-bakery_main-3").await;
+    d.click("#level-shop_main-3").await;
     assert_eq!(
-        d.script("return document.querySelector('#channels-bakery_main').hidden")
+        d.script("return document.querySelector('#channels-shop_main').hidden")
             .await,
         false
     );
     d.screenshot("owner-5-autonomous").await;
-    let signed = heartbeat(&bakery).await.desired.autonomy.unwrap();
-    let settings = signed.verify(&bakery.hub_key, "bakery", 0).unwrap();
-    assert_eq!(settings.agents["main"].level, 2);
-    // At level 2 the yellow action that was held now runs on the tenant without asking,
-    // and the tenant reports it (the tenant-agent tests run this with the real daemon).
-    let (s, _) = bakery
-        .post("/v1/tenant/activity", &json!({"entries": [{"id": "act-phone-0001", "agent": "main", "tier": "yellow",
-            "summary": "Create the file notes.txt.", "status": "ran", "exit_code": 0, "ran_at": hub.now()}]}))
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, done) = shop.request("GET", &format!("/v1/actions/{held_id}?wait=90"), None);
+    assert_eq!(
+        (s, done["status"].as_str()),
+        (200, Some("ran")),
+        "{done}\n{}",
+        shop.log_text()
+    );
+    assert!(work.join("notes.txt").exists());
 
-    d.click("#nav-activity").await;
-    d.find(".card.activity[data-id='act-phone-0001']").await;
-    let activity = d.text("main").await;
+    // The activity view lists it as run without asking, and it succeeded.
+    let card = format!(".card.activity[data-id='{held_id}']");
+    let activity = testkit::eventually_async("the activity view shows it ran", async || {
+        d.click("#nav-activity").await;
+        d.find(&card).await;
+        let text = d.text(&card).await;
+        text.contains("succeeded").then_some(text)
+    })
+    .await;
     assert!(
         activity.contains("Create the file notes.txt.")
             && activity.contains("Ran without asking")
-            && activity.contains("allowed by its autonomy level")
-            && activity.contains("succeeded"),
+            && activity.contains("allowed by its autonomy level"),
         "{activity}"
     );
-    assert!(
-        activity.contains("approved by anna@bakery.example"),
-        "{activity}"
-    );
+    let all = d.text("main").await;
+    assert!(all.contains("approved by anna@bakery.example"), "{all}");
     d.screenshot("owner-6-activity").await;
+    // It no longer waits in the inbox.
+    d.click("#nav-approvals").await;
+    d.find("#tab-pending").await;
+    let inbox = d.text("main").await;
+    assert!(!inbox.contains("Create the file notes.txt."), "{inbox}");
 
     d.click("#nav-usage").await;
     d.find("#usage-chart rect.bar").await;

@@ -278,7 +278,7 @@ async fn pushes_are_encrypted_vapid_signed_reminded_withdrawn_and_failures_visib
     let payload = decrypt(&first);
     assert_eq!(
         payload,
-        json!({"type": "approval", "id": "req-push-0001", "title": "bakery: approval needed (red)",
+        json!({"type": "approval", "id": "req-push-0001", "title": "bakery needs your OK: can't be undone",
         "tier": "red", "summary": "Refund order 4471 with SECRET_REF(stripe_key)", "url": "/app/#/approvals/req-push-0001"})
     );
 

@@ -81,6 +81,17 @@ impl InForce {
         }
     }
 
+    /// The level and channels for `agent` when the hub's signed settings name it, with their
+    /// version; `None` when the agent runs at the configured default. Only the owner's choice
+    /// releases actions already held (a local config edit never does).
+    pub fn from_hub(&self, agent: &str) -> Option<(Autonomy, BTreeSet<String>, i64)> {
+        let signed = self.hub.as_ref()?;
+        signed.settings.agents.contains_key(agent).then(|| {
+            let (level, channels) = self.for_agent(agent);
+            (level, channels, signed.settings.version)
+        })
+    }
+
     /// Verifies `signed` against the enrollment and, when newer, takes it. `Ok(false)`: the
     /// same version is already in force.
     pub fn apply(

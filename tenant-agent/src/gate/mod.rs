@@ -200,6 +200,9 @@ pub struct Gate {
     store: Mutex<Store>,
     /// Bumped whenever a held action changes state; waiters re-read.
     changed: watch::Sender<u64>,
+    /// Signalled when the owner's autonomy settings change: held actions the new level
+    /// allows are released ([`Gate::release_allowed`]).
+    autonomy_changed: tokio::sync::Notify,
     /// The tenant name and pinned hub key, once enrolled.
     pub enrollment: Option<crate::hub_client::Enrollment>,
     /// The user actions run as (the runtime's), when configured.
@@ -256,6 +259,7 @@ impl Gate {
             layout: layout.clone(),
             store: Mutex::new(store),
             changed: watch::channel(0).0,
+            autonomy_changed: tokio::sync::Notify::new(),
             enrollment,
             run_as,
             secret_run_as,
@@ -285,29 +289,27 @@ impl Gate {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Judges a request: runs it, refuses it, or holds it for approval.
-    pub async fn submit(self: &Arc<Self>, req: ActionRequest) -> Result<ActionResponse, GateError> {
-        if !req.cwd.starts_with('/') {
-            return Err(GateError::Cwd);
-        }
+    /// Classifies one action with the policy in force: the verdict, the action as it would be
+    /// held (its hash is what a grant names), and the context it was judged in.
+    fn judge(
+        &self,
+        command: Option<&str>,
+        tool: Option<&str>,
+        args: Option<&serde_json::Value>,
+        cwd: &str,
+    ) -> Result<(safety::Verdict, Action, Context), GateError> {
         let mut ctx = Context {
-            cwd: Some(req.cwd.clone()),
+            cwd: Some(cwd.to_owned()),
             home: self.config.home.clone(),
             ..Default::default()
         };
         // Where the named secrets may go: read from the vault only when the action names one.
-        let names_secret = req
-            .command
-            .as_deref()
-            .is_some_and(|c| c.contains(safety::secret_ref::PREFIX))
-            || req
-                .args
-                .as_ref()
-                .is_some_and(|a| a.to_string().contains(safety::secret_ref::PREFIX));
+        let names_secret = command.is_some_and(|c| c.contains(safety::secret_ref::PREFIX))
+            || args.is_some_and(|a| a.to_string().contains(safety::secret_ref::PREFIX));
         if names_secret {
             ctx.secrets = Arc::new(self.secret_policy()?);
         }
-        let (verdict, action) = match (&req.command, &req.tool) {
+        let (verdict, action) = match (command, tool) {
             (Some(cmd), None) => {
                 if cmd.trim().is_empty() {
                     return Err(GateError::Empty);
@@ -327,15 +329,15 @@ impl Gate {
                 (
                     verdict,
                     Action::Command {
-                        argv: vec![SHELL.into(), "-c".into(), cmd.clone()],
-                        cwd: req.cwd.clone(),
+                        argv: vec![SHELL.into(), "-c".into(), cmd.to_owned()],
+                        cwd: cwd.to_owned(),
                         secret_refs: refs,
                         files,
                     },
                 )
             }
             (None, Some(tool)) => {
-                let args = req.args.clone().unwrap_or(serde_json::Value::Null);
+                let args = args.cloned().unwrap_or(serde_json::Value::Null);
                 let text = args.to_string();
                 let refs = safety::secret_ref::references(&text)
                     .map(|r| r.into_iter().map(str::to_owned).collect())
@@ -343,15 +345,29 @@ impl Gate {
                 (
                     self.classifier.classify_tool(tool, &args, &ctx),
                     Action::Tool {
-                        tool: tool.clone(),
+                        tool: tool.to_owned(),
                         args,
-                        cwd: Some(req.cwd.clone()),
+                        cwd: Some(cwd.to_owned()),
                         secret_refs: refs,
                     },
                 )
             }
             _ => return Err(GateError::Shape),
         };
+        Ok((verdict, action, ctx))
+    }
+
+    /// Judges a request: runs it, refuses it, or holds it for approval.
+    pub async fn submit(self: &Arc<Self>, req: ActionRequest) -> Result<ActionResponse, GateError> {
+        if !req.cwd.starts_with('/') {
+            return Err(GateError::Cwd);
+        }
+        let (verdict, action, ctx) = self.judge(
+            req.command.as_deref(),
+            req.tool.as_deref(),
+            req.args.as_ref(),
+            &req.cwd,
+        )?;
         let tier = verdict.tier;
         let reasons = reason_lines(&verdict);
         let (level, unlocked) = self.autonomy_for(&req.agent)?;
@@ -703,6 +719,7 @@ impl Gate {
                 version = stored.settings.version,
                 "applied the owner's autonomy settings stored by `tenant-agent sync`"
             );
+            self.autonomy_changed.notify_one();
         }
     }
 
@@ -727,6 +744,7 @@ impl Gate {
                     .map_err(|e| GateError::Internal(e.to_string()))?;
                 self.store()?.set_kv(autonomy::KV_AUTONOMY, &json)?;
                 *in_force = next;
+                self.autonomy_changed.notify_one();
                 Ok(true)
             }
             Err(e) => Err(GateError::Autonomy(e)),
@@ -982,39 +1000,146 @@ impl Gate {
                 }
                 self.bump();
                 tracing::info!(%id, by = %grant.decided_by, "approved; running it");
-                let (status, outcome) = match &held.action {
-                    // The runtime makes an approved tool call itself.
-                    Action::Tool { .. } => {
-                        self.approve_bridged_call(&held.action)?;
-                        (OutcomeStatus::Allowed, serde_json::Value::Null)
-                    }
-                    Action::Command { .. } => outcome_json(self.execute(&held.action).await),
-                };
-                let report = shared::wire::OutcomeReport {
-                    status,
-                    exit_code: outcome
-                        .pointer("/exit")
-                        .filter(|e| e["kind"] == "code")
-                        .and_then(|e| e["value"].as_i64())
-                        .and_then(|c| i32::try_from(c).ok()),
-                    duration_ms: outcome["duration_ms"].as_u64(),
-                    secrets_used: outcome["secrets_used"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                };
-                let body =
-                    serde_json::to_string(&serde_json::json!({ "id": id, "report": report }))
-                        .map_err(|e| GateError::Internal(e.to_string()))?;
-                self.store()?
-                    .finish(&id, status.into(), &outcome, Some(&body))?;
-                self.bump();
+                let (status, outcome) = self.carry_out(&held.action).await?;
+                self.finish_with_report(&id, status, &outcome)?;
                 Ok(true)
             }
+        }
+    }
+
+    /// Records how an approved (or released) action ended and queues the outcome for the
+    /// hub's audit, in one transaction.
+    fn finish_with_report(
+        &self,
+        id: &str,
+        status: OutcomeStatus,
+        outcome: &serde_json::Value,
+    ) -> Result<(), GateError> {
+        let report = shared::wire::OutcomeReport {
+            status,
+            exit_code: outcome
+                .pointer("/exit")
+                .filter(|e| e["kind"] == "code")
+                .and_then(|e| e["value"].as_i64())
+                .and_then(|c| i32::try_from(c).ok()),
+            duration_ms: outcome["duration_ms"].as_u64(),
+            secrets_used: outcome["secrets_used"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let body = serde_json::to_string(&serde_json::json!({ "id": id, "report": report }))
+            .map_err(|e| GateError::Internal(e.to_string()))?;
+        self.store()?
+            .finish(id, status.into(), outcome, Some(&body))?;
+        self.bump();
+        Ok(())
+    }
+
+    /// Carries out an action that may run now (approved, or released by autonomy): a command
+    /// runs here, a tool call becomes the runtime's to make.
+    async fn carry_out(
+        &self,
+        action: &Action,
+    ) -> Result<(OutcomeStatus, serde_json::Value), GateError> {
+        Ok(match action {
+            Action::Tool { .. } => {
+                self.approve_bridged_call(action)?;
+                (OutcomeStatus::Allowed, serde_json::Value::Null)
+            }
+            Action::Command { .. } => outcome_json(self.execute(action).await),
+        })
+    }
+
+    /// Releases the held actions that the agent's autonomy level, as the owner set it in the
+    /// hub's signed settings, now runs without asking: each is judged again with the policy
+    /// in force (an action whose judgement changed, a file it runs edited since, say, stays
+    /// held), moved to `running` by a compare-and-set (a grant arriving at the same moment
+    /// runs nothing twice), reported to the hub, and carried out. Returns how many ran.
+    ///
+    /// A level set only in `config.toml` never releases anything: what was held for the owner
+    /// is released only by the owner's signed choice.
+    pub async fn release_allowed(&self) -> Result<usize, GateError> {
+        self.pick_up_stored_autonomy();
+        let mut released = 0;
+        for id in self.with_store(Store::pending_ids)? {
+            let Some(held) = self.store()?.get(&id)? else {
+                continue;
+            };
+            if held.status != ActionStatus::Pending {
+                continue;
+            }
+            let from_hub = self
+                .autonomy
+                .read()
+                .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?
+                .from_hub(&held.agent);
+            let Some((level, unlocked, version)) = from_hub else {
+                continue;
+            };
+            let judged = match &held.action {
+                Action::Command { argv, cwd, .. } => match argv.as_slice() {
+                    [shell, c, script] if shell == SHELL && c == "-c" => {
+                        self.judge(Some(script), None, None, cwd)
+                    }
+                    _ => continue,
+                },
+                Action::Tool {
+                    tool, args, cwd, ..
+                } => match cwd {
+                    Some(cwd) => self.judge(None, Some(tool), Some(args), cwd),
+                    None => continue,
+                },
+            };
+            let (verdict, action, _) = match judged {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "cannot judge a held action again; it stays held");
+                    continue;
+                }
+            };
+            let same = action_hash(&action).is_ok_and(|h| h == held.action_hash);
+            if !same || verdict.decide(level, &unlocked) != Decision::Run {
+                continue;
+            }
+            let why = format!(
+                "allowed by the autonomy level the owner set ({})",
+                level.name()
+            );
+            let report = shared::wire::ReleaseReport {
+                level: level.level(),
+                autonomy_version: version,
+            };
+            let body = serde_json::to_string(&serde_json::json!({ "id": id, "report": report }))
+                .map_err(|e| GateError::Internal(e.to_string()))?;
+            if !self.store()?.release(&id, &why, &body)? {
+                continue;
+            }
+            self.bump();
+            tracing::info!(%id, level = level.name(), version, "held action released by the owner's autonomy level; running it");
+            let (status, outcome) = self.carry_out(&held.action).await?;
+            self.finish_with_report(&id, status, &outcome)?;
+            released += 1;
+        }
+        Ok(released)
+    }
+
+    /// Releases what the owner's autonomy allows once at start (settings applied just before
+    /// a crash) and again whenever the settings change. Runs until the daemon stops.
+    pub async fn release_loop(self: Arc<Self>) {
+        loop {
+            match self.release_allowed().await {
+                Ok(n) => tracing::info!(
+                    released = n,
+                    "held actions checked against the owner's autonomy level"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot release held actions"),
+            }
+            self.autonomy_changed.notified().await;
         }
     }
 

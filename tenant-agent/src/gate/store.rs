@@ -164,6 +164,45 @@ impl Store {
             .map_err(self.err())
     }
 
+    /// Ids of the actions waiting for the owner, oldest first.
+    pub fn pending_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM gate_actions WHERE status = 'pending' ORDER BY created_at, id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Moves a pending action to `running` because the agent's autonomy now allows it (a
+    /// compare-and-set, like a grant's) and, in the same transaction, queues `report` (the
+    /// hub's notice, [`shared::wire::ReleaseReport`]). `false`: it was no longer pending.
+    pub fn release(&self, id: &str, reason: &str, report: &str) -> Result<bool, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let n = tx
+            .execute(
+                "UPDATE gate_actions SET status = 'running', reason = ?2, updated_at = ?3
+                 WHERE id = ?1 AND status = 'pending'",
+                params![id, reason, now()],
+            )
+            .map_err(self.err())?;
+        if n != 1 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO gate_outbox (kind, key, body, created_at)
+             VALUES ('release', ?1, ?2, ?3)",
+            params![format!("release:{id}"), report, now()],
+        )
+        .map_err(self.err())?;
+        tx.commit().map_err(self.err())?;
+        Ok(true)
+    }
+
     /// Moves `id` from `from` to `to` (a compare-and-set: only one caller wins the move from
     /// `pending` to `running`, so a grant cannot run an action twice).
     pub fn transition(

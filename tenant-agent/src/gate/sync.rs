@@ -20,6 +20,12 @@ struct QueuedOutcome {
     report: shared::wire::OutcomeReport,
 }
 
+#[derive(serde::Deserialize)]
+struct QueuedRelease {
+    id: String,
+    report: shared::wire::ReleaseReport,
+}
+
 /// Runs the three loops until the task is dropped. Without an enrollment it returns at once
 /// (held actions wait locally; `tenant-agent enroll` then a restart connects them).
 pub async fn run(
@@ -145,6 +151,10 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
             },
             "activity" => match serde_json::from_str::<shared::wire::ActivityReport>(&item.body) {
                 Ok(report) => client.activity(&report).await,
+                Err(e) => Err(HubClientError::Protocol(e.to_string())),
+            },
+            "release" => match serde_json::from_str::<QueuedRelease>(&item.body) {
+                Ok(q) => client.release(&q.id, &q.report).await,
                 Err(e) => Err(HubClientError::Protocol(e.to_string())),
             },
             "outcome" => match serde_json::from_str::<QueuedOutcome>(&item.body) {

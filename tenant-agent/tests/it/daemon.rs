@@ -271,11 +271,21 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
     let at_hub = approvals().await["approvals"][0].clone();
     assert_eq!(at_hub["id"], id.as_str());
     assert_eq!(at_hub["action"]["secret_refs"], json!(["api_token"]));
+    // The owner reads the credential in words, and its exact name among the effects.
+    assert_eq!(
+        at_hub["summary"], "Delete build, using your API token.",
+        "{at_hub}"
+    );
     assert!(
-        at_hub["summary"]
-            .as_str()
+        at_hub["effects"]
+            .as_array()
             .unwrap()
-            .contains("SECRET_REF(api_token)"),
+            .iter()
+            .any(|e| e["kind"] == "credential"
+                && e["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("SECRET_REF(api_token)")),
         "{at_hub}"
     );
     assert!(

@@ -318,15 +318,25 @@ async fn openclaw_cannot_act_around_the_gate() {
     let held = {
         let state = state.clone();
         tokio::spawn(async move {
-            message(
-                &state,
-                "red",
-                &exec("echo run >> count.txt; rm -rf old-backups"),
-            )
-            .await
+            // With OpenClaw's `title` (the model's short purpose): the owner reads it as the
+            // agent's own words.
+            let call = json!({"command": "echo run >> count.txt; rm -rf old-backups",
+                "title": "Free disk space: last year's backups are in the cloud"});
+            message(&state, "red", &format!("TOOL exec {call}")).await
         })
     };
     let id = pending(&hub, &cookie).await;
+    let asked = hub.approvals(&cookie).await;
+    let asked = asked["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        asked["agent_reason"], "Free disk space: last year's backups are in the cloud",
+        "{asked}"
+    );
     assert!(
         workspace.join("old-backups").exists(),
         "nothing ran before the decision"

@@ -1,8 +1,9 @@
 //! Issue 19 on the tenant, end to end (the real daemon, the hub library on loopback): a held
 //! action reaches the owner as a sentence with its effects and the agent's own words; the owner
 //! raises the agent's autonomy at the hub, the daemon applies the signed setting with a
-//! heartbeat (`status --json` shows it), the same yellow action now runs without asking, and
-//! the owner's activity view lists it.
+//! heartbeat (`status --json` shows it), the yellow action that was held runs at once (a red
+//! one keeps waiting), the hub closes it as allowed by the autonomy level, and the owner's
+//! activity view lists it and a new yellow action run without asking.
 
 use serde_json::{Value, json};
 
@@ -43,6 +44,17 @@ async fn the_owner_raises_autonomy_at_the_hub_and_a_held_yellow_action_then_runs
     let held = propose(Some("Keep notes of today's orders, as Anna asked")).await;
     assert_eq!(held["status"], "pending", "{held}");
     let id = held["id"].as_str().unwrap().to_owned();
+    // A red action waits too; no autonomy level ever runs it without asking.
+    let (s, red) = local(
+        &daemon.socket,
+        "POST",
+        "/v1/actions",
+        Some(json!({"command": "rm -rf old-backups", "cwd": cwd})),
+    )
+    .await;
+    assert_eq!((s, red["status"].as_str()), (200, Some("pending")), "{red}");
+    let red_id = red["id"].as_str().unwrap().to_owned();
+    std::fs::create_dir_all(work.join("old-backups")).unwrap();
     let approval = testkit::eventually_async("the request reaches the hub", async || {
         hub.approvals(&cookie).await["approvals"]
             .as_array()?
@@ -90,13 +102,29 @@ async fn the_owner_raises_autonomy_at_the_hub_and_a_held_yellow_action_then_runs
     );
     assert_eq!(after["autonomy"]["default"]["level"], 1);
 
-    // The same yellow action now runs without asking.
-    let ran = propose(None).await;
-    assert_eq!(ran["status"], "ran", "{ran}");
+    // The yellow action that was held now runs, without anyone asking again: the agent
+    // waiting on it learns it ran.
+    let (s, done) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{id}?wait=60"),
+        None,
+    )
+    .await;
+    assert_eq!((s, done["status"].as_str()), (200, Some("ran")), "{done}");
     assert!(work.join("notes.txt").exists());
-
-    // The activity view lists it: summary, tier, decided by its autonomy, succeeded.
-    let item = testkit::eventually_async("the activity view lists it", async || {
+    // The red one still waits for the owner, and nothing was removed.
+    let (_, still) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{red_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(still["status"], "pending", "{still}");
+    assert!(work.join("old-backups").exists());
+    // The hub closed it as allowed by the autonomy level: no longer in the owner's inbox.
+    let get_activity = || async {
         let v: Value = http
             .get(format!("{}/v1/activity", hub.url))
             .header("cookie", &cookie)
@@ -106,35 +134,60 @@ async fn the_owner_raises_autonomy_at_the_hub_and_a_held_yellow_action_then_runs
             .json()
             .await
             .ok()?;
-        v["activity"]
-            .as_array()?
-            .iter()
-            .find(|a| a["decision"] == "allowed")
-            .cloned()
+        Some(v["activity"].as_array()?.clone())
+    };
+    let released = testkit::eventually_async("the hub hears it ran", async || {
+        get_activity()
+            .await?
+            .into_iter()
+            .find(|a| a["id"] == id.as_str() && a["succeeded"] == true)
     })
     .await;
-    assert_eq!(item["summary"], "Create the file notes.txt.");
+    assert_eq!(released["decision"], "allowed", "{released}");
+    assert_eq!(released["decided_by"], "autonomy");
+    assert_eq!(released["summary"], "Create the file notes.txt.");
+    assert_eq!(released["exit_code"], 0);
+    let pending = hub.approvals(&cookie).await;
+    let waiting: Vec<&str> = pending["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "pending")
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(waiting, vec![red_id.as_str()], "{pending}");
+
+    // A new yellow action runs at once.
+    let (s, ran) = local(
+        &daemon.socket,
+        "POST",
+        "/v1/actions",
+        Some(json!({"command": "touch more-notes.txt", "cwd": cwd})),
+    )
+    .await;
+    assert_eq!((s, ran["status"].as_str()), (200, Some("ran")), "{ran}");
+    assert!(work.join("more-notes.txt").exists());
+
+    // The activity view lists it: summary, tier, decided by its autonomy, succeeded.
+    let item = testkit::eventually_async("the activity view lists it", async || {
+        get_activity()
+            .await?
+            .into_iter()
+            .find(|a| a["summary"] == "Create the file more-notes.txt.")
+    })
+    .await;
+    assert_eq!(item["decision"], "allowed");
     assert_eq!(item["tier"], "yellow");
     assert_eq!(item["decided_by"], "autonomy");
     assert_eq!(item["succeeded"], true);
     assert_eq!(item["exit_code"], 0);
-    // The held one is still the owner's to decide, and is listed as waiting.
-    let v: Value = http
-        .get(format!("{}/v1/activity", hub.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The red one is listed as waiting.
     assert!(
-        v["activity"]
-            .as_array()
+        get_activity()
+            .await
             .unwrap()
             .iter()
-            .any(|a| a["id"] == id.as_str() && a["decision"] == "pending"),
-        "{v}"
+            .any(|a| a["id"] == red_id.as_str() && a["decision"] == "pending"),
     );
     // Everything the daemon had for the hub was taken: the outbox drains, and no activity
     // report was ever retried (the hub's answer is read as the protocol says).
@@ -277,6 +330,152 @@ async fn unsigned_forged_foreign_and_replayed_autonomy_settings_are_refused() {
     assert_eq!(status(&state)["autonomy"]["default"]["level"], 1);
 }
 
+/// Waits until the daemon's log has `needle` `n` times.
+fn wait_log(daemon: &super::daemon::Daemon, needle: &str, n: usize) {
+    testkit::eventually(needle, || {
+        (daemon
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+            >= n)
+            .then_some(())
+    });
+}
+
+/// What the owner was asked stays the owner's to decide unless the owner's own signed choice
+/// releases it: forged settings release nothing, and neither does a level raised in the
+/// daemon's `config.toml` (new actions follow it; held ones keep waiting). The genuine
+/// settings then release it.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_owners_signed_choice_releases_a_held_action() {
+    use shared::{AgentAutonomy, AutonomySettings, SigningKey};
+    let hub = start_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tenant");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let token = hub.token("bakery").await;
+    enroll(&state, &hub, &token);
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
+    let fake = fake_hub(answer.clone()).await;
+    let hub_json = state.join("hub.json");
+    let mut enrolled: Value =
+        serde_json::from_str(&std::fs::read_to_string(&hub_json).unwrap()).unwrap();
+    enrolled["hub_url"] = json!(fake);
+    std::fs::write(&hub_json, enrolled.to_string()).unwrap();
+    let settings = |level: u8| AutonomySettings {
+        tenant: "bakery".into(),
+        version: 1,
+        updated_at: 0,
+        agents: [(
+            "main".to_owned(),
+            AgentAutonomy {
+                level,
+                channels: Vec::new(),
+            },
+        )]
+        .into(),
+    };
+    let desired = |autonomy: &shared::SignedAutonomy| json!({"server_time": 0, "desired": {"policy_version": 0, "commands": [], "autonomy": autonomy}});
+    // Forged: level 2 signed by a stranger.
+    let stranger = SigningKey::generate().unwrap();
+    *answer.lock().unwrap() = desired(&settings(2).sign(&stranger).unwrap());
+    let cwd = work.display().to_string();
+    let daemon = start_daemon(&state);
+    let (_, held) = local(
+        &daemon.socket,
+        "POST",
+        "/v1/actions",
+        Some(json!({"command": "mkdir drafts", "cwd": cwd})),
+    )
+    .await;
+    assert_eq!(held["status"], "pending", "{held}");
+    let id = held["id"].as_str().unwrap().to_owned();
+    // Two scripts it runs are held too; one is edited while it waits.
+    std::fs::write(work.join("ok.sh"), "mkdir from-ok\n").unwrap();
+    std::fs::write(work.join("job.sh"), "mkdir from-job\n").unwrap();
+    let mut scripts = Vec::new();
+    for script in ["ok.sh", "job.sh"] {
+        let (_, r) = local(
+            &daemon.socket,
+            "POST",
+            "/v1/actions",
+            Some(json!({"command": format!("bash {script}"), "cwd": cwd})),
+        )
+        .await;
+        assert_eq!(r["status"], "pending", "{r}");
+        scripts.push(r["id"].as_str().unwrap().to_owned());
+    }
+    wait_log(&daemon, "refused autonomy settings", 1);
+    let (_, still) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
+    assert_eq!(still["status"], "pending", "{still}");
+    drop(daemon);
+
+    // Level 2 in config.toml: new actions run, the held one keeps waiting.
+    let config = state.join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[gate]\nautonomy = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let daemon = start_daemon(&state);
+    wait_log(
+        &daemon,
+        "held actions checked against the owner's autonomy level",
+        1,
+    );
+    let (_, ran) = local(
+        &daemon.socket,
+        "POST",
+        "/v1/actions",
+        Some(json!({"command": "mkdir notes", "cwd": cwd})),
+    )
+    .await;
+    assert_eq!(ran["status"], "ran", "{ran}");
+    let (_, still) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
+    assert_eq!(still["status"], "pending", "{still}");
+    assert!(!work.join("drafts").exists());
+
+    // The owner's genuine choice releases it (at the daemon's next heartbeat).
+    std::fs::write(work.join("job.sh"), "mkdir from-edited-job\n").unwrap();
+    *answer.lock().unwrap() = desired(&settings(2).sign(&hub.state.key).unwrap());
+    let (_, done) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{id}?wait=90"),
+        None,
+    )
+    .await;
+    assert_eq!(done["status"], "ran", "{done}");
+    assert!(work.join("drafts").is_dir());
+    // The unchanged script ran; the edited one is no longer what was judged and keeps
+    // waiting for the owner (and would not run on approval either).
+    wait_log(
+        &daemon,
+        "held actions checked against the owner's autonomy level",
+        2,
+    );
+    let (_, ok) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{}?wait=60", scripts[0]),
+        None,
+    )
+    .await;
+    assert_eq!(ok["status"], "ran", "{ok}");
+    assert!(work.join("from-ok").is_dir());
+    let (_, job) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{}", scripts[1]),
+        None,
+    )
+    .await;
+    assert_eq!(job["status"], "pending", "{job}");
+    assert!(!work.join("from-job").exists() && !work.join("from-edited-job").exists());
+}
+
 /// Rewrites the stored autonomy settings in `state.db` (level 3 -> 2) without re-signing,
 /// through the daemon's own state store; true when there was something to edit.
 fn edit_stored_settings(state: &std::path::Path) -> bool {
@@ -307,7 +506,7 @@ async fn a_one_shot_sync_is_a_heartbeat_too_and_the_running_daemon_takes_its_set
     enroll(&state, &hub, &token);
     let daemon = start_daemon(&state);
     let body = json!({"command": "mkdir drafts", "cwd": work.display().to_string()});
-    let (_, held) = local(&daemon.socket, "POST", "/v1/actions", Some(body.clone())).await;
+    let (_, held) = local(&daemon.socket, "POST", "/v1/actions", Some(body)).await;
     assert_eq!(held["status"], "pending", "{held}");
     let resp = http
         .post(format!("{}/v1/agents/bakery/main/autonomy", hub.url))
@@ -327,8 +526,20 @@ async fn a_one_shot_sync_is_a_heartbeat_too_and_the_running_daemon_takes_its_set
         "{out}"
     );
     assert_eq!(status(&state)["autonomy"]["agents"]["main"]["level"], 2);
-    // The daemon takes the verified settings at its next decision, before its own heartbeat.
-    let (_, ran) = local(&daemon.socket, "POST", "/v1/actions", Some(body)).await;
+    // The daemon takes the verified settings at its next decision, before its own heartbeat,
+    // and then runs the one that was held.
+    let other = json!({"command": "mkdir notes", "cwd": work.display().to_string()});
+    let (_, ran) = local(&daemon.socket, "POST", "/v1/actions", Some(other)).await;
     assert_eq!(ran["status"], "ran", "{ran}");
+    assert!(work.join("notes").is_dir());
+    let id = held["id"].as_str().unwrap();
+    let (_, done) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{id}?wait=60"),
+        None,
+    )
+    .await;
+    assert_eq!(done["status"], "ran", "{done}");
     assert!(work.join("drafts").is_dir());
 }

@@ -4,6 +4,8 @@
 //!   directory (never a mock), stopped and removed afterwards.
 //! - [`eventually`] and [`eventually_async`]: wait for a condition, with a patience taken
 //!   from the environment ([`patience`]).
+//! - [`tenant::TenantDaemon`]: the real `tenant-agent` daemon, enrolled with a hub on
+//!   loopback, for the hub's tests that need a tenant that really holds and runs actions.
 //! - [`bind_local`]: a listener bound before it is handed to a server, so that no test races
 //!   another for a "free" port.
 //!
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod hub;
 pub mod pg;
+pub mod tenant;
 
 /// The environment variable that sets [`patience`], in whole seconds.
 pub const PATIENCE_ENV: &str = "TEST_PATIENCE_SECS";

@@ -5,7 +5,7 @@
 // the runtime's reach). It holds no secret and decides nothing itself: tenant-agent's local
 // safety API (a unix socket) classifies each call, and this plugin only carries the verdict.
 //
-// - before_tool_call: POST /v1/actions {agent, tool, args, cwd} (never a bare `command`, so
+// - before_tool_call: POST /v1/actions {agent, tool, args, cwd, reason} (never a bare `command`, so
 //   nothing runs twice). `allowed` lets the call proceed; `blocked` returns the daemon's reason
 //   to the model; `pending` waits for the owner while the hold budget lasts, then hands the
 //   action over to the daemon, which runs it once on approval and tells the agent in this
@@ -125,7 +125,10 @@ async function beforeToolCall(cfg, event, ctx) {
     typeof params.workdir === "string" && params.workdir.startsWith("/")
       ? params.workdir
       : cfg.workspace;
-  let body = { agent, tool, args: params, cwd };
+  // OpenClaw's tools take a `title`: "short purpose" in the model's words. The owner sees it
+  // labelled as the agent's own words (redacted by the daemon first).
+  const reason = typeof params.title === "string" && params.title.trim() ? params.title : undefined;
+  let body = { agent, tool, args: params, cwd, reason };
   const usesSecret = JSON.stringify(params).includes(SECRET_REF);
   if (usesSecret) {
     if (tool !== "exec" || typeof params.command !== "string") {
@@ -134,7 +137,7 @@ async function beforeToolCall(cfg, event, ctx) {
       );
     }
     // Only the daemon ever holds the value: it runs exactly this command.
-    body = { agent, command: params.command, cwd };
+    body = { agent, command: params.command, cwd, reason };
   }
   let r = await call(cfg, "POST", "/v1/actions", body);
   if (r.status !== "pending" && r.status !== "running") {
