@@ -198,7 +198,7 @@ function commandView(action) {
 function decidedView(a) {
   if (a.status === 'pending') return null;
   // Released by the autonomy level the owner raised while it waited (no decision of theirs).
-  if (a.status === 'approved' && a.decided_by === 'autonomy') {
+  if (a.status === 'approved' && a.allowed_by_autonomy) {
     return el('div', { class: 'decided approved', id: 'decided' }, `${a.reason || 'Ran without asking'} · ${when(a.decided_at)}`);
   }
   const text = {

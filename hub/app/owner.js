@@ -85,7 +85,8 @@ function agentCard(agent, levels, channels) {
     try {
       await api('POST', `/v1/agents/${encodeURIComponent(agent.tenant)}/${encodeURIComponent(agent.agent)}/autonomy`,
         { level: chosenLevel, channels: chosenLevel === 3 ? picked : [] });
-      status.textContent = `Saved: ${LEVEL_WORDS[chosenLevel]}. Your server applies it within a minute.`;
+      status.textContent = `Saved: ${LEVEL_WORDS[chosenLevel]}. Your server applies it within a minute`
+        + (chosenLevel > 1 ? '; what this agent has waiting for you that this level allows then runs.' : '.');
       current.textContent = `Now: ${LEVEL_WORDS[chosenLevel]} · set by you just now`;
     } catch (err) { status.textContent = err.message; }
     save.disabled = false;

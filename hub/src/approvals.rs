@@ -48,6 +48,10 @@ pub struct ApprovalView {
     /// The tier in the owner's words ("Can't be undone", "Sends something outside ...").
     #[serde(default)]
     pub tier_words: String,
+    /// Closed by the tenant because the autonomy level the owner set runs it without asking
+    /// ([`release`]); `decided_by` is then `autonomy`.
+    #[serde(default)]
+    pub allowed_by_autonomy: bool,
     /// How the approved action ended on the tenant, once reported.
     #[serde(default)]
     pub outcome: Option<shared::wire::OutcomeReport>,
@@ -181,6 +185,7 @@ fn view(r: ApprovalRow, now: i64) -> Result<ApprovalView, HubError> {
             .scope
             .as_ref()
             .and_then(|s| serde_json::from_value(serde_json::Value::String(s.clone())).ok()),
+        allowed_by_autonomy: r.scope.as_deref() == Some(SCOPE_AUTONOMY),
         secret_bindings: serde_json::from_str(&r.secret_bindings_json).unwrap_or_default(),
         effects: serde_json::from_str(&r.effects_json).unwrap_or_default(),
         agent_reason: r.agent_reason,
@@ -350,12 +355,15 @@ pub async fn decide(
 
 /// Who "decided" an approval the owner's autonomy level let run ([`release`]).
 pub const DECIDED_BY_AUTONOMY: &str = "autonomy";
+/// The `scope` stored on such an approval: what marks it (a name alone could be anyone's).
+pub const SCOPE_AUTONOMY: &str = "autonomy";
 
-/// A tenant's notice that a held action now runs because the owner raised the agent's
-/// autonomy ([`shared::wire::ReleaseReport`]): the approval is closed as approved by the
-/// autonomy level (no grant is signed; the tenant needs none). Checked against what this hub
-/// issued: only a yellow or external action, only at a level that runs it, only under
-/// settings this hub signed for that agent. Returns `true` when it was closed now (push a
+/// A tenant asks to run a held action because the owner raised the agent's autonomy
+/// ([`shared::wire::ReleaseReport`]); it runs it only after this answers yes. The hub is the
+/// arbiter: the approval is closed as approved by the autonomy level (no grant is signed; the
+/// tenant needs none) in one guarded update, so a decision the owner made first wins. Only a
+/// yellow or external action, only when the level this hub has for that agent now runs it,
+/// only under a settings version it signed. Returns `true` when it was closed now (push a
 /// withdrawal), `false` when it already was (a resend).
 pub async fn release(
     store: &Store,
@@ -372,7 +380,7 @@ pub async fn release(
     let view = view(row, now)?;
     match view.status {
         ApprovalStatus::Pending => {}
-        ApprovalStatus::Approved if view.decided_by.as_deref() == Some(DECIDED_BY_AUTONOMY) => {
+        ApprovalStatus::Approved if view.allowed_by_autonomy => {
             return Ok(false);
         }
         ApprovalStatus::Expired => {
@@ -416,7 +424,13 @@ pub async fn release(
             ),
         ));
     }
-    if i64::from(report.level) < needed || level < needed {
+    if !(2..=3).contains(&report.level) {
+        return Err(HubError::BadRequest(
+            "invalid_request",
+            format!("level {} releases nothing (2 or 3)", report.level),
+        ));
+    }
+    if level < needed {
         return Err(HubError::Conflict(
             "autonomy_too_low",
             format!(
@@ -425,7 +439,7 @@ pub async fn release(
             ),
         ));
     }
-    let words = match report.level {
+    let words = match level {
         3 => "Autonomous",
         _ => "Trusted",
     };
@@ -443,6 +457,7 @@ pub async fn release(
             tenant.id,
             id,
             DECIDED_BY_AUTONOMY,
+            SCOPE_AUTONOMY,
             &reason,
             &actor,
             &detail,
@@ -454,7 +469,7 @@ pub async fn release(
     }
     // Decided (or expired) between the read and the write: say which.
     let view = get(store, Viewer::Operator, id, now).await?;
-    if view.decided_by.as_deref() == Some(DECIDED_BY_AUTONOMY) {
+    if view.allowed_by_autonomy {
         return Ok(false);
     }
     Err(HubError::Conflict(

@@ -108,13 +108,22 @@ pub async fn run_due(state: &Arc<AppState>) -> Result<usize, HubError> {
             quick.spawn(async move { run_one(&state, job).await });
         }
     }
+    // Every job runs to its end even when another fails: returning early would drop the set
+    // and abort the rest mid-way (a claimed job then sits out its lease, its work half done).
+    let mut first_error = None;
     while let Some(done) = quick.join_next().await {
         match done {
-            Ok(result) => result?,
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
             Err(e) => tracing::warn!(error = %e, "a job's task ended abnormally"),
         }
     }
-    Ok(n)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(n),
+    }
 }
 
 /// The order steps this process runs now, by replica and job: a step that outlives its lease

@@ -240,8 +240,7 @@ pub async fn activity(
             )
         });
         // Released by the autonomy level the owner raised while it waited.
-        let by_autonomy = a.status == ApprovalStatus::Approved
-            && a.decided_by.as_deref() == Some(crate::approvals::DECIDED_BY_AUTONOMY);
+        let by_autonomy = a.status == ApprovalStatus::Approved && a.allowed_by_autonomy;
         items.push(ActivityItem {
             decision: if by_autonomy {
                 "allowed".to_owned()

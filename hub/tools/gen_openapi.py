@@ -107,9 +107,9 @@ paths = {
  "/v1/tenant/approvals/{id}/outcome": {"post": op("Report how an approved action ended, for the audit log (no output leaves the VPS)", TENANT, ref("OutcomeReport"), params=[ID], responses={
      "204": ok("Recorded (or the same report again)"), **tenant401, "404": ERR("Not this tenant's request"),
      "409": ERR("A different outcome is already recorded (outcome_recorded)"), **COMMON})},
- "/v1/tenant/approvals/{id}/release": {"post": op("A held action now runs because the owner raised the agent's autonomy: the hub closes the approval as approved by `autonomy` (no grant is signed) and withdraws its push. The outcome follows on /outcome", TENANT, ref("ReleaseReport"), params=[ID], responses={
+ "/v1/tenant/approvals/{id}/release": {"post": op("Ask to run a held action because the owner raised the agent's autonomy; the tenant runs it only after a 204. The hub closes the approval as approved by `autonomy` (no grant is signed; a decision the owner made first wins) and withdraws its push. The outcome follows on /outcome", TENANT, ref("ReleaseReport"), params=[ID], responses={
      "204": ok("Closed (or already closed by this notice)"), **tenant401, "404": ERR("Not this tenant's request"),
-     "409": ERR("Refused: a red or critical action (not_releasable), a level this hub did not set for the agent (autonomy_too_low), a settings version it never signed (unknown_autonomy_version), or the owner decided first (already_decided)"),
+     "409": ERR("Refused, the action stays the owner's: a red or critical action (not_releasable), a level this hub does not have for the agent now (autonomy_too_low), a settings version it never signed (unknown_autonomy_version), or the owner decided first (already_decided)"),
      "410": ERR("Expired unanswered (expired)"), **COMMON})},
  "/v1/tenant/policy": {"get": op("The newest signed policy bundle", TENANT, responses={
      "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},
@@ -201,6 +201,7 @@ schemas = {
  "Approval": S({"id": str_, "tenant": str_, "agent": str_, "tier": str_, "reasons": {"type": "array", "items": str_}, "summary": str_,
      "action": ref("Action"), "action_hash": str_, "received_at": int_, "expires_at": int_, "status": {"enum": ["pending", "approved", "denied", "expired"]},
      "decided_by": {"type": ["string", "null"]}, "decided_at": {"type": ["integer", "null"]}, "scope": {"enum": ["once", "action24h", None]}, "reason": {"type": ["string", "null"]},
+     "allowed_by_autonomy": {"type": "boolean", "description": "Closed because the autonomy level the owner set runs it without asking (decided_by is `autonomy`, no grant was signed)"},
      "secret_bindings": {"type": "object", "additionalProperties": str_},
      "effects": {"type": "array", "items": ref("Effect")}, "agent_reason": {"type": ["string", "null"]},
      "tier_words": {"type": "string", "description": "The tier in the owner's words"},

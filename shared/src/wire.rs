@@ -499,9 +499,10 @@ impl OutcomeReport {
 
 /// `POST /v1/tenant/approvals/{id}/release`: the owner raised the agent's autonomy (in the
 /// hub's signed settings of `autonomy_version`) and the action, held until then, is one the
-/// new `level` runs without asking; the tenant runs it now. The hub closes the approval as
-/// decided by the autonomy level (no grant is signed) and withdraws its push. How it ended
-/// follows as an [`OutcomeReport`].
+/// new `level` runs without asking. The tenant asks before it runs it: the hub closes the
+/// approval as decided by the autonomy level (no grant is signed) when it is still the
+/// owner's to decide and the level it has for the agent runs it, and withdraws its push; any
+/// refusal keeps the action held. How it ended follows as an [`OutcomeReport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseReport {

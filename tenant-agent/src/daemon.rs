@@ -102,6 +102,8 @@ pub async fn run(
         secret_run_as,
         Some(proxy.redactor()),
     )?;
+    // Before anything can run: what a stopped daemon left running is closed, never rerun.
+    gate.close_interrupted()?;
     let socket = layout.api_socket();
     // Bind before READY so that a client started after us can connect at once.
     let api = {
@@ -187,7 +189,6 @@ pub async fn run(
         })
     };
     let relay = tokio::spawn(gate::relay::run(gate.clone(), gateway.clone()));
-    let release = tokio::spawn(gate.clone().release_loop());
     let sync = tokio::spawn(gate::sync::run(
         gate.clone(),
         layout.clone(),
@@ -242,7 +243,6 @@ pub async fn run(
     }
     expiry.abort();
     relay.abort();
-    release.abort();
     dog.abort();
     sync.abort();
     api.abort();

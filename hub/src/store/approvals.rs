@@ -303,6 +303,7 @@ impl Store {
         tenant_id: i64,
         id: &str,
         decided_by: &str,
+        scope: &str,
         reason: &str,
         actor: &str,
         audit_detail: &serde_json::Value,
@@ -312,7 +313,7 @@ impl Store {
         let changed = tx
             .opt(
                 "UPDATE approvals SET status = 'approved', decided_by = $3, decided_at = $4,
-                    scope = 'autonomy', reason = $5
+                    scope = $6, reason = $5
                  WHERE id = $1 AND tenant_id = $2 AND status = 'pending' AND expires_at > $4
                  RETURNING id",
                 &[
@@ -321,6 +322,7 @@ impl Store {
                     decided_by.into(),
                     now.into(),
                     reason.into(),
+                    scope.into(),
                 ],
             )
             .await?;

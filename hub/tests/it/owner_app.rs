@@ -482,13 +482,13 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
             StatusCode::CONFLICT,
             "autonomy_too_low",
         ),
-        // A level that does not run it.
+        // A level that releases nothing.
         (
             "req-rel-0001",
             1,
             version,
-            StatusCode::CONFLICT,
-            "autonomy_too_low",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
         ),
         // A version the hub never signed.
         (
@@ -529,6 +529,7 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
     .await;
     assert_eq!(a["status"], "approved", "{a}");
     assert_eq!(a["decided_by"], "autonomy");
+    assert_eq!(a["allowed_by_autonomy"], true);
     assert!(
         a["reason"]
             .as_str()
@@ -604,7 +605,38 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
     assert_eq!(item["decision"], "allowed", "{item}");
     assert_eq!(item["decided_by"], "autonomy");
     assert_eq!(item["succeeded"], true);
-    // The owner lowers the level again: a release claimed now is refused.
+    // A decision the owner made first wins: a denied request is not released.
+    let mut denied = touch("req-rel-0005", now);
+    denied.action = Action::Command {
+        argv: vec!["/bin/bash".into(), "-c".into(), "touch denied.txt".into()],
+        cwd: "/srv/shop".into(),
+        secret_refs: Vec::new(),
+        files: Vec::new(),
+    };
+    denied.action_hash = action_hash(&denied.action).unwrap();
+    let (s, _) = bakery
+        .post(
+            "/v1/tenant/approvals",
+            &serde_json::to_value(denied).unwrap(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &hub,
+        &anna,
+        reqwest::Method::POST,
+        "/v1/approvals/req-rel-0005/decision",
+        Some(json!({"decision": "deny"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (path, body) = release("req-rel-0005", 2, version);
+    check(
+        bakery.post(&path, &body).await,
+        StatusCode::CONFLICT,
+        "already_decided",
+    );
+    // The owner lowers the level again: a release asked for now is refused.
     let (s, _) = call(
         &hub,
         &anna,

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::config::GateConfig;
 use crate::exec;
+use crate::hub_client::{HubClient, HubClientError};
 use crate::layout::Layout;
 use crate::supervisor::RunAs;
 use crate::vault::Vault;
@@ -211,6 +212,27 @@ pub struct Gate {
     /// `run_as`.
     secret_run_as: Option<RunAs>,
     live: Option<crate::proxy::LiveRedactor>,
+}
+
+/// The reason recorded on an action released by the owner's autonomy level.
+pub const RELEASED: &str = "allowed by the autonomy level the owner set";
+
+/// The outcome of an action the daemon stopped in the middle of.
+const INTERRUPTED: &str = "interrupted: tenant-agent stopped while it ran; it may have partly run";
+
+/// What one release pass did ([`Gate::release_allowed`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Actions released and carried out.
+    pub ran: usize,
+    /// Some could not be put to the hub (unreachable, or the request not there yet).
+    pub retry: bool,
+}
+
+enum ReleaseStep {
+    Ran,
+    Kept,
+    Later,
 }
 
 /// How long a held action waits for a decision (the hub's expiry too).
@@ -1056,91 +1078,158 @@ impl Gate {
     }
 
     /// Releases the held actions that the agent's autonomy level, as the owner set it in the
-    /// hub's signed settings, now runs without asking: each is judged again with the policy
-    /// in force (an action whose judgement changed, a file it runs edited since, say, stays
-    /// held), moved to `running` by a compare-and-set (a grant arriving at the same moment
-    /// runs nothing twice), reported to the hub, and carried out. Returns how many ran.
+    /// hub's signed settings, now runs without asking. Each pending action is judged again with
+    /// the policy in force and released only when all of these hold:
     ///
-    /// A level set only in `config.toml` never releases anything: what was held for the owner
-    /// is released only by the owner's signed choice.
-    pub async fn release_allowed(&self) -> Result<usize, GateError> {
+    /// - the owner's signed settings name its agent (a level set only in `config.toml` never
+    ///   releases anything: what was held for the owner waits for the owner's own choice);
+    /// - it is still within its hold time, still hashes to what was held (a file it runs,
+    ///   edited since, keeps it held) and judges to the same tier as when it was held (a
+    ///   binding, policy or config changed since keeps it held);
+    /// - that tier is yellow (level 2 and up) or external (level 3, its channels unlocked);
+    ///   red and critical never are;
+    /// - the hub agrees ([`HubClient::release`]): it closes the approval atomically, so an
+    ///   owner's decision made first wins (a denial still on its way is never overridden).
+    ///
+    /// Then a compare-and-set moves it to `running` (a grant arriving at the same moment runs
+    /// nothing twice) and it is carried out; its outcome goes to the hub like a grant's. With
+    /// the hub unreachable (or not yet holding the request) nothing runs: the action stays held
+    /// and the pass says to try again. One action's failure does not stop the others.
+    pub async fn release_allowed(&self, client: &HubClient) -> Result<Released, GateError> {
         self.pick_up_stored_autonomy();
-        let mut released = 0;
+        let mut done = Released::default();
         for id in self.with_store(Store::pending_ids)? {
-            let Some(held) = self.store()?.get(&id)? else {
-                continue;
-            };
-            if held.status != ActionStatus::Pending {
-                continue;
-            }
-            let from_hub = self
-                .autonomy
-                .read()
-                .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?
-                .from_hub(&held.agent);
-            let Some((level, unlocked, version)) = from_hub else {
-                continue;
-            };
-            let judged = match &held.action {
-                Action::Command { argv, cwd, .. } => match argv.as_slice() {
-                    [shell, c, script] if shell == SHELL && c == "-c" => {
-                        self.judge(Some(script), None, None, cwd)
-                    }
-                    _ => continue,
-                },
-                Action::Tool {
-                    tool, args, cwd, ..
-                } => match cwd {
-                    Some(cwd) => self.judge(None, Some(tool), Some(args), cwd),
-                    None => continue,
-                },
-            };
-            let (verdict, action, _) = match judged {
-                Ok(j) => j,
+            match self.release_one(client, &id).await {
+                Ok(ReleaseStep::Ran) => done.ran += 1,
+                Ok(ReleaseStep::Kept) => {}
+                Ok(ReleaseStep::Later) => done.retry = true,
                 Err(e) => {
-                    tracing::warn!(%id, error = %e, "cannot judge a held action again; it stays held");
-                    continue;
+                    tracing::warn!(%id, error = %e, "cannot release a held action; it stays held");
                 }
-            };
-            let same = action_hash(&action).is_ok_and(|h| h == held.action_hash);
-            if !same || verdict.decide(level, &unlocked) != Decision::Run {
-                continue;
             }
-            let why = format!(
-                "allowed by the autonomy level the owner set ({})",
-                level.name()
-            );
-            let report = shared::wire::ReleaseReport {
-                level: level.level(),
-                autonomy_version: version,
-            };
-            let body = serde_json::to_string(&serde_json::json!({ "id": id, "report": report }))
-                .map_err(|e| GateError::Internal(e.to_string()))?;
-            if !self.store()?.release(&id, &why, &body)? {
-                continue;
-            }
-            self.bump();
-            tracing::info!(%id, level = level.name(), version, "held action released by the owner's autonomy level; running it");
-            let (status, outcome) = self.carry_out(&held.action).await?;
-            self.finish_with_report(&id, status, &outcome)?;
-            released += 1;
         }
-        Ok(released)
+        Ok(done)
+    }
+
+    async fn release_one(&self, client: &HubClient, id: &str) -> Result<ReleaseStep, GateError> {
+        let Some(held) = self.store()?.get(id)? else {
+            return Ok(ReleaseStep::Kept);
+        };
+        if held.status != ActionStatus::Pending || held.created_at < store::now() - HOLD_SECS {
+            return Ok(ReleaseStep::Kept);
+        }
+        let from_hub = self
+            .autonomy
+            .read()
+            .map_err(|_| GateError::Internal("autonomy lock poisoned".into()))?
+            .from_hub(&held.agent);
+        let Some((level, unlocked, version)) = from_hub else {
+            return Ok(ReleaseStep::Kept);
+        };
+        let needed = match held.tier {
+            Tier::Yellow => Autonomy::Trusted,
+            Tier::External => Autonomy::Autonomous,
+            Tier::Green | Tier::Red | Tier::Critical => return Ok(ReleaseStep::Kept),
+        };
+        if level < needed {
+            return Ok(ReleaseStep::Kept);
+        }
+        let (verdict, action, _) = match &held.action {
+            Action::Command { argv, cwd, .. } => match argv.as_slice() {
+                [shell, c, script] if shell == SHELL && c == "-c" => {
+                    self.judge(Some(script), None, None, cwd)?
+                }
+                _ => return Ok(ReleaseStep::Kept),
+            },
+            Action::Tool {
+                tool,
+                args,
+                cwd: Some(cwd),
+                ..
+            } => self.judge(None, Some(tool), Some(args), cwd)?,
+            Action::Tool { cwd: None, .. } => return Ok(ReleaseStep::Kept),
+        };
+        let same = action_hash(&action).is_ok_and(|h| h == held.action_hash);
+        if !same || verdict.tier != held.tier || verdict.decide(level, &unlocked) != Decision::Run {
+            return Ok(ReleaseStep::Kept);
+        }
+        // The hub decides whether it is still the owner's to decide.
+        let report = shared::wire::ReleaseReport {
+            level: level.level(),
+            autonomy_version: version,
+        };
+        match client.release(id, &report).await {
+            Ok(()) => {}
+            // Refused for good (decided first, expired, a level the hub did not set, red):
+            // it stays the owner's. Anything else (unreachable, not there yet) is tried again.
+            Err(HubClientError::Hub { status, code, .. }) if matches!(status, 400 | 409 | 410) => {
+                tracing::info!(%id, status, %code, "the hub keeps this action for the owner");
+                return Ok(ReleaseStep::Kept);
+            }
+            Err(e) => {
+                tracing::info!(%id, error = %e, "cannot ask the hub to release a held action yet; will retry");
+                return Ok(ReleaseStep::Later);
+            }
+        }
+        let why = format!("{RELEASED} ({})", level.name());
+        if !self.store()?.release(id, &why)? {
+            return Ok(ReleaseStep::Kept);
+        }
+        self.bump();
+        tracing::info!(%id, level = level.name(), version, "held action released by the owner's autonomy level; running it");
+        let (status, outcome) = match self.carry_out(&held.action).await {
+            Ok(done) => done,
+            Err(e) => (
+                OutcomeStatus::Failed,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        };
+        self.finish_with_report(id, status, &outcome)?;
+        Ok(ReleaseStep::Ran)
     }
 
     /// Releases what the owner's autonomy allows once at start (settings applied just before
-    /// a crash) and again whenever the settings change. Runs until the daemon stops.
-    pub async fn release_loop(self: Arc<Self>) {
+    /// a crash) and again whenever the settings change; every 30 s while the hub could not be
+    /// asked. Runs until the daemon stops.
+    pub async fn release_loop(self: Arc<Self>, client: Arc<HubClient>) {
         loop {
-            match self.release_allowed().await {
-                Ok(n) => tracing::info!(
-                    released = n,
-                    "held actions checked against the owner's autonomy level"
-                ),
-                Err(e) => tracing::warn!(error = %e, "cannot release held actions"),
+            let retry = match self.release_allowed(&client).await {
+                Ok(done) => {
+                    tracing::info!(
+                        released = done.ran,
+                        "held actions checked against the owner's autonomy level"
+                    );
+                    done.retry
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot release held actions");
+                    true
+                }
+            };
+            if retry {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(30), self.autonomy_changed.notified())
+                        .await;
+            } else {
+                self.autonomy_changed.notified().await;
             }
-            self.autonomy_changed.notified().await;
         }
+    }
+
+    /// Closes actions left `running` by a daemon that stopped while it carried them out: they
+    /// are never run again (they may have partly run); each becomes `failed`, and its outcome
+    /// is queued for the hub. Called once at start, before anything can run.
+    pub fn close_interrupted(&self) -> Result<usize, GateError> {
+        let ids = self.with_store(Store::running_ids)?;
+        for id in &ids {
+            tracing::warn!(%id, "an action was running when tenant-agent stopped; closed as failed");
+            self.finish_with_report(
+                id,
+                OutcomeStatus::Failed,
+                &serde_json::json!({ "error": INTERRUPTED }),
+            )?;
+        }
+        Ok(ids.len())
     }
 
     /// An approved bridged call (`tool_call {id, args}`) was judged as its inner call; the
@@ -1218,13 +1307,25 @@ fn status_sentence(status: OutcomeStatus) -> &'static str {
     }
 }
 
+/// Whether a held action ran because the owner's autonomy level allowed it (not an approval).
+pub fn released(held: &Held) -> bool {
+    held.reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(RELEASED))
+}
+
 fn response_for(held: &Held) -> ActionResponse {
+    let who = if released(held) {
+        "Allowed by the autonomy level the owner set"
+    } else {
+        "Approved by the owner"
+    };
     let message = match held.status {
         ActionStatus::Pending => "Still waiting for the owner's approval.".to_owned(),
-        ActionStatus::Running => "Approved; running now.".to_owned(),
-        ActionStatus::Ran => "Approved by the owner and ran.".to_owned(),
-        ActionStatus::Failed => "Approved by the owner, but it failed; see outcome.".to_owned(),
-        ActionStatus::Allowed => "Approved by the owner: make the tool call now.".to_owned(),
+        ActionStatus::Running => format!("{who}; running now."),
+        ActionStatus::Ran => format!("{who}, and ran."),
+        ActionStatus::Failed => format!("{who}, but it failed; see outcome."),
+        ActionStatus::Allowed => format!("{who}: make the tool call now."),
         ActionStatus::Expired => format!(
             "Not run: {}. Ask again if it is still needed.",
             held.reason.as_deref().unwrap_or("expired")

@@ -80,6 +80,11 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
             gate.with_store(|s| s.take_kv(&key))?;
             continue;
         };
+        let decided = if super::released(&held) {
+            "The owner's autonomy level now allows"
+        } else {
+            "The owner approved"
+        };
         let message = match held.status {
             ActionStatus::Pending | ActionStatus::Running => continue,
             ActionStatus::Allowed => match runnable_exec(&held.action) {
@@ -105,7 +110,7 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
                     gate.store()?.finish(id, status.into(), &outcome, None)?;
                     gate.bump();
                     format!(
-                        "[tenant-agent] The owner approved the held command ({id}): `{command}`. \
+                        "[tenant-agent] {decided} the held command ({id}): `{command}`. \
                          tenant-agent ran it once for you. {}",
                         outcome_text(&outcome)
                     )
@@ -118,14 +123,14 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
                         )
                     })?;
                     format!(
-                        "[tenant-agent] The owner approved your held {} call ({id}). Make exactly \
+                        "[tenant-agent] {decided} your held {} call ({id}). Make exactly \
                          the same call again now: it will be allowed once.",
                         tool_name(&held.action)
                     )
                 }
             },
             ActionStatus::Ran | ActionStatus::Failed => format!(
-                "[tenant-agent] The owner approved the held action ({id}) and tenant-agent ran it \
+                "[tenant-agent] {decided} the held action ({id}) and tenant-agent ran it \
                  once for you. {}",
                 held.outcome.as_ref().map(outcome_text).unwrap_or_default()
             ),

@@ -178,29 +178,31 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
-    /// Moves a pending action to `running` because the agent's autonomy now allows it (a
-    /// compare-and-set, like a grant's) and, in the same transaction, queues `report` (the
-    /// hub's notice, [`shared::wire::ReleaseReport`]). `false`: it was no longer pending.
-    pub fn release(&self, id: &str, reason: &str, report: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
-        let n = tx
+    /// Moves a pending action, held less than [`super::HOLD_SECS`], to `running` because the
+    /// agent's autonomy now allows it (a compare-and-set, like a grant's). `false`: it was no
+    /// longer pending, or too old.
+    pub fn release(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
             .execute(
                 "UPDATE gate_actions SET status = 'running', reason = ?2, updated_at = ?3
-                 WHERE id = ?1 AND status = 'pending'",
-                params![id, reason, now()],
+                 WHERE id = ?1 AND status = 'pending' AND created_at >= ?4",
+                params![id, reason, now(), now() - super::HOLD_SECS],
             )
             .map_err(self.err())?;
-        if n != 1 {
-            return Ok(false);
-        }
-        tx.execute(
-            "INSERT OR IGNORE INTO gate_outbox (kind, key, body, created_at)
-             VALUES ('release', ?1, ?2, ?3)",
-            params![format!("release:{id}"), report, now()],
-        )
-        .map_err(self.err())?;
-        tx.commit().map_err(self.err())?;
-        Ok(true)
+        Ok(n == 1)
+    }
+
+    /// Ids of the actions marked `running`.
+    pub fn running_ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM gate_actions WHERE status = 'running' ORDER BY id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     /// Moves `id` from `from` to `to` (a compare-and-set: only one caller wins the move from

@@ -20,13 +20,8 @@ struct QueuedOutcome {
     report: shared::wire::OutcomeReport,
 }
 
-#[derive(serde::Deserialize)]
-struct QueuedRelease {
-    id: String,
-    report: shared::wire::ReleaseReport,
-}
-
-/// Runs the three loops until the task is dropped. Without an enrollment it returns at once
+/// Runs the loops (outbox, decisions, usage, releases by autonomy, heartbeat) until the task
+/// is dropped. Without an enrollment it returns at once
 /// (held actions wait locally; `tenant-agent enroll` then a restart connects them).
 pub async fn run(
     gate: Arc<Gate>,
@@ -44,8 +39,9 @@ pub async fn run(
     let outbox = tokio::spawn(outbox_loop(gate.clone(), client.clone()));
     let decisions = tokio::spawn(decisions_loop(gate.clone(), client.clone()));
     let usage = tokio::spawn(usage_loop(layout.clone(), client.clone()));
+    let release = tokio::spawn(gate.clone().release_loop(client.clone()));
     let heartbeat = tokio::spawn(heartbeat_loop(gate, client, layout, started, runtime));
-    let _ = tokio::join!(outbox, decisions, usage, heartbeat);
+    let _ = tokio::join!(outbox, decisions, usage, release, heartbeat);
 }
 
 /// `gate_kv` keys `tenant-agent status` reads.
@@ -151,10 +147,6 @@ pub async fn flush_outbox(gate: &Gate, client: &HubClient) -> usize {
             },
             "activity" => match serde_json::from_str::<shared::wire::ActivityReport>(&item.body) {
                 Ok(report) => client.activity(&report).await,
-                Err(e) => Err(HubClientError::Protocol(e.to_string())),
-            },
-            "release" => match serde_json::from_str::<QueuedRelease>(&item.body) {
-                Ok(q) => client.release(&q.id, &q.report).await,
                 Err(e) => Err(HubClientError::Protocol(e.to_string())),
             },
             "outcome" => match serde_json::from_str::<QueuedOutcome>(&item.body) {

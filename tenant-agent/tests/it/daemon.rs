@@ -448,6 +448,89 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
     assert!(!dump.contains(SECRET));
 }
 
+/// An approved action still running when the daemon dies is never run again: at the next
+/// start it is closed as failed ("interrupted"; it may have partly run), and the hub hears so.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_running_when_the_daemon_dies_is_closed_as_failed_and_never_rerun() {
+    let hub = start_hub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("tenant");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // The action blocks on this fifo until the test lets it go.
+    let fifo = work.join("gate.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (cookie, csrf, token) = hub.owner("anna@bakery.example", "bakery").await;
+    enroll(&state, &hub, &token);
+    let daemon = start_daemon(&state);
+    let (_, held) = local(
+        &daemon.socket,
+        "POST",
+        "/v1/actions",
+        Some(
+            json!({"command": "echo run >> count.txt; read x < gate.fifo",
+            "cwd": work.display().to_string()}),
+        ),
+    )
+    .await;
+    assert_eq!(held["status"], "pending", "{held}");
+    let id = held["id"].as_str().unwrap().to_owned();
+    testkit::eventually_async("the request reaches the hub", async || {
+        hub.approvals(&cookie).await["approvals"]
+            .as_array()?
+            .iter()
+            .any(|a| a["id"] == id.as_str())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        hub.decide((&cookie, &csrf), &id, json!({"decision": "approve"}))
+            .await,
+        200
+    );
+    testkit::eventually("the approved action is running", || {
+        (std::fs::read_to_string(work.join("count.txt")).ok()? == "run\n").then_some(())
+    });
+    daemon.sigkill();
+
+    let daemon = start_daemon(&state);
+    let (_, r) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(
+        r["outcome"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{r}"
+    );
+    // Let the orphaned command finish; it ran once, and nothing ran it again.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(work.join("count.txt")).unwrap(),
+        "run\n"
+    );
+    let outcome = testkit::eventually_async("the hub hears it failed", async || {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{}/v1/approvals/{id}", hub.url))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["outcome"]["status"] == "failed").then_some(v)
+    })
+    .await;
+    assert_eq!(outcome["status"], "approved", "{outcome}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_hub_away_requests_queue_survive_sigkill_and_flush_once_when_it_returns() {
     let hub = start_hub().await;

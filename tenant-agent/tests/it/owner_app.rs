@@ -215,8 +215,13 @@ async fn the_owner_raises_autonomy_at_the_hub_and_a_held_yellow_action_then_runs
 }
 
 /// A stand-in hub that answers every heartbeat with the desired state the test sets: it can
-/// say anything, so what the tenant applies is only what verifies with the pinned key.
-async fn fake_hub(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
+/// say anything, so what the tenant applies is only what verifies with the pinned key. It
+/// answers every release with `release` (`204`: agreed, so what stays held is what the
+/// tenant itself keeps).
+async fn fake_hub(
+    answer: std::sync::Arc<std::sync::Mutex<Value>>,
+    release: std::sync::Arc<std::sync::atomic::AtomicU16>,
+) -> String {
     use http_body_util::Full;
     use hyper::body::Bytes;
     let (listener, addr) = testkit::bind_local_tokio();
@@ -226,16 +231,23 @@ async fn fake_hub(answer: std::sync::Arc<std::sync::Mutex<Value>>) -> String {
                 return;
             };
             let answer = answer.clone();
+            let release_status = release.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    let release = req.uri().path().ends_with("/release");
                     let body = answer.lock().unwrap().to_string();
+                    let status = release_status.load(std::sync::atomic::Ordering::SeqCst);
                     async move {
-                        Ok::<_, std::convert::Infallible>(
+                        let resp = if release {
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::new()))
+                        } else {
                             hyper::Response::builder()
                                 .header("content-type", "application/json")
                                 .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
+                        };
+                        Ok::<_, std::convert::Infallible>(resp.unwrap())
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -257,7 +269,8 @@ async fn unsigned_forged_foreign_and_replayed_autonomy_settings_are_refused() {
     enroll(&state, &hub, &token);
     // From now on the tenant talks to a hub that answers what the test says.
     let answer = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-    let fake = fake_hub(answer.clone()).await;
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(204));
+    let fake = fake_hub(answer.clone(), release.clone()).await;
     let hub_json = state.join("hub.json");
     let mut enrolled: Value =
         serde_json::from_str(&std::fs::read_to_string(&hub_json).unwrap()).unwrap();
@@ -360,7 +373,8 @@ async fn only_the_owners_signed_choice_releases_a_held_action() {
     let token = hub.token("bakery").await;
     enroll(&state, &hub, &token);
     let answer = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-    let fake = fake_hub(answer.clone()).await;
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(204));
+    let fake = fake_hub(answer.clone(), release.clone()).await;
     let hub_json = state.join("hub.json");
     let mut enrolled: Value =
         serde_json::from_str(&std::fs::read_to_string(&hub_json).unwrap()).unwrap();
@@ -394,6 +408,16 @@ async fn only_the_owners_signed_choice_releases_a_held_action() {
     .await;
     assert_eq!(held["status"], "pending", "{held}");
     let id = held["id"].as_str().unwrap().to_owned();
+    // A red action is held too: no level ever releases it, whatever the hub says.
+    std::fs::create_dir_all(work.join("old")).unwrap();
+    let (_, red) = local(
+        &daemon.socket,
+        "POST",
+        "/v1/actions",
+        Some(json!({"command": "rm -rf old", "cwd": cwd})),
+    )
+    .await;
+    assert_eq!(red["status"], "pending", "{red}");
     // Two scripts it runs are held too; one is edited while it waits.
     std::fs::write(work.join("ok.sh"), "mkdir from-ok\n").unwrap();
     std::fs::write(work.join("job.sh"), "mkdir from-job\n").unwrap();
@@ -437,9 +461,20 @@ async fn only_the_owners_signed_choice_releases_a_held_action() {
     assert_eq!(still["status"], "pending", "{still}");
     assert!(!work.join("drafts").exists());
 
-    // The owner's genuine choice releases it (at the daemon's next heartbeat).
+    // The owner's genuine choice, at the daemon's next heartbeat: but nothing runs until the
+    // hub agrees (here it is failing), and then it does, without another change.
     std::fs::write(work.join("job.sh"), "mkdir from-edited-job\n").unwrap();
+    release.store(503, std::sync::atomic::Ordering::SeqCst);
     *answer.lock().unwrap() = desired(&settings(2).sign(&hub.state.key).unwrap());
+    wait_log(
+        &daemon,
+        "cannot ask the hub to release a held action yet",
+        1,
+    );
+    let (_, still) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
+    assert_eq!(still["status"], "pending", "{still}");
+    assert!(!work.join("drafts").exists());
+    release.store(204, std::sync::atomic::Ordering::SeqCst);
     let (_, done) = local(
         &daemon.socket,
         "GET",
@@ -454,7 +489,7 @@ async fn only_the_owners_signed_choice_releases_a_held_action() {
     wait_log(
         &daemon,
         "held actions checked against the owner's autonomy level",
-        2,
+        3,
     );
     let (_, ok) = local(
         &daemon.socket,
@@ -474,6 +509,15 @@ async fn only_the_owners_signed_choice_releases_a_held_action() {
     .await;
     assert_eq!(job["status"], "pending", "{job}");
     assert!(!work.join("from-job").exists() && !work.join("from-edited-job").exists());
+    let (_, red) = local(
+        &daemon.socket,
+        "GET",
+        &format!("/v1/actions/{}", red["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(red["status"], "pending", "{red}");
+    assert!(work.join("old").is_dir());
 }
 
 /// Rewrites the stored autonomy settings in `state.db` (level 3 -> 2) without re-signing,
