@@ -363,7 +363,8 @@ pub const SCOPE_AUTONOMY: &str = "autonomy";
 /// arbiter: the approval is closed as approved by the autonomy level (no grant is signed; the
 /// tenant needs none) in one guarded update, so a decision the owner made first wins. Only a
 /// yellow or external action, only when the level this hub has for that agent now runs it,
-/// only under a settings version it signed. Returns `true` when it was closed now (push a
+/// only under the settings version in force here (channels are checked by the tenant against
+/// exactly those signed settings). Returns `true` when it was closed now (push a
 /// withdrawal), `false` when it already was (a resend).
 pub async fn release(
     store: &Store,
@@ -420,6 +421,17 @@ pub async fn release(
             "unknown_autonomy_version",
             format!(
                 "this hub never issued autonomy settings version {}",
+                report.autonomy_version
+            ),
+        ));
+    }
+    if report.autonomy_version < version {
+        // The tenant acts on settings the owner has changed since (a channel locked, a level
+        // lowered): it applies the newer ones at its next heartbeat and asks again.
+        return Err(HubError::Conflict(
+            "autonomy_changed",
+            format!(
+                "autonomy settings version {} were replaced by version {version}",
                 report.autonomy_version
             ),
         ));

@@ -109,7 +109,7 @@ paths = {
      "409": ERR("A different outcome is already recorded (outcome_recorded)"), **COMMON})},
  "/v1/tenant/approvals/{id}/release": {"post": op("Ask to run a held action because the owner raised the agent's autonomy; the tenant runs it only after a 204. The hub closes the approval as approved by `autonomy` (no grant is signed; a decision the owner made first wins) and withdraws its push. The outcome follows on /outcome", TENANT, ref("ReleaseReport"), params=[ID], responses={
      "204": ok("Closed (or already closed by this notice)"), **tenant401, "404": ERR("Not this tenant's request"),
-     "409": ERR("Refused, the action stays the owner's: a red or critical action (not_releasable), a level this hub does not have for the agent now (autonomy_too_low), a settings version it never signed (unknown_autonomy_version), or the owner decided first (already_decided)"),
+     "409": ERR("Refused, the action stays the owner's: a red or critical action (not_releasable), a level this hub does not have for the agent now (autonomy_too_low), a settings version it never signed (unknown_autonomy_version) or one replaced since (autonomy_changed: the tenant applies the newer settings and asks again), or the owner decided first (already_decided)"),
      "410": ERR("Expired unanswered (expired)"), **COMMON})},
  "/v1/tenant/policy": {"get": op("The newest signed policy bundle", TENANT, responses={
      "200": ok("The bundle; verify before installing", ref("PolicyBundle")), **tenant401, "404": ERR("None published yet")})},

@@ -29,6 +29,40 @@ pub enum DaemonError {
     Runtime(#[from] crate::supervisor::SupervisorError),
     #[error(transparent)]
     SecretUser(#[from] gate::secret_user::SecretUserError),
+    #[error(
+        "another tenant-agent daemon runs with the state directory {path} (it holds {path}/daemon.lock); stop it first"
+    )]
+    AlreadyRunning { path: PathBuf },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Takes the state directory for this process (an exclusive `flock` on `daemon.lock`, held
+/// until the process ends): two daemons on one `state.db` would close each other's running
+/// actions and fight over the socket.
+fn lock_state_dir(layout: &Layout) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
+    let lock_err = |source| DaemonError::Lock {
+        path: layout.state_dir.join("daemon.lock"),
+        source,
+    };
+    layout.ensure_state_dir().map_err(lock_err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(layout.state_dir.join("daemon.lock"))
+        .map_err(lock_err)?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(
+        |(_, errno)| match errno {
+            nix::errno::Errno::EWOULDBLOCK => DaemonError::AlreadyRunning {
+                path: layout.state_dir.clone(),
+            },
+            other => lock_err(std::io::Error::from(other)),
+        },
+    )
 }
 
 /// Sends a state to systemd when started as a `Type=notify` unit (a no-op otherwise). The
@@ -60,6 +94,7 @@ pub async fn run(
     runtime_uids: Vec<u32>,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
+    let _only_daemon = lock_state_dir(layout)?;
     let run_as = config
         .runtime
         .as_ref()

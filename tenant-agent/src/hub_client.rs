@@ -351,8 +351,9 @@ impl HubClient {
         .await
     }
 
-    /// Tells the hub a held action now runs under the autonomy level the owner raised
-    /// (idempotent at the hub: a second notice for a closed request changes nothing).
+    /// Asks the hub whether a held action may run under the autonomy level the owner raised;
+    /// `Ok` (204) is its yes, after which it is closed at the hub (idempotent: asking again
+    /// for a request it closed this way is yes again). Any error is a no for now.
     pub async fn release(
         &self,
         id: &str,

@@ -636,7 +636,8 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
         StatusCode::CONFLICT,
         "already_decided",
     );
-    // The owner lowers the level again: a release asked for now is refused.
+    // The owner lowers the level again: a release asked for now is refused, under the old
+    // settings (replaced) and under the new ones (too low).
     let (s, _) = call(
         &hub,
         &anna,
@@ -662,6 +663,12 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (path, body) = release("req-rel-0004", 2, version);
+    check(
+        bakery.post(&path, &body).await,
+        StatusCode::CONFLICT,
+        "autonomy_changed",
+    );
+    let (path, body) = release("req-rel-0004", 2, version + 1);
     check(
         bakery.post(&path, &body).await,
         StatusCode::CONFLICT,

@@ -2,7 +2,10 @@
 //! classified with the active policy and the configured autonomy; green (or allowed) commands
 //! run at once, blocked ones are refused with a reason phrased for the agent, and the rest are
 //! held in `state.db`, sent to the hub for the owner's decision, and run only when a grant
-//! signed by the pinned hub key names exactly this action. Output is redacted before it leaves.
+//! signed by the pinned hub key names exactly this action, or when the owner raised the agent's
+//! autonomy (settings signed by that key) to a level that runs it and the hub, asked first,
+//! agrees it is still the owner's to decide ([`Gate::release_allowed`]). Output is redacted
+//! before it leaves.
 //!
 //! Fails closed throughout: an unparsable request is an error, an unknown tool is classified
 //! (and held) like anything else risky, a grant that does not verify runs nothing, and with the
@@ -73,7 +76,7 @@ fn default_agent() -> String {
 pub enum ActionStatus {
     /// Held, waiting for the owner.
     Pending,
-    /// Approved; the daemon is running it.
+    /// Approved (or released by the owner's autonomy level); the daemon is running it.
     Running,
     /// The command ran and exited successfully.
     Ran,
@@ -1104,7 +1107,8 @@ impl Gate {
                 Ok(ReleaseStep::Kept) => {}
                 Ok(ReleaseStep::Later) => done.retry = true,
                 Err(e) => {
-                    tracing::warn!(%id, error = %e, "cannot release a held action; it stays held");
+                    tracing::warn!(%id, error = %e, "cannot release a held action; will retry");
+                    done.retry = true;
                 }
             }
         }
@@ -1173,6 +1177,13 @@ impl Gate {
         }
         let why = format!("{RELEASED} ({})", level.name());
         if !self.store()?.release(id, &why)? {
+            // Expired here while the hub said yes: the hub's record is closed as not run.
+            tracing::info!(%id, "released by the hub, but it expired here meanwhile; not run");
+            self.finish_with_report(
+                id,
+                OutcomeStatus::Expired,
+                &serde_json::json!({ "error": "expired before it could run" }),
+            )?;
             return Ok(ReleaseStep::Kept);
         }
         self.bump();

@@ -129,9 +129,14 @@ pub async fn pass(gate: &Gate, gateway: Option<&Gateway>) -> Result<(), GateErro
                     )
                 }
             },
-            ActionStatus::Ran | ActionStatus::Failed => format!(
+            ActionStatus::Ran => format!(
                 "[tenant-agent] {decided} the held action ({id}) and tenant-agent ran it \
                  once for you. {}",
+                held.outcome.as_ref().map(outcome_text).unwrap_or_default()
+            ),
+            ActionStatus::Failed => format!(
+                "[tenant-agent] {decided} the held action ({id}); tenant-agent carried it out \
+                 once for you, and it failed. {}",
                 held.outcome.as_ref().map(outcome_text).unwrap_or_default()
             ),
             ActionStatus::Denied => format!(

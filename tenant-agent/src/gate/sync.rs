@@ -1,6 +1,9 @@
-//! The daemon's side of the hub: flushes the durable outbox (approval requests), long-polls
-//! for decisions and acts on them, and heartbeats (installing newer signed policy bundles). With
-//! the hub unreachable everything waits and retries with backoff; nothing is dropped.
+//! The daemon's side of the hub: flushes the durable outbox (approval requests, outcomes,
+//! activity), long-polls for decisions and acts on them, ships usage, releases held actions the
+//! owner's raised autonomy allows (asking the hub first, [`Gate::release_allowed`]), and
+//! heartbeats (applying the owner's signed autonomy settings, installing newer signed policy
+//! bundles). With the hub unreachable everything waits and retries with backoff; nothing is
+//! dropped, and nothing held runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +24,8 @@ struct QueuedOutcome {
 }
 
 /// Runs the loops (outbox, decisions, usage, releases by autonomy, heartbeat) until the task
-/// is dropped. Without an enrollment it returns at once
+/// is dropped; dropping it ends them all (they live in a `JoinSet`), so nothing of the hub's
+/// is acted on after the daemon began to stop. Without an enrollment it returns at once
 /// (held actions wait locally; `tenant-agent enroll` then a restart connects them).
 pub async fn run(
     gate: Arc<Gate>,
@@ -36,12 +40,13 @@ pub async fn run(
             return;
         }
     };
-    let outbox = tokio::spawn(outbox_loop(gate.clone(), client.clone()));
-    let decisions = tokio::spawn(decisions_loop(gate.clone(), client.clone()));
-    let usage = tokio::spawn(usage_loop(layout.clone(), client.clone()));
-    let release = tokio::spawn(gate.clone().release_loop(client.clone()));
-    let heartbeat = tokio::spawn(heartbeat_loop(gate, client, layout, started, runtime));
-    let _ = tokio::join!(outbox, decisions, usage, release, heartbeat);
+    let mut loops = tokio::task::JoinSet::new();
+    loops.spawn(outbox_loop(gate.clone(), client.clone()));
+    loops.spawn(decisions_loop(gate.clone(), client.clone()));
+    loops.spawn(usage_loop(layout.clone(), client.clone()));
+    loops.spawn(gate.clone().release_loop(client.clone()));
+    loops.spawn(heartbeat_loop(gate, client, layout, started, runtime));
+    while loops.join_next().await.is_some() {}
 }
 
 /// `gate_kv` keys `tenant-agent status` reads.

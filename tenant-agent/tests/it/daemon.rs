@@ -450,6 +450,7 @@ async fn green_runs_red_waits_for_a_signed_grant_and_forged_grants_run_nothing()
 
 /// An approved action still running when the daemon dies is never run again: at the next
 /// start it is closed as failed ("interrupted"; it may have partly run), and the hub hears so.
+/// Only one daemon runs on a state directory.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_action_running_when_the_daemon_dies_is_closed_as_failed_and_never_rerun() {
     let hub = start_hub().await;
@@ -509,6 +510,22 @@ async fn an_action_running_when_the_daemon_dies_is_closed_as_failed_and_never_re
             .contains("interrupted"),
         "{r}"
     );
+    // A second daemon on the same state directory refuses to start (it would close the
+    // first one's running actions and take its socket).
+    let second = Command::new(env!("CARGO_BIN_EXE_tenant-agent"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another tenant-agent daemon runs with the state directory"),
+        "{err}"
+    );
+    let (_, still) = local(&daemon.socket, "GET", &format!("/v1/actions/{id}"), None).await;
+    assert_eq!(still["status"], "failed", "{still}");
     // Let the orphaned command finish; it ran once, and nothing ran it again.
     drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
     assert_eq!(
