@@ -59,8 +59,13 @@ fn refund(id: &str, now: i64) -> ApprovalRequest {
 
 /// A yellow local change, held at the supervised level.
 fn touch(id: &str, now: i64) -> ApprovalRequest {
+    touch_file(id, now, "notes.txt")
+}
+
+/// `touch FILE`, held at the supervised level.
+fn touch_file(id: &str, now: i64, file: &str) -> ApprovalRequest {
     let action = Action::Command {
-        argv: vec!["/bin/bash".into(), "-c".into(), "touch notes.txt".into()],
+        argv: vec!["/bin/bash".into(), "-c".into(), format!("touch {file}")],
         cwd: "/srv/shop".into(),
         secret_refs: Vec::new(),
         files: Vec::new(),
@@ -69,11 +74,10 @@ fn touch(id: &str, now: i64) -> ApprovalRequest {
         id: id.into(),
         agent: "main".into(),
         tier: Tier::Yellow,
-        reasons: vec![
-            "yellow: `touch notes.txt`: creates files or changes their times [command.touch]"
-                .into(),
-        ],
-        summary: "Create the file notes.txt.".into(),
+        reasons: vec![format!(
+            "yellow: `touch {file}`: creates files or changes their times [command.touch]"
+        )],
+        summary: format!("Create the file {file}."),
         action_hash: action_hash(&action).unwrap(),
         action,
         created_at: now,
@@ -606,14 +610,7 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
     assert_eq!(item["decided_by"], "autonomy");
     assert_eq!(item["succeeded"], true);
     // A decision the owner made first wins: a denied request is not released.
-    let mut denied = touch("req-rel-0005", now);
-    denied.action = Action::Command {
-        argv: vec!["/bin/bash".into(), "-c".into(), "touch denied.txt".into()],
-        cwd: "/srv/shop".into(),
-        secret_refs: Vec::new(),
-        files: Vec::new(),
-    };
-    denied.action_hash = action_hash(&denied.action).unwrap();
+    let denied = touch_file("req-rel-0005", now, "denied.txt");
     let (s, _) = bakery
         .post(
             "/v1/tenant/approvals",
@@ -647,14 +644,7 @@ async fn a_held_action_released_by_raised_autonomy_is_closed_and_withdrawn(backe
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let mut other = touch("req-rel-0004", now);
-    other.action = Action::Command {
-        argv: vec!["/bin/bash".into(), "-c".into(), "touch more.txt".into()],
-        cwd: "/srv/shop".into(),
-        secret_refs: Vec::new(),
-        files: Vec::new(),
-    };
-    other.action_hash = action_hash(&other.action).unwrap();
+    let other = touch_file("req-rel-0004", now, "more.txt");
     let (s, _) = bakery
         .post(
             "/v1/tenant/approvals",

@@ -2,9 +2,9 @@
 //! a stand-in runtime that talks to the local safety API over its unix socket the way the
 //! OpenClaw plugin will.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -16,75 +16,11 @@ use super::hub::{agent, start_hub};
 
 const SECRET: &str = "tok-live-8fK2mQ9xZ4vR7wL1";
 
-pub(crate) struct Daemon {
-    pub(crate) child: Child,
-    pub(crate) socket: PathBuf,
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    /// SIGKILL: no chance to clean up or flush anything.
-    pub(crate) fn sigkill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SIGTERM first, so that a supervised runtime is stopped with the daemon.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The real daemon (the test kit's, shared with the hub's tests).
+pub(crate) use testkit::tenant::TenantDaemon as Daemon;
 
 pub(crate) fn start_daemon(state: &Path) -> Daemon {
-    let config = state.join("config.toml");
-    if !config.exists() {
-        // A free port for this daemon's proxy.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        std::fs::write(&config, format!("[proxy]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenant-agent"))
-        .arg("--state-dir")
-        .arg(state)
-        .arg("run")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line.clone());
-            if line.starts_with("tenant-agent running") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("the daemon did not start");
-    Daemon {
-        child,
-        socket: state.join("run/api.sock"),
-        log,
-    }
+    Daemon::start(Path::new(env!("CARGO_BIN_EXE_tenant-agent")), state)
 }
 
 /// One HTTP/1 request over the unix socket, as the runtime's plugin sends it.

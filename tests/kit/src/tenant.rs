@@ -17,7 +17,8 @@ use serde_json::Value;
 
 /// A running daemon.
 pub struct TenantDaemon {
-    child: Child,
+    /// The daemon's process.
+    pub child: Child,
     /// Its `--state-dir`.
     pub state: PathBuf,
     /// Its local API.
@@ -51,8 +52,8 @@ pub fn cli(bin: &Path, state: &Path, args: &[&str]) -> String {
 }
 
 impl TenantDaemon {
-    /// Enrolls a fresh tenant in `state` with `hub_url` and `token` and starts its daemon;
-    /// returns once it answers on its socket.
+    /// Enrolls a fresh tenant in `state` with `hub_url` and `token` and starts its daemon
+    /// ([`TenantDaemon::start`]).
     pub fn enroll_and_start(
         bin: &Path,
         state: &Path,
@@ -79,16 +80,21 @@ impl TenantDaemon {
                 fingerprint,
             ],
         );
-        // The proxy needs a port; nothing else in the daemon's default config does.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        std::fs::write(
-            state.join("config.toml"),
-            format!("[proxy]\nlisten = \"127.0.0.1:{port}\"\n"),
-        )
-        .unwrap();
+        TenantDaemon::start(bin, state)
+    }
+
+    /// Starts the daemon on an existing state directory (writing a config with a free proxy
+    /// port when there is none); returns once it says it is running.
+    pub fn start(bin: &Path, state: &Path) -> TenantDaemon {
+        let config = state.join("config.toml");
+        if !config.exists() {
+            // The proxy needs a port; nothing else in the daemon's default config does.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            std::fs::write(&config, format!("[proxy]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+        }
         let mut child = Command::new(bin)
             .arg("--state-dir")
             .arg(state)
@@ -123,6 +129,12 @@ impl TenantDaemon {
                 .then_some(())
         });
         daemon
+    }
+
+    /// SIGKILL: no chance to clean up or flush anything.
+    pub fn sigkill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// One request to the daemon's local API: (HTTP status, JSON body or null).
